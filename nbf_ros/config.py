@@ -1,0 +1,205 @@
+"""Typed, frozen configuration: one dataclass per subsystem, one root ``NbfConfig``, YAML in/out.
+
+No ROS, no argparse here. Loading is strict: an unknown key or a value of the wrong type is an
+error that names the key, so a typo in a YAML file never silently falls back to a default.
+Paths are relative to the repository/package root unless absolute (see ``resolve_path``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, TypeVar
+
+import yaml
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+"""Repository root in a source checkout (models/ and config/ live here)."""
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message names the key and the problem."""
+
+
+@dataclass(frozen=True)
+class BodyConfig:
+    """The SMPL-format body model (.npz, keys as smplx's SMPL expects)."""
+
+    model_path: str = "models/nbf_body.npz"
+    num_betas: int = 10
+
+
+@dataclass(frozen=True)
+class NBVConfig:
+    """Neural Body Volume: Gaussian kernels attached to the body, with pose-dependent features."""
+
+    num_kernels: int = 858
+    # Number of orientation bins O per kernel: 1 (no pose dependence), 3 (released code:
+    # camera-z of the limb, thresholds +-0.3) or 4+ (the paper's best, O=4: directions on a sphere).
+    orientation_bins: int = 4
+    orientation_scheme: Literal["sphere", "code3"] = "sphere"
+    orientation_sharpness: float = 10.0
+    covariance: Literal["isotropic", "anisotropic"] = "isotropic"
+    # Isotropic precision of the density exp(-a |x - mu|^2), 1/m^2 (released code: 4000 = ~1.1 cm).
+    isotropic_precision: float = 4000.0
+    feature_dim: int = 32
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """VoGE-style volume rendering of Gaussian kernels (method.md step 5)."""
+
+    max_kernels_per_pixel: int = 10
+    # A kernel contributes to a ray only where its minimal activation q < threshold:
+    # exp(-23.03) = 1e-10 of the peak (the released code's constant).
+    activation_threshold: float = 23.03
+    tile_size: int = 8
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """U-Net feature extractor + regression head."""
+
+    crop_size: int = 128
+    feature_stride: int = 4
+    feature_dim: int = 32
+    base_channels: int = 32
+    crop_scale: float = 1.2
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Bounded-iteration neural body fitting (method.md steps 6-8)."""
+
+    max_iters: int = 30
+    budget_ms: float = 250.0
+    lr: float = 0.01
+    use_occlusion_model: bool = True
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Where person boxes come from."""
+
+    kind: Literal["full_frame", "fixed", "hog", "mediapipe"] = "hog"
+    fixed_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    max_people: int = 5
+    min_height_px: float = 48.0
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Which backend runs the network and where its weights live."""
+
+    backend: Literal["torch", "onnxruntime", "tensorrt"] = "torch"
+    device: str = "cpu"
+    weights_path: str = "models/nbf_net.pt"
+    onnx_path: str = ""
+    engine_path: str = ""
+    enable_fp16: bool = True
+
+
+@dataclass(frozen=True)
+class NbfConfig:
+    """Root configuration; every subsystem's settings in one tree."""
+
+    body: BodyConfig = field(default_factory=BodyConfig)
+    nbv: NBVConfig = field(default_factory=NBVConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    net: NetConfig = field(default_factory=NetConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+
+T = TypeVar("T")
+
+
+def resolve_path(path: str | Path) -> Path:
+    """Absolute paths stay; relative ones are taken from the package root (models/, config/)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else PACKAGE_ROOT / p
+
+
+def from_dict(cls: type[T], data: Optional[dict[str, Any]], where: str = "") -> T:
+    """Build dataclass ``cls`` from a nested dict, strictly (unknown keys and bad types raise)."""
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; valid: {sorted(names)}")
+    kwargs = {name: _coerce(hints[name], value, f"{where}.{name}" if where else name)
+              for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(hint))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, where)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, where) for a, v in zip(args, value))
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Nested plain dict (tuples as lists) suitable for YAML."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return plain(dataclasses.asdict(config))
+
+
+def load_config(path: Optional[str | Path] = None, cls: type[T] = NbfConfig) -> T:  # type: ignore[assignment]
+    """Load a YAML file into ``cls`` (defaults where keys are absent). ``None`` gives the defaults."""
+    if path is None:
+        return cls()
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from exc
+    return from_dict(cls, data, "")
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

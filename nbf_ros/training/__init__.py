@@ -1,0 +1,1 @@
+"""nbf_ros.training"""
