@@ -87,6 +87,13 @@ class DetectorConfig:
     fixed_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     max_people: int = 5
     min_height_px: float = 48.0
+    # HOG (Dalal-Triggs, OpenCV's default people SVM): images are resized so that their longer
+    # side is at most hog_max_side before the scan (cost grows with the pixel count); boxes whose
+    # SVM score is below hog_score_threshold are dropped, overlaps above nms_iou are suppressed.
+    hog_max_side: int = 640
+    hog_score_threshold: float = 0.3
+    hog_scale_step: float = 1.05
+    nms_iou: float = 0.45
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,23 @@ class InferenceConfig:
 
 
 @dataclass(frozen=True)
+class TrackerConfig:
+    """Track ids across frames (nbf_ros/tracking.py): gated assignment on box IoU and 3D distance."""
+
+    # A box may continue a track only if IoU >= iou_gate OR the 3D root moved <= distance_gate_m
+    # (both gates open = candidate); the cost mixes both so overlap wins when depth is unreliable.
+    iou_gate: float = 0.1
+    distance_gate_m: float = 0.75
+    iou_weight: float = 1.0
+    distance_weight: float = 1.0
+    # Tracks not seen for timeout_s (image-stamp seconds) are dropped; their ids are never reused.
+    timeout_s: float = 1.0
+    # A stamp earlier than the last update by more than this is a clock reset (bag loop, sim
+    # restart): all tracks are dropped. Smaller steps back (reordered frames) are ignored.
+    max_backward_jump_s: float = 0.5
+
+
+@dataclass(frozen=True)
 class NbfConfig:
     """Root configuration; every subsystem's settings in one tree."""
 
@@ -112,6 +136,7 @@ class NbfConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
 
 
 T = TypeVar("T")
