@@ -1,0 +1,164 @@
+"""`nbf-ros` command line: thin wrappers over the pipeline, trainer, node and tools.
+
+Each subcommand parses its options, calls one library function and maps library errors
+(InputError, ConfigError, BodyModelError, BackendError, ...) to a one-line message on stderr
+and a non-zero exit code. Heavy modules are imported inside the subcommands.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+LOG = logging.getLogger("nbf_ros")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class CliError(Exception):
+    """An error the CLI reports as one line and exit code 1."""
+
+
+# -- estimate -------------------------------------------------------------------------------------
+def _explicit_intrinsics(args: argparse.Namespace):
+    from nbf_ros.inference.io import InputError, load_camera_info_yaml
+    from nbf_ros.types import CameraIntrinsics
+
+    manual = [args.fx, args.fy, args.cx, args.cy]
+    if args.camera_info and any(v is not None for v in manual):
+        raise InputError("give either --camera-info or --fx/--fy/--cx/--cy, not both")
+    if args.camera_info:
+        return load_camera_info_yaml(args.camera_info)
+    if any(v is not None for v in manual):
+        if any(v is None for v in manual):
+            raise InputError("--fx, --fy, --cx and --cy must be given together")
+        return CameraIntrinsics(args.fx, args.fy, args.cx, args.cy, 1, 1)
+    return None
+
+
+def _load_pipeline_config(args: argparse.Namespace):
+    import dataclasses
+
+    from nbf_ros.config import load_config
+
+    config = load_config(args.config)
+    if getattr(args, "max_iters", None) is not None:
+        if args.max_iters < 0:
+            raise CliError(f"--max-iters must be >= 0, got {args.max_iters}")
+        config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, max_iters=args.max_iters))
+    return config
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """Run the pipeline on image files, a video or a bag and write the interfaces.md JSON."""
+    from nbf_ros.inference.io import (estimate_json, intrinsics_for_image, load_image_rgb,
+                                      validate_intrinsics, write_json)
+    from nbf_ros.inference.pipeline import Pipeline
+
+    if not (args.image or args.video or args.bag):
+        raise CliError("give at least one --image, or --video, or --bag")
+    explicit = _explicit_intrinsics(args)
+    images = [(path, load_image_rgb(path)) for path in args.image]  # fail early on unreadable files
+    pipeline = Pipeline.from_config(_load_pipeline_config(args))
+    results = []
+    for path, image in images:
+        camera = validate_intrinsics(intrinsics_for_image(image.shape[1], image.shape[0], explicit), path)
+        result = pipeline.process(image, camera, fit=not args.no_fit)
+        results.append((path, image.shape[1], image.shape[0], result))
+        LOG.info("%s: %d people (%s)", path, len(result.people),
+                 ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items()))
+        if args.overlay:
+            from nbf_ros.inference.overlay import save_overlay
+
+            save_overlay(image, result, Path(args.overlay) / (Path(path).stem + "_overlay.png"))
+    if args.video:
+        from nbf_ros.inference.video import process_video
+
+        results.extend(process_video(args.video, pipeline, explicit, fit=not args.no_fit,
+                                     overlay_dir=args.overlay))
+    if args.bag:
+        if not args.bag_out:
+            raise CliError("--bag needs --bag-out OUT_BAG (the input plus the output topics)")
+        from nbf_ros.ros.bag_io import process_bag
+
+        stats = process_bag(args.bag, args.bag_out, pipeline, args.image_topic, args.info_topic)
+        LOG.info("bag: %s", stats)
+    if args.json:
+        write_json(estimate_json(results, pipeline.model_info()), args.json)
+    return EXIT_OK
+
+
+def add_estimate(sub) -> None:
+    p = sub.add_parser("estimate", help="3D people from image files (JSON out)")
+    p.add_argument("--image", action="append", default=[], metavar="PATH", help="image file (repeatable)")
+    p.add_argument("--json", metavar="OUT.json", help="write the results here")
+    p.add_argument("--camera-info", metavar="CAMERA_INFO.yaml", help="ROS camera_info YAML")
+    for name in ("fx", "fy", "cx", "cy"):
+        p.add_argument(f"--{name}", type=float, default=None)
+    p.add_argument("--overlay", metavar="OUT_DIR", help="write overlay images here")
+    p.add_argument("--config", metavar="CONFIG.yaml", help="pipeline config (defaults if absent)")
+    p.add_argument("--max-iters", type=int, default=None, help="fitting iterations per person")
+    p.add_argument("--no-fit", action="store_true", help="regression only (fitting skipped)")
+    p.add_argument("--video", metavar="FILE", help="process a video file")
+    p.add_argument("--bag", metavar="PATH", help="replay a rosbag2 (sqlite3 or MCAP)")
+    p.add_argument("--bag-out", metavar="PATH", help="output bag for --bag")
+    p.add_argument("--image-topic", default="/camera/image_raw")
+    p.add_argument("--info-topic", default="/camera/camera_info")
+    p.set_defaults(func=cmd_estimate)
+
+
+# -- other subcommands ----------------------------------------------------------------------------
+def _delegate(module: str, func: str = "main") -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return int(getattr(importlib.import_module(module), func)(args.rest) or 0)
+    return run
+
+
+def add_delegates(sub) -> None:
+    for name, module, text in [
+        ("train", "nbf_ros.training.train", "train the network (see --help)"),
+        ("node", "nbf_ros.ros.node", "run the ROS 2 node (ROS arguments accepted)"),
+        ("demo", "nbf_ros.demo", "the main job: the node on bundled input, outputs saved"),
+        ("render-demo", "nbf_ros.render.demo", "render the Neural Body Volume for a few poses"),
+        ("export", "nbf_ros.inference.export", "export ONNX / build a TensorRT engine"),
+    ]:
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_delegate(module))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nbf-ros", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_estimate(sub)
+    add_delegates(sub)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="[%(levelname)s] %(name)s: %(message)s", stream=sys.stderr)
+    from nbf_ros.errors import USER_ERRORS
+
+    start = time.perf_counter()
+    try:
+        code = args.func(args)
+    except (CliError, *USER_ERRORS) as exc:
+        print(f"nbf-ros {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    LOG.debug("%s took %.1f s", args.command, time.perf_counter() - start)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

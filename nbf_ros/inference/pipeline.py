@@ -1,0 +1,173 @@
+"""The pure-Python pipeline: image -> boxes -> crops -> network -> initial body -> fit -> people.
+
+No ROS here: the node, the CLI and the benchmarks all call :meth:`Pipeline.process`.
+Stages are small methods so each one is timed (``FrameResult.timings_ms``) and testable.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+
+from nbf_ros.config import NbfConfig, resolve_path
+from nbf_ros.geometry.camera import CropBox, extract_crop, project_points, weak_perspective_to_translation
+from nbf_ros.geometry.rotations import matrix_to_axis_angle, rotation_6d_to_matrix
+from nbf_ros.inference.backends import NetArrays, NetworkBackend, make_backend
+from nbf_ros.inference.io import validate_intrinsics
+from nbf_ros.types import BodyParams, CameraIntrinsics, FitInfo, FrameResult, NUM_JOINTS, Person
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class CropBatch:
+    """Crops of the people in one image.
+
+    Attributes:
+        boxes: N x 4 person boxes [x0, y0, x1, y1] in image pixels.
+        crop_boxes: the N square crops (image coordinates).
+        pixels: N x 3 x S x S float32 in [0, 1].
+        cameras: the N crop cameras (crop pixels, size S).
+    """
+
+    boxes: np.ndarray
+    crop_boxes: list[CropBox]
+    pixels: np.ndarray
+    cameras: list[CameraIntrinsics]
+
+
+def _timer(timings: dict[str, float]):
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            timings[name] = timings.get(name, 0.0) + (time.perf_counter() - start) * 1e3
+    return stage
+
+
+def initial_body(net: NetArrays, cameras: list[CameraIntrinsics], crop_size: int) -> BodyParams:
+    """Regression output -> BodyParams in the camera optical frame (batch N).
+
+    The translation comes from the weak-perspective crop camera and the *real* crop intrinsics
+    (full perspective), so it is metric whatever the image's focal length.
+    """
+    pose6d = torch.from_numpy(net.pose6d).float()  # N x 24 x 6
+    axis_angle = matrix_to_axis_angle(rotation_6d_to_matrix(pose6d))  # N x 24 x 3
+    focal = torch.tensor([0.5 * (c.fx + c.fy) for c in cameras], dtype=torch.float32)
+    principal = torch.tensor([[c.cx, c.cy] for c in cameras], dtype=torch.float32)
+    transl = weak_perspective_to_translation(torch.from_numpy(net.cam).float(), focal, principal,
+                                             crop_size)
+    return BodyParams(betas=torch.from_numpy(net.betas).float(),
+                      global_orient=axis_angle[:, 0], body_pose=axis_angle[:, 1:].reshape(-1, 69),
+                      transl=transl)
+
+
+class Pipeline:
+    """Occlusion-robust 3D people from one RGB image.
+
+    Build with :meth:`from_config`; call :meth:`process` per frame. Not thread-safe: one caller
+    at a time (the node's worker thread).
+    """
+
+    def __init__(self, config: NbfConfig, backend: NetworkBackend, detector, body, fitter) -> None:
+        self.config = config
+        self.backend = backend
+        self.detector = detector
+        self.body = body
+        self.fitter = fitter
+        self.backend_name = backend.name
+
+    @classmethod
+    def from_config(cls, config: NbfConfig) -> "Pipeline":
+        """Load the body model, network backend, detector and fitter; raises on bad files."""
+        from nbf_ros.body.model import BodyModel
+        from nbf_ros.detection import make_detector
+        from nbf_ros.fitting.fitter import Fitter
+
+        body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
+        backend = make_backend(config)
+        fitter = Fitter.from_config(config, body, backend)
+        return cls(config, backend, make_detector(config.detector), body, fitter)
+
+    def model_info(self) -> dict[str, str]:
+        return {"body_model": str(self.config.body.model_path),
+                "weights": str(self.config.inference.weights_path), "backend": self.backend_name}
+
+    # -- stages -------------------------------------------------------------------------------
+    def crop_people(self, image_rgb: np.ndarray, camera: CameraIntrinsics, boxes: np.ndarray) -> CropBatch:
+        size = self.config.net.crop_size
+        crop_boxes = [CropBox.around_bbox(b, self.config.net.crop_scale) for b in boxes]
+        pixels = np.zeros((len(boxes), 3, size, size), dtype=np.float32)
+        for i, box in enumerate(crop_boxes):
+            pixels[i] = extract_crop(image_rgb, box, size).transpose(2, 0, 1) / 255.0
+        cameras = [box.crop_intrinsics(camera, size) for box in crop_boxes]
+        return CropBatch(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), crop_boxes, pixels, cameras)
+
+    def people_from_params(self, params: BodyParams, boxes: np.ndarray, camera: CameraIntrinsics,
+                           ids: list[int], fits: list) -> list[Person]:
+        with torch.no_grad():
+            joints = self.body(params).joints  # N x 24 x 3
+            uv = project_points(joints, camera.fx, camera.fy, camera.cx, camera.cy)
+        people = []
+        for i in range(params.batch_size):
+            fit = fits[i]
+            people.append(Person(
+                id=ids[i], bbox=boxes[i], joints3d=joints[i].numpy().astype(np.float64),
+                joints2d=uv[i].numpy().astype(np.float64),
+                joint_visibility=fit.joint_visibility, confidence=float(fit.confidence),
+                joint_confidence=fit.joint_confidence,
+                betas=params.betas[i].numpy().astype(np.float64),
+                global_orient=params.global_orient[i].numpy().astype(np.float64),
+                body_pose=params.body_pose[i].numpy().astype(np.float64),
+                transl=params.transl[i].numpy().astype(np.float64), fit=fit.info))
+        return people
+
+    # -- entry ---------------------------------------------------------------------------------
+    def process(self, image_rgb: np.ndarray, camera: CameraIntrinsics, tracker=None, fit: bool = True,
+                boxes: Optional[np.ndarray] = None, stamp_s: float = 0.0) -> FrameResult:
+        """Find, regress and fit every person in ``image_rgb`` (H x W x 3 uint8 RGB).
+
+        Args:
+            camera: intrinsics of this image (validated; InputError when unusable).
+            tracker: optional ``nbf_ros.tracking.Tracker``: ids and warm starts across frames.
+            fit: False gives the regression-only estimate (same outputs, fit.iterations = 0).
+            boxes: N x 4 person boxes to use instead of the detector.
+        """
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+            raise ValueError(f"image must be H x W x 3 uint8 RGB, got {image_rgb.shape} {image_rgb.dtype}")
+        validate_intrinsics(camera, "camera")
+        timings: dict[str, float] = {}
+        stage = _timer(timings)
+        with stage("detect"):
+            if boxes is None:
+                boxes = self.detector.detect(image_rgb)
+            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[: self.config.detector.max_people]
+        if len(boxes) == 0:
+            if tracker is not None:
+                tracker.update([], stamp_s)
+            return FrameResult(people=[], timings_ms=timings)
+        with stage("crop"):
+            crops = self.crop_people(image_rgb, camera, boxes)
+        with stage("network"):
+            net = self.backend.run(crops.pixels)
+        with stage("init"):
+            init = initial_body(net, crops.cameras, self.config.net.crop_size)
+        ids, previous = list(range(len(boxes))), [None] * len(boxes)
+        if tracker is not None:
+            ids, previous = tracker.assign(boxes, init.transl.numpy(), stamp_s)
+        with stage("fit"):
+            fits = [self.fitter.fit(net, i, crops.cameras[i], init.index(i),
+                                    warm_start=previous[i], iterate=fit) for i in range(len(boxes))]
+            params = BodyParams.cat([f.params for f in fits])
+        with stage("people"):
+            people = self.people_from_params(params, boxes, camera, ids, fits)
+        if tracker is not None:
+            tracker.update(people, stamp_s)
+        return FrameResult(people=people, timings_ms=timings)
