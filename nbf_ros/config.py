@@ -15,11 +15,13 @@ from typing import Any, Literal, Optional, TypeVar
 
 import yaml
 
+from nbf_ros.errors import NbfError
+
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 """Repository root in a source checkout (models/ and config/ live here)."""
 
 
-class ConfigError(ValueError):
+class ConfigError(NbfError, ValueError):
     """A configuration file or value is invalid; the message names the key and the problem."""
 
 
@@ -67,6 +69,15 @@ class NetConfig:
     feature_dim: int = 32
     base_channels: int = 32
     crop_scale: float = 1.2
+    # Residual blocks per encoder stage (ResNet-18 has 2, 2, 2, 2; 1 each trains ~1.6x faster
+    # on a CPU, docs/training.md).
+    encoder_blocks: tuple[int, int, int, int] = (1, 1, 1, 1)
+    # Hidden width of the dense heads (features, heatmaps) at stride 4.
+    head_channels: int = 64
+    # HMR-style regressor: 1x1 reduction of the stride-32 map, MLP width, refinement steps.
+    regressor_reduced_channels: int = 32
+    regressor_hidden: int = 512
+    regressor_iterations: int = 3
 
 
 @dataclass(frozen=True)
@@ -113,7 +124,8 @@ class TrackerConfig:
     """Track ids across frames (nbf_ros/tracking.py): gated assignment on box IoU and 3D distance."""
 
     # A box may continue a track only if IoU >= iou_gate OR the 3D root moved <= distance_gate_m
-    # (both gates open = candidate); the cost mixes both so overlap wins when depth is unreliable.
+    # (either gate admits the pair); the cost mixes both, so a pair that overlaps well still
+    # matches when the 3D estimate jumps, and an occluded (shrunken) box still matches in 3D.
     iou_gate: float = 0.1
     distance_gate_m: float = 0.75
     iou_weight: float = 1.0
@@ -123,6 +135,57 @@ class TrackerConfig:
     # A stamp earlier than the last update by more than this is a clock reset (bag loop, sim
     # restart): all tracks are dropped. Smaller steps back (reordered frames) are ignored.
     max_backward_jump_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainLossWeights:
+    """Weights of the training loss terms (regression weights follow PARE/3DNBF's configs:
+    3D joints 300, 2D joints 300, rotation matrices 60, betas 0.06; 2D in normalised crop units)."""
+
+    contrastive: float = 1.0
+    background: float = 1.0
+    joints3d: float = 300.0
+    joints2d: float = 300.0
+    rotations: float = 60.0
+    betas: float = 0.06
+    cam: float = 10.0
+    heatmaps: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training of the network and its memory bank (nbf_ros/training, docs/training.md)."""
+
+    seed: int = 0
+    # Checkpoints, logs (metrics.jsonl) and the config copy go here.
+    out_dir: str = "out/train"
+    # Pre-generated shards (nbf_ros.data write_shards); empty = render on the fly.
+    data_dir: str = ""
+    # Images per epoch when rendering on the fly (sample i uses seed data_seed + i).
+    num_train_images: int = 20000
+    data_seed: int = 0
+    num_workers: int = 0
+    batch_size: int = 32
+    steps: int = 2000
+    # Stop cleanly (with a checkpoint) after this many minutes; 0 = no limit.
+    time_limit_min: float = 0.0
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 5.0
+    # CoKe contrast (method.md Training).
+    temperature: float = 0.07
+    bank_momentum: float = 0.9
+    background_bank_size: int = 2000
+    background_negative_weight: float = 5e-3
+    # Foreground pixels per batch in the contrast (random subset; bounds the N x K x O logits).
+    max_contrast_pixels: int = 2048
+    background_pixels_per_image: int = 16
+    # Heatmap target Gaussian sigma, in feature pixels.
+    heatmap_sigma: float = 1.0
+    log_every: int = 20
+    checkpoint_every: int = 200
+    loss: TrainLossWeights = field(default_factory=TrainLossWeights)
 
 
 @dataclass(frozen=True)
@@ -137,6 +200,7 @@ class NbfConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 T = TypeVar("T")

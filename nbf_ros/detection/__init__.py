@@ -1,1 +1,37 @@
-"""nbf_ros.detection"""
+"""Person boxes for the pipeline: full frame, a fixed region, OpenCV's HOG people detector.
+
+One entry point, ``make_detector(config)``; every detector has ``detect(image_rgb) -> N x 4``
+boxes [x0, y0, x1, y1] (pixel-edge coordinates, see ``boxes.py``), best first, at most
+``config.max_people``. ``detect_scored`` also returns the scores. Importing is cheap: OpenCV is
+imported by the HOG detector when it is built.
+"""
+from __future__ import annotations
+
+from nbf_ros.config import DetectorConfig
+from nbf_ros.detection.base import Detections, Detector, check_image
+from nbf_ros.detection.simple import FixedBoxDetector, FullFrameDetector
+
+__all__ = ["Detections", "Detector", "FixedBoxDetector", "FullFrameDetector", "check_image",
+           "make_detector"]
+
+
+def make_detector(config: DetectorConfig) -> Detector:
+    """Build the detector that ``config.kind`` names; raises ValueError/ImportError with the fix."""
+    if config.max_people < 1:
+        raise ValueError(f"detector.max_people must be >= 1, got {config.max_people}")
+    if config.kind == "full_frame":
+        return FullFrameDetector(config)
+    if config.kind == "fixed":
+        return FixedBoxDetector(config)
+    if config.kind == "hog":
+        from nbf_ros.detection.hog import HogDetector
+
+        return HogDetector(config)
+    if config.kind == "mediapipe":
+        try:
+            from nbf_ros.detection.mediapipe import MediaPipeDetector  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise ImportError("detector.kind 'mediapipe' is not available in this install "
+                              f"({exc}); use 'hog', 'full_frame' or 'fixed'") from exc
+        return MediaPipeDetector(config)
+    raise ValueError(f"unknown detector.kind {config.kind!r}; valid: full_frame, fixed, hog, mediapipe")

@@ -1,0 +1,72 @@
+"""What every detector returns, and the input check they share."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from nbf_ros.config import DetectorConfig
+from nbf_ros.detection.boxes import box_area
+
+
+@dataclass
+class Detections:
+    """Person boxes of one image, best first.
+
+    Attributes:
+        boxes: N x 4 [x0, y0, x1, y1] float64 pixels (pixel-edge coordinates).
+        scores: (N,) detector scores (larger = more confident; the scale is the detector's own).
+    """
+
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+        if len(self.boxes) != len(self.scores):
+            raise ValueError(f"Detections: {len(self.boxes)} boxes but {len(self.scores)} scores")
+
+    def best(self, max_people: int, min_height_px: float = 0.0) -> "Detections":
+        """Boxes at least ``min_height_px`` tall and with positive area, sorted by score, top k."""
+        heights = self.boxes[:, 3] - self.boxes[:, 1]
+        ok = (heights >= min_height_px) & (box_area(self.boxes) > 0)
+        boxes, scores = self.boxes[ok], self.scores[ok]
+        order = np.argsort(-scores, kind="stable")[:max_people]
+        return Detections(boxes[order], scores[order])
+
+
+class Detector(Protocol):
+    """Anything with ``detect(image_rgb) -> N x 4`` boxes (best first, at most max_people)."""
+
+    def detect(self, image_rgb: np.ndarray) -> np.ndarray: ...
+
+    def detect_scored(self, image_rgb: np.ndarray) -> Detections: ...
+
+
+def check_image(image_rgb: np.ndarray) -> tuple[int, int]:
+    """Raise ValueError unless image is H x W x 3 uint8 with H, W > 0; return (H, W)."""
+    if not isinstance(image_rgb, np.ndarray) or image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+        shape = getattr(image_rgb, "shape", None)
+        raise ValueError(f"expected an H x W x 3 RGB image, got shape {shape}")
+    if image_rgb.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {image_rgb.dtype}")
+    height, width = image_rgb.shape[:2]
+    if height == 0 or width == 0:
+        raise ValueError(f"empty image {width} x {height}")
+    return height, width
+
+
+class _BaseDetector:
+    """Shared ``detect`` built on ``detect_scored``."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        self.config = config
+
+    def detect(self, image_rgb: np.ndarray) -> np.ndarray:
+        """H x W x 3 uint8 RGB -> N x 4 boxes, best first, N <= config.max_people."""
+        return self.detect_scored(image_rgb).boxes
+
+    def detect_scored(self, image_rgb: np.ndarray) -> Detections:
+        raise NotImplementedError
