@@ -189,6 +189,112 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SyntheticCameraConfig:
+    """Robot-like cameras and where people stand in front of them (nbf_ros/data/scene.py)."""
+
+    # Image sizes (width, height) drawn uniformly; repeat an entry to weight it.
+    image_sizes: tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]] = (
+        (640, 480), (848, 480), (1280, 720), (640, 360))
+    hfov_deg: tuple[float, float] = (50.0, 100.0)
+    # fy = fx * (1 + N(0, aspect_jitter)); principal point off-centre by N(0, centre_jitter) * size.
+    aspect_jitter: float = 0.01
+    centre_jitter: float = 0.02
+    height_m: tuple[float, float] = (0.3, 1.8)
+    # Camera pitch (positive = looking down) and roll, degrees.
+    pitch_deg: tuple[float, float] = (-10.0, 20.0)
+    roll_deg: float = 4.0
+    # Horizontal distance from the camera to the person, metres (log-uniform).
+    distance_m: tuple[float, float] = (0.5, 8.0)
+    # Probability that a person may be cut by the image border (at least min_joints_in_frame of
+    # the 24 joints inside); otherwise every joint is inside with a margin.
+    truncation_prob: float = 0.15
+    min_joints_in_frame: float = 0.6
+    min_person_height_px: float = 40.0
+    max_placement_tries: int = 30
+
+
+@dataclass(frozen=True)
+class SyntheticPoseConfig:
+    """Pose and shape sampling (nbf_ros/data/poses.py)."""
+
+    noise_std_rad: float = 0.12
+    interp_prob: float = 0.5
+    random_pose_prob: float = 0.05
+    betas_std: float = 1.0
+    betas_clip: float = 2.5
+    # Person lean (pitch/roll about their own axes) ~ N(0, std), degrees; yaw is uniform.
+    lean_std_deg: float = 5.0
+
+
+@dataclass(frozen=True)
+class SyntheticAppearanceConfig:
+    """Clothing, skin, light, background and camera artefacts (nbf_ros/data/appearance.py)."""
+
+    photo_background_prob: float = 0.6
+    texture_prob: float = 0.6
+    ambient: tuple[float, float] = (0.25, 0.6)
+    blur_prob: float = 0.3
+    blur_sigma_px: tuple[float, float] = (0.3, 1.5)
+    noise_std: tuple[float, float] = (0.0, 0.04)
+    jpeg_prob: float = 0.5
+    jpeg_quality: tuple[int, int] = (30, 95)
+    # Per-channel gain/offset jitter and global brightness/contrast jitter (fractions).
+    colour_jitter: float = 0.1
+    # Emulate inference-time upsampling of small people: a crop whose image side is below the
+    # crop size is rendered, downsampled to that side and upsampled back (bilinear).
+    emulate_resolution: bool = True
+
+
+@dataclass(frozen=True)
+class SyntheticOcclusionConfig:
+    """Occluders (textured boxes, bars, blobs, other bodies) placed in front of people."""
+
+    enabled: bool = True
+    # Probability that a training crop / a scene person gets occluders, and how many (1..max).
+    prob: float = 0.5
+    max_occluders: int = 2
+    # Occluder size as a fraction of the person's box height (uniform in the range).
+    size_frac: tuple[float, float] = (0.2, 0.6)
+    # Relative frequency of each kind.
+    weight_box: float = 1.0
+    weight_bar: float = 1.0
+    weight_blob: float = 1.0
+    weight_body: float = 0.5
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Synthetic people with exact ground truth (nbf_ros/data, docs/data.md).
+
+    ``split`` picks the train or held-out textures and background photos; sample seeds are mixed
+    with the split, so the same seed gives different scenes in the two splits.
+    """
+
+    split: Literal["train", "test"] = "train"
+    camera: SyntheticCameraConfig = field(default_factory=SyntheticCameraConfig)
+    pose: SyntheticPoseConfig = field(default_factory=SyntheticPoseConfig)
+    appearance: SyntheticAppearanceConfig = field(default_factory=SyntheticAppearanceConfig)
+    occlusion: SyntheticOcclusionConfig = field(default_factory=SyntheticOcclusionConfig)
+    # People per full scene (render_scene), uniform in 1..max_people.
+    max_people: int = 3
+    # Crop box around the person: the projected full body clipped to the image ("full") or the
+    # visible pixels' box ("visible"), jittered: centre by N(0, shift) x side, side by
+    # exp(N(0, scale)).
+    crop_box: Literal["full", "visible"] = "full"
+    box_jitter_shift: float = 0.05
+    box_jitter_scale: float = 0.08
+    # Surface points count as seen when within this depth of the z-buffer (metres).
+    visibility_tolerance_m: float = 0.02
+    # Vertices nearest (in the rest pose) to a joint that make up its "nearby surface".
+    joint_surface_vertices: int = 40
+    # Feature-resolution labels: majority of each stride x stride block, or its centre sample.
+    label_downsample: Literal["majority", "center"] = "majority"
+    # Kernel layout used for kernel labels when none is passed (NBV's defaults).
+    num_kernels: int = 858
+    kernel_seed: int = 0
+
+
+@dataclass(frozen=True)
 class NbfConfig:
     """Root configuration; every subsystem's settings in one tree."""
 
@@ -201,6 +307,7 @@ class NbfConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
 T = TypeVar("T")

@@ -1,0 +1,357 @@
+"""Human pose sampling in SMPL axis-angle, and the anatomical joint limits shared with the fitting.
+
+SMPL's body pose holds 23 axis-angle rotations (joints 1..23 of ``JOINT_NAMES``), each expressed
+in the rest-pose frame of the body: x points to the subject's left, y up, z out of the front of
+the body. With that frame:
+
+- hip/knee/spine flexion is a rotation about x (hip flexion, leg forward: x < 0; knee bend:
+  x > 0; spine bending forward: x > 0);
+- the arms lie along +x (left) and -x (right) in the rest T-pose; lowering the left arm is z < 0,
+  the right arm z > 0; swinging a T-pose arm forward is y < 0 (left) / y > 0 (right); elbow
+  flexion is y < 0 (left) / y > 0 (right);
+- mirroring a pose left <-> right swaps the paired joints and negates y and z.
+
+``JOINT_LIMITS`` bounds each axis-angle *component* of each joint (radians). Per-component bounds
+on axis-angle are an approximation of anatomical ranges (components are not Euler angles), chosen
+wide enough to hold every key pose of the library and its mirror; they serve as a box prior for
+the fitting (:func:`joint_limit_violation`) and as the clamp of the sampler.
+
+The sampler (:class:`PoseSampler`) draws natural key poses (standing, walking and running
+phases, reaching, bending, crouching, sitting, kneeling, arms crossed, pointing, waving, hands on
+hips, carrying, ...), mirrors them, interpolates between two of them on the rotation manifold,
+perturbs them with Gaussian noise and clamps the result to the limits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation, Slerp
+
+from nbf_ros.types import JOINT_NAMES, NUM_BETAS, NUM_JOINTS
+
+NUM_BODY_JOINTS = NUM_JOINTS - 1  # body_pose excludes the root
+BODY_JOINT_NAMES: tuple[str, ...] = JOINT_NAMES[1:]
+_BODY_INDEX = {name: i for i, name in enumerate(BODY_JOINT_NAMES)}
+
+# Limits of the subject's LEFT side and of the midline joints, (lo, hi) per axis x, y, z, radians.
+# The right side is derived by mirroring (x kept, y and z negated and swapped), see _mirror_limits.
+_LEFT_AND_MIDLINE_LIMITS: dict[str, tuple[tuple[float, float], ...]] = {
+    "left_hip": ((-2.5, 0.7), (-0.9, 0.9), (-0.6, 1.3)),      # flexion(-)/extension, twist, abduction(+)
+    "spine1": ((-0.5, 0.9), (-0.6, 0.6), (-0.5, 0.5)),        # forward bend(+), twist, side bend
+    "left_knee": ((-0.1, 2.6), (-0.4, 0.4), (-0.2, 0.2)),     # flexion(+) only
+    "spine2": ((-0.4, 0.6), (-0.5, 0.5), (-0.4, 0.4)),
+    "left_ankle": ((-0.7, 0.9), (-0.4, 0.4), (-0.4, 0.4)),
+    "spine3": ((-0.4, 0.6), (-0.5, 0.5), (-0.4, 0.4)),
+    "left_foot": ((-0.5, 0.6), (-0.2, 0.2), (-0.2, 0.2)),     # toes
+    "neck": ((-0.7, 0.8), (-0.9, 0.9), (-0.5, 0.5)),
+    "left_collar": ((-0.4, 0.4), (-0.5, 0.4), (-0.4, 0.6)),
+    "head": ((-0.6, 0.7), (-0.9, 0.9), (-0.5, 0.5)),
+    "left_shoulder": ((-1.8, 1.8), (-2.2, 1.2), (-1.9, 1.3)),  # twist, forward(-), down(-)/up(+)
+    "left_elbow": ((-1.2, 1.2), (-2.7, 0.15), (-0.5, 0.5)),    # flexion(-), pronation about x
+    "left_wrist": ((-1.2, 1.2), (-0.8, 0.8), (-1.3, 1.3)),
+    "left_hand": ((-0.4, 0.4), (-0.4, 0.4), (-0.6, 0.6)),
+}
+
+
+def mirror_name(name: str) -> str:
+    """Name of the joint on the other side (midline joints map to themselves)."""
+    if name.startswith("left_"):
+        return "right_" + name[5:]
+    if name.startswith("right_"):
+        return "left_" + name[6:]
+    return name
+
+
+def _mirror_limits(limits: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+    (xl, xh), (yl, yh), (zl, zh) = limits
+    return ((xl, xh), (-yh, -yl), (-zh, -zl))
+
+
+def _build_joint_limits() -> np.ndarray:
+    table = np.zeros((NUM_BODY_JOINTS, 3, 2))
+    for name in BODY_JOINT_NAMES:
+        if name in _LEFT_AND_MIDLINE_LIMITS:
+            limits = _LEFT_AND_MIDLINE_LIMITS[name]
+        else:
+            limits = _mirror_limits(_LEFT_AND_MIDLINE_LIMITS[mirror_name(name)])
+        table[_BODY_INDEX[name]] = np.asarray(limits)
+    return table
+
+
+JOINT_LIMITS: np.ndarray = _build_joint_limits()
+"""23 x 3 x 2 (body joint, axis x/y/z, lo/hi) limits of each axis-angle component, radians.
+Midline joints (spine, neck, head) are symmetric under mirroring by construction: their y and z
+ranges are symmetric intervals."""
+
+# Permutation and sign that mirror a body_pose (23 x 3) left <-> right.
+MIRROR_PERMUTATION: np.ndarray = np.array([_BODY_INDEX[mirror_name(n)] for n in BODY_JOINT_NAMES])
+MIRROR_SIGN: np.ndarray = np.array([1.0, -1.0, -1.0])
+
+
+def mirror_body_pose(body_pose: np.ndarray) -> np.ndarray:
+    """Mirror ... x 69 axis-angle body poses left <-> right (swap joints, negate y and z)."""
+    pose = np.asarray(body_pose).reshape(*np.shape(body_pose)[:-1], NUM_BODY_JOINTS, 3)
+    return (pose[..., MIRROR_PERMUTATION, :] * MIRROR_SIGN).reshape(np.shape(body_pose))
+
+
+def clamp_to_limits(body_pose: np.ndarray) -> np.ndarray:
+    """Clamp ... x 69 axis-angle body poses component-wise to ``JOINT_LIMITS``."""
+    flat = JOINT_LIMITS.reshape(-1, 2)
+    return np.clip(np.asarray(body_pose, dtype=np.float64), flat[:, 0], flat[:, 1])
+
+
+def joint_limit_violation(body_pose: torch.Tensor) -> torch.Tensor:
+    """Squared excess of each axis-angle component beyond ``JOINT_LIMITS``, summed per pose.
+
+    Differentiable (zero gradient inside the box, linear-growing outside), for the fitting's
+    joint-limit prior.
+
+    Args:
+        body_pose: B x 69 axis-angle.
+    Returns:
+        (B,) sum over the 69 components of relu(lo - x)^2 + relu(x - hi)^2, in rad^2.
+    """
+    if body_pose.ndim != 2 or body_pose.shape[1] != 3 * NUM_BODY_JOINTS:
+        raise ValueError(f"body_pose must be B x {3 * NUM_BODY_JOINTS}, got {tuple(body_pose.shape)}")
+    flat = torch.as_tensor(JOINT_LIMITS.reshape(-1, 2), dtype=body_pose.dtype, device=body_pose.device)
+    below = torch.relu(flat[:, 0] - body_pose)
+    above = torch.relu(body_pose - flat[:, 1])
+    return (below * below + above * above).sum(dim=1)
+
+
+# --- key pose library -------------------------------------------------------------------------
+# A key pose gives, per joint, a sequence of elementary rotations (axis, radians) applied to the
+# bone in order (the first acts first), all in the rest frame. Composition matters for arms:
+# "lower the arm, then swing it forward" is a rotation about z followed by one about x.
+# Only the subject's left side and the midline are usually written; PoseSampler mirrors poses.
+_Step = tuple[str, float]
+KeyPose = dict[str, tuple[_Step, ...]]
+
+
+def _arms_down(left: float = -1.3, right: float = 1.3) -> KeyPose:
+    return {"left_shoulder": (("z", left),), "right_shoulder": (("z", right),)}
+
+
+def _pose(*parts: KeyPose, **extra: tuple[_Step, ...]) -> KeyPose:
+    out: KeyPose = {}
+    for part in parts:
+        out.update(part)
+    out.update(extra)
+    return out
+
+
+def _walk(phase: float) -> KeyPose:
+    """Walking at ``phase`` in [-1, 1]: left leg forward at +1 (arms swing opposite)."""
+    swing = 0.45 * phase
+    return _pose(
+        left_hip=(("x", -swing),), right_hip=(("x", swing),),
+        left_knee=(("x", 0.15 + 0.45 * max(-phase, 0.0)),),
+        right_knee=(("x", 0.15 + 0.45 * max(phase, 0.0)),),
+        left_shoulder=(("z", -1.35), ("x", 0.5 * swing)),
+        right_shoulder=(("z", 1.35), ("x", -0.5 * swing)),
+        left_elbow=(("y", -0.2),), right_elbow=(("y", 0.2),),
+        spine1=(("y", 0.1 * phase),),
+    )
+
+
+def _run(phase: float) -> KeyPose:
+    swing = 0.8 * phase
+    return _pose(
+        left_hip=(("x", -swing - 0.2),), right_hip=(("x", swing - 0.2),),
+        left_knee=(("x", 0.4 + 1.2 * max(-phase, 0.0)),),
+        right_knee=(("x", 0.4 + 1.2 * max(phase, 0.0)),),
+        left_shoulder=(("z", -1.2), ("x", 0.7 * swing)),
+        right_shoulder=(("z", 1.2), ("x", -0.7 * swing)),
+        left_elbow=(("y", -1.4),), right_elbow=(("y", 1.4),),
+        spine1=(("x", 0.2),),
+    )
+
+
+KEY_POSES: dict[str, KeyPose] = {
+    "stand": _pose(_arms_down(), left_elbow=(("y", -0.1),), right_elbow=(("y", 0.1),)),
+    "stand_relaxed": _pose(_arms_down(-1.2, 1.25), left_elbow=(("y", -0.3),),
+                           right_elbow=(("y", 0.25),), left_knee=(("x", 0.1),),
+                           left_hip=(("z", 0.1),), right_hip=(("z", -0.08),), head=(("x", 0.1),)),
+    "a_pose": _arms_down(-0.8, 0.8),
+    "t_pose": {},
+    "walk_a": _walk(1.0),
+    "walk_mid": _walk(0.3),
+    "run_a": _run(1.0),
+    "run_mid": _run(0.2),
+    "reach_forward": _pose(_arms_down(), left_shoulder=(("z", -0.2), ("y", -1.3)),
+                           spine1=(("x", 0.2),), spine2=(("x", 0.1),)),
+    "reach_up": _pose(_arms_down(), left_shoulder=(("z", 1.2),), left_elbow=(("y", -0.2),),
+                      spine2=(("z", -0.1),)),
+    "both_arms_up": _pose(left_shoulder=(("z", 1.1),), right_shoulder=(("z", -1.1),),
+                          left_elbow=(("y", -0.3),), right_elbow=(("y", 0.3),)),
+    "reach_sideways": _pose(_arms_down(), left_shoulder=(("z", 0.1),), spine1=(("z", 0.2),),
+                            right_hip=(("z", -0.1),)),
+    "bend_forward": _pose(_arms_down(-1.4, 1.4), spine1=(("x", 0.7),), spine2=(("x", 0.4),),
+                          spine3=(("x", 0.3),), left_hip=(("x", -0.4),), right_hip=(("x", -0.4),),
+                          left_shoulder=(("z", -1.4), ("x", -0.6)), neck=(("x", -0.3),),
+                          right_shoulder=(("z", 1.4), ("x", -0.6))),
+    "pick_up": _pose(spine1=(("x", 0.6),), spine2=(("x", 0.3),), left_hip=(("x", -1.0),),
+                     right_hip=(("x", -0.8),), left_knee=(("x", 1.2),), right_knee=(("x", 1.0),),
+                     left_ankle=(("x", 0.3),), right_ankle=(("x", 0.3),),
+                     left_shoulder=(("z", -1.4), ("x", -0.9)), right_shoulder=(("z", 1.4), ("x", -0.7))),
+    "crouch": _pose(left_hip=(("x", -2.0), ("z", 0.3)), right_hip=(("x", -2.0), ("z", -0.3)),
+                    left_knee=(("x", 2.3),), right_knee=(("x", 2.3),), left_ankle=(("x", 0.5),),
+                    right_ankle=(("x", 0.5),), spine1=(("x", 0.4),),
+                    left_shoulder=(("z", -1.1), ("x", -0.9)), right_shoulder=(("z", 1.1), ("x", -0.9)),
+                    left_elbow=(("y", -0.6),), right_elbow=(("y", 0.6),)),
+    "sit": _pose(_arms_down(), left_hip=(("x", -1.5),), right_hip=(("x", -1.5),),
+                 left_knee=(("x", 1.5),), right_knee=(("x", 1.5),),
+                 left_elbow=(("y", -1.0),), right_elbow=(("y", 1.0),),
+                 left_shoulder=(("z", -1.3), ("x", -0.3)), right_shoulder=(("z", 1.3), ("x", -0.3))),
+    "sit_leaning": _pose(_arms_down(), left_hip=(("x", -1.3), ("z", 0.2)),
+                         right_hip=(("x", -1.4), ("z", -0.1)), left_knee=(("x", 1.2),),
+                         right_knee=(("x", 1.7),), spine1=(("x", -0.2),), spine2=(("x", -0.1),),
+                         left_shoulder=(("z", -1.2), ("x", 0.3))),
+    "kneel": _pose(_arms_down(), left_hip=(("x", -1.5),), left_knee=(("x", 1.5),),
+                   right_hip=(("x", 0.0),), right_knee=(("x", 1.6),), right_ankle=(("x", -0.5),)),
+    "kneel_both": _pose(_arms_down(), left_hip=(("x", -0.2),), right_hip=(("x", -0.2),),
+                        left_knee=(("x", 1.7),), right_knee=(("x", 1.7),),
+                        left_ankle=(("x", -0.5),), right_ankle=(("x", -0.5),)),
+    "arms_crossed": _pose(left_shoulder=(("z", -1.2), ("x", -0.5), ("y", -0.5)),
+                          right_shoulder=(("z", 1.2), ("x", -0.5), ("y", 0.5)),
+                          left_elbow=(("y", -2.2),), right_elbow=(("y", 2.2),)),
+    "pointing": _pose(_arms_down(), left_shoulder=(("y", -1.1), ("z", 0.1)),
+                      left_elbow=(("y", -0.05),), head=(("y", 0.3),), spine2=(("y", 0.2),)),
+    "waving": _pose(_arms_down(), left_shoulder=(("z", 0.3),), left_elbow=(("y", -1.6),),
+                    left_wrist=(("z", 0.3),), right_knee=(("x", 0.1),)),
+    "hands_on_hips": _pose(left_shoulder=(("z", -1.0), ("y", 0.3)),
+                           right_shoulder=(("z", 1.0), ("y", -0.3)),
+                           left_elbow=(("y", -1.6),), right_elbow=(("y", 1.6),)),
+    "carrying": _pose(left_shoulder=(("z", -1.3), ("x", -0.6)),
+                      right_shoulder=(("z", 1.3), ("x", -0.6)),
+                      left_elbow=(("y", -1.5),), right_elbow=(("y", 1.5),), spine1=(("x", -0.1),)),
+    "carry_side": _pose(_arms_down(-1.45, 1.2), left_elbow=(("y", -0.1),), spine1=(("z", -0.15),),
+                        right_elbow=(("y", 0.4),)),
+    "phone": _pose(_arms_down(), left_shoulder=(("z", -1.2), ("x", -0.3)),
+                   left_elbow=(("y", -2.3),), head=(("z", -0.2),), neck=(("x", 0.2),)),
+    "look_around": _pose(_arms_down(), neck=(("y", 0.6),), head=(("y", 0.3),), spine2=(("y", 0.3),)),
+    "step_up": _pose(_arms_down(), left_hip=(("x", -1.1),), left_knee=(("x", 1.3),),
+                     right_ankle=(("x", 0.2),), spine1=(("x", 0.15),)),
+    "lunge": _pose(_arms_down(), left_hip=(("x", -1.2),), left_knee=(("x", 1.4),),
+                   right_hip=(("x", 0.5),), right_knee=(("x", 0.5),)),
+    "stretch": _pose(left_shoulder=(("z", 1.25),), right_shoulder=(("z", -1.25),),
+                     spine1=(("x", -0.3),), neck=(("x", -0.3),)),
+    "lean_side": _pose(_arms_down(), spine1=(("z", 0.3),), spine2=(("z", 0.2),),
+                       left_hip=(("z", -0.1),)),
+}
+
+
+def key_pose_vector(key: KeyPose) -> np.ndarray:
+    """The (69,) axis-angle body pose of a key pose (unlisted joints at rest)."""
+    pose = np.zeros((NUM_BODY_JOINTS, 3))
+    for name, steps in key.items():
+        if name not in _BODY_INDEX:
+            raise ValueError(f"unknown joint {name!r} in a key pose")
+        rot = Rotation.identity()
+        for axis, angle in steps:
+            rot = Rotation.from_euler(axis, angle) * rot  # later steps act after earlier ones
+        pose[_BODY_INDEX[name]] = rot.as_rotvec()
+    return pose.reshape(-1)
+
+
+KEY_POSE_NAMES: tuple[str, ...] = tuple(KEY_POSES)
+KEY_POSE_ARRAY: np.ndarray = np.stack([key_pose_vector(KEY_POSES[n]) for n in KEY_POSE_NAMES])
+"""P x 69 axis-angle key poses, in ``KEY_POSE_NAMES`` order (before mirroring/clamping)."""
+
+
+def slerp_body_pose(pose_a: np.ndarray, pose_b: np.ndarray, t: float) -> np.ndarray:
+    """Per-joint spherical interpolation of two (69,) body poses at t in [0, 1]."""
+    rots_a = Rotation.from_rotvec(np.asarray(pose_a).reshape(-1, 3))
+    rots_b = Rotation.from_rotvec(np.asarray(pose_b).reshape(-1, 3))
+    out = np.empty((NUM_BODY_JOINTS, 3))
+    for j in range(NUM_BODY_JOINTS):
+        pair = Rotation.concatenate([rots_a[j], rots_b[j]])
+        out[j] = Slerp([0.0, 1.0], pair)([t]).as_rotvec()[0]
+    return out.reshape(-1)
+
+
+@dataclass(frozen=True)
+class SampledPose:
+    """One sampled body: pose (69,), shape (10,), root rotation relative to upright-facing."""
+
+    body_pose: np.ndarray
+    betas: np.ndarray
+    key_names: tuple[str, ...]
+
+
+class PoseSampler:
+    """Draws natural human poses and shapes (numpy, deterministic given the generator).
+
+    Args:
+        noise_std: per-component Gaussian noise added to the key pose, radians.
+        interp_prob: probability of blending two key poses (slerp at a uniform t).
+        random_pose_prob: probability of a uniform pose inside ``random_pose_scale`` of the
+            limits instead of a key pose (variety beyond the library; not all look natural).
+        betas_std, betas_clip: shape coefficients ~ N(0, std) clipped to +-clip.
+    """
+
+    def __init__(self, noise_std: float = 0.12, interp_prob: float = 0.5,
+                 random_pose_prob: float = 0.05, random_pose_scale: float = 0.35,
+                 betas_std: float = 1.0, betas_clip: float = 2.5,
+                 key_names: Optional[tuple[str, ...]] = None) -> None:
+        names = KEY_POSE_NAMES if key_names is None else key_names
+        unknown = [n for n in names if n not in KEY_POSES]
+        if unknown:
+            raise ValueError(f"unknown key pose(s) {unknown}; known: {list(KEY_POSE_NAMES)}")
+        self.key_names = tuple(names)
+        self.keys = np.stack([KEY_POSE_ARRAY[KEY_POSE_NAMES.index(n)] for n in self.key_names])
+        self.noise_std = noise_std
+        self.interp_prob = interp_prob
+        self.random_pose_prob = random_pose_prob
+        self.random_pose_scale = random_pose_scale
+        self.betas_std = betas_std
+        self.betas_clip = betas_clip
+
+    def sample_body_pose(self, rng: np.random.Generator) -> tuple[np.ndarray, tuple[str, ...]]:
+        """One (69,) body pose inside ``JOINT_LIMITS`` and the names of the key poses used."""
+        if rng.random() < self.random_pose_prob:
+            lo, hi = JOINT_LIMITS[..., 0].reshape(-1), JOINT_LIMITS[..., 1].reshape(-1)
+            mid = 0.5 * (lo + hi)
+            pose = mid + (rng.random(lo.size) - 0.5) * (hi - lo) * self.random_pose_scale
+            return clamp_to_limits(pose), ("random",)
+        first = int(rng.integers(len(self.key_names)))
+        pose = self._maybe_mirror(self.keys[first], rng)
+        names: tuple[str, ...] = (self.key_names[first],)
+        if rng.random() < self.interp_prob:
+            second = int(rng.integers(len(self.key_names)))
+            other = self._maybe_mirror(self.keys[second], rng)
+            pose = slerp_body_pose(pose, other, float(rng.random()))
+            names = names + (self.key_names[second],)
+        pose = pose + rng.normal(0.0, self.noise_std, size=pose.shape)
+        return clamp_to_limits(pose), names
+
+    def sample_betas(self, rng: np.random.Generator) -> np.ndarray:
+        """(10,) shape coefficients ~ N(0, betas_std) clipped to +-betas_clip."""
+        return np.clip(rng.normal(0.0, self.betas_std, NUM_BETAS), -self.betas_clip, self.betas_clip)
+
+    def sample(self, rng: np.random.Generator) -> SampledPose:
+        pose, names = self.sample_body_pose(rng)
+        return SampledPose(body_pose=pose, betas=self.sample_betas(rng), key_names=names)
+
+    @staticmethod
+    def _maybe_mirror(pose: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return mirror_body_pose(pose) if rng.random() < 0.5 else pose
+
+
+# --- global orientation -----------------------------------------------------------------------
+UPRIGHT_FACING_CAMERA = Rotation.from_rotvec([np.pi, 0.0, 0.0])
+"""Root rotation of an upright person facing a level camera: body y (up) -> camera -y (up in the
+image), body z (front) -> camera -z (towards the camera)."""
+
+
+def upright_orientation(yaw: float, lean_pitch: float = 0.0, lean_roll: float = 0.0) -> Rotation:
+    """Root rotation (body -> level camera frame) of a person turned by ``yaw`` about their own
+    vertical axis (0 = facing the camera, pi/2 = facing image-right so that the camera sees their
+    right side, pi = back view), leaning
+    forward by ``lean_pitch`` and sideways by ``lean_roll`` (radians, about the body's x and z)."""
+    body_turn = Rotation.from_euler("y", yaw)
+    lean = Rotation.from_euler("x", lean_pitch) * Rotation.from_euler("z", lean_roll)
+    return UPRIGHT_FACING_CAMERA * body_turn * lean
