@@ -82,9 +82,15 @@ JOINT_CENTRES: dict[str, tuple[str, ...]] = {
 }
 # Anny frame (z up, faces -y, x to the body's left) -> SMPL frame (y up, faces +z, x left).
 ANNY_TO_SMPL = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
-# Phenotype sampling: Beta(a, a) on [0, 1] (mid-heavy, reaches the extremes); adult ages only.
-PHENOTYPE_BETA_A = 2.0
-ADULT_AGE_RANGE = (0.34, 1.0)  # Anny/MakeHuman age 0.34 ~ 18 years, 0.5 = 25, 1.0 = 90
+# Phenotype sampling: Beta(a, a) on [0, 1] per phenotype (a = 1 is uniform). MakeHuman's full
+# ranges reach dwarfs and giants; these widths give an adult population whose height spread is
+# about 0.1 m per standard deviation (beta_0), so |beta| <= 3 stays realistic as with SMPL.
+PHENOTYPE_BETA_A = {"gender": 1.0, "age": 1.0, "muscle": 4.0, "weight": 4.0, "height": 16.0,
+                    "proportions": 4.0}
+# Ages (MakeHuman scale: 0.1875 = 11 years, 0.5 = 25, 1.0 = 90, linear in between) limited to
+# about 21..45 years: MakeHuman's age targets change stature strongly (+20 cm from 0.5 to 0.75),
+# which would swamp the height spread of real adults.
+ADULT_AGE_RANGE = (0.42, 0.65)
 # J_regressor support: vertices of the joint's own, parent and child parts within this radius.
 SUPPORT_RADII_M = (0.06, 0.09, 0.13, 0.2)
 SUM_TO_ONE_WEIGHT = 10.0  # weight of the partition-of-unity row in the NNLS system (metres scale)
@@ -119,7 +125,8 @@ def load_anny():
 
 def sample_phenotypes(rng: np.random.Generator, count: int, labels: list[str]) -> np.ndarray:
     """count x len(labels) phenotype values in [0, 1]; ages restricted to adults."""
-    values = rng.beta(PHENOTYPE_BETA_A, PHENOTYPE_BETA_A, size=(count, len(labels)))
+    shape = np.array([PHENOTYPE_BETA_A.get(label, 1.0) for label in labels])
+    values = rng.beta(shape, shape, size=(count, len(labels)))
     if "age" in labels:
         lo, hi = ADULT_AGE_RANGE
         values[:, labels.index("age")] = lo + (hi - lo) * values[:, labels.index("age")]

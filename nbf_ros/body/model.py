@@ -129,7 +129,10 @@ class BodyModel(torch.nn.Module):
         with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a note for < 300 betas
             self.smpl = smplx.SMPL(
                 model_path=str(model_path), data_struct=smplx.utils.Struct(**data),
-                num_betas=num_betas, dtype=dtype, vertex_ids=ids,
+                # Without landmarks, smplx still selects the face ones: point them at vertex 0
+                # (SMPL's default ids are meaningless on another mesh) and drop them in forward.
+                num_betas=num_betas, dtype=dtype,
+                vertex_ids=ids or {name: 0 for name in EXTRA_JOINT_NAMES},
                 use_hands=ids is not None, use_feet_keypoints=ids is not None,
                 create_betas=False, create_global_orient=False, create_body_pose=False,
                 create_transl=False)
