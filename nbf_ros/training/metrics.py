@@ -1,0 +1,103 @@
+"""Evaluation metrics: joint errors (MPJPE, PA-MPJPE) and feature quality against the memory bank.
+
+Used by the trainer's periodic validation and by ``benchmarks/train_eval.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def procrustes_align(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Similarity transform (scale, rotation, translation) of pred onto target, per batch element.
+
+    Umeyama's closed form: centre both sets, SVD of the 3 x 3 cross-covariance, reflection fixed
+    by the determinant sign. pred, target: B x J x 3 -> aligned pred B x J x 3.
+    """
+    if pred.shape != target.shape or pred.dim() != 3 or pred.shape[-1] != 3:
+        raise ValueError(f"pred and target must both be B x J x 3, got {tuple(pred.shape)}, {tuple(target.shape)}")
+    mu_p, mu_t = pred.mean(1, keepdim=True), target.mean(1, keepdim=True)
+    p, t = pred - mu_p, target - mu_t
+    cov = t.transpose(1, 2) @ p  # B x 3 x 3, sum_j t_j p_j^T
+    u, s, vh = torch.linalg.svd(cov)
+    sign = torch.sign(torch.linalg.det(u @ vh))
+    d = torch.ones_like(s)
+    d[:, 2] = sign
+    rot = u @ torch.diag_embed(d) @ vh  # maps centred pred onto centred target
+    scale = (s * d).sum(-1) / (p * p).sum((1, 2)).clamp(min=1e-12)
+    return scale[:, None, None] * p @ rot.transpose(1, 2) + mu_t
+
+
+def mpjpe(pred: torch.Tensor, target: torch.Tensor, root: int = 0) -> torch.Tensor:
+    """B per-sample mean joint error after aligning the roots (same units as the input)."""
+    return ((pred - pred[:, root:root + 1]) - (target - target[:, root:root + 1])).norm(dim=-1).mean(-1)
+
+
+def pa_mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """B per-sample mean joint error after Procrustes alignment."""
+    return (procrustes_align(pred, target) - target).norm(dim=-1).mean(-1)
+
+
+@dataclass
+class FeatureCounts:
+    """Counts over pixels; ratios give the accuracies reported in docs/training.md."""
+
+    fg_pixels: int = 0
+    kernel_correct: int = 0
+    neighbour_correct: int = 0
+    bin_correct: int = 0
+    bg_pixels: int = 0
+    bg_correct: int = 0
+
+    def add(self, other: "FeatureCounts") -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def summary(self) -> dict[str, float]:
+        fg, bg = max(self.fg_pixels, 1), max(self.bg_pixels, 1)
+        return {"kernel_top1": self.kernel_correct / fg,
+                "kernel_top1_within_1hop": self.neighbour_correct / fg,
+                "bin_acc_given_kernel": self.bin_correct / max(self.kernel_correct, 1),
+                "background_acc": self.bg_correct / bg}
+
+
+@torch.no_grad()
+def feature_counts(features: torch.Tensor, kernel_index: torch.Tensor, bin_weights: torch.Tensor,
+                   bank: torch.Tensor, prototype: torch.Tensor, adjacency: torch.Tensor) -> FeatureCounts:
+    """Nearest-bank-entry classification of every feature pixel.
+
+    A foreground pixel (kernel k >= 0) is correct when its most similar entry among all K x O
+    kernel features belongs to kernel k; its bin is correct when that entry's bin is the argmax of
+    the pose's orientation weights for k. A background pixel is correct when it is more similar to
+    the background prototype than to every kernel feature.
+
+    Args:
+        features: B x D x h x w unit features.
+        kernel_index: B x h x w int64 (-1 = background / occluder).
+        bin_weights: B x K x O orientation weights of each sample's pose.
+        bank: K x O x D.
+        prototype: (D,) background feature.
+        adjacency: K x K bool (1-hop neighbours incl. self).
+    """
+    b, d, h, w = features.shape
+    k, o, _ = bank.shape
+    flat = features.permute(0, 2, 3, 1).reshape(-1, d)
+    ids = kernel_index.reshape(-1)
+    batch = torch.arange(b, device=features.device).repeat_interleave(h * w)
+    sim = flat @ bank.reshape(k * o, d).T  # P x (K*O)
+    best = sim.argmax(1)
+    best_k, best_o = best // o, best % o
+    fg = ids >= 0
+    counts = FeatureCounts(fg_pixels=int(fg.sum()), bg_pixels=int((~fg).sum()))
+    if counts.fg_pixels:
+        kid, bk, bo = ids[fg], best_k[fg], best_o[fg]
+        right = bk == kid
+        true_bin = bin_weights[batch[fg], kid].argmax(-1)
+        counts.kernel_correct = int(right.sum())
+        counts.neighbour_correct = int(adjacency[kid, bk].sum())
+        counts.bin_correct = int((right & (bo == true_bin)).sum())
+    if counts.bg_pixels:
+        bg_sim = flat[~fg] @ prototype
+        counts.bg_correct = int((bg_sim > sim[~fg].max(1).values).sum())
+    return counts
