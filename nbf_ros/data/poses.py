@@ -28,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation, Slerp
+from scipy.spatial.transform import Rotation
 
 from nbf_ros.types import JOINT_NAMES, NUM_BETAS, NUM_JOINTS
 
@@ -263,14 +263,19 @@ KEY_POSE_ARRAY: np.ndarray = np.stack([key_pose_vector(KEY_POSES[n]) for n in KE
 
 
 def slerp_body_pose(pose_a: np.ndarray, pose_b: np.ndarray, t: float) -> np.ndarray:
-    """Per-joint spherical interpolation of two (69,) body poses at t in [0, 1]."""
-    rots_a = Rotation.from_rotvec(np.asarray(pose_a).reshape(-1, 3))
-    rots_b = Rotation.from_rotvec(np.asarray(pose_b).reshape(-1, 3))
-    out = np.empty((NUM_BODY_JOINTS, 3))
-    for j in range(NUM_BODY_JOINTS):
-        pair = Rotation.concatenate([rots_a[j], rots_b[j]])
-        out[j] = Slerp([0.0, 1.0], pair)([t]).as_rotvec()[0]
-    return out.reshape(-1)
+    """Per-joint spherical interpolation of two (69,) body poses at t in [0, 1] (shortest arc)."""
+    qa = Rotation.from_rotvec(np.asarray(pose_a).reshape(-1, 3)).as_quat()  # 23 x 4 (x, y, z, w)
+    qb = Rotation.from_rotvec(np.asarray(pose_b).reshape(-1, 3)).as_quat()
+    dot = np.sum(qa * qb, axis=1)
+    qb = np.where(dot[:, None] < 0, -qb, qb)
+    dot = np.clip(np.abs(dot), -1.0, 1.0)
+    theta = np.arccos(dot)
+    small = theta < 1e-6
+    sin_t = np.where(small, 1.0, np.sin(theta))
+    wa = np.where(small, 1.0 - t, np.sin((1.0 - t) * theta) / sin_t)
+    wb = np.where(small, t, np.sin(t * theta) / sin_t)
+    q = wa[:, None] * qa + wb[:, None] * qb
+    return Rotation.from_quat(q / np.linalg.norm(q, axis=1, keepdims=True)).as_rotvec().reshape(-1)
 
 
 @dataclass(frozen=True)

@@ -94,31 +94,30 @@ class _Fragments:
 def _face_setup(uv: np.ndarray, z: np.ndarray, faces: np.ndarray, camera: CameraIntrinsics,
                 near: float, cull_backfaces: bool):
     """Per-face screen triangles, edge-function coefficients and pixel boxes of drawable faces."""
-    tri_uv = uv[faces]                    # F x 3 x 2
-    tri_z = z[faces]                      # F x 3
-    p0, p1, p2 = tri_uv[:, 0], tri_uv[:, 1], tri_uv[:, 2]
-    area = (p1[:, 0] - p0[:, 0]) * (p2[:, 1] - p0[:, 1]) - (p1[:, 1] - p0[:, 1]) * (p2[:, 0] - p0[:, 0])
-    keep = np.all(tri_z > near, axis=1) & (np.abs(area) > 1e-12)
+    p0, p1, p2 = uv[faces[:, 0]], uv[faces[:, 1]], uv[faces[:, 2]]
+    e1, e2 = p1 - p0, p2 - p0
+    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    keep = (z[faces].min(axis=1) > near) & (np.abs(area) > 1e-12)
     if cull_backfaces:
         # Outward counter-clockwise faces (right-handed) appear clockwise in the y-down image.
         keep &= area < 0
-    u_lo = np.ceil(tri_uv[..., 0].min(1) - 1e-9)
-    u_hi = np.floor(tri_uv[..., 0].max(1) + 1e-9)
-    v_lo = np.ceil(tri_uv[..., 1].min(1) - 1e-9)
-    v_hi = np.floor(tri_uv[..., 1].max(1) + 1e-9)
-    u_lo, v_lo = np.maximum(u_lo, 0), np.maximum(v_lo, 0)
-    u_hi, v_hi = np.minimum(u_hi, camera.width - 1), np.minimum(v_hi, camera.height - 1)
-    keep &= (u_lo <= u_hi) & (v_lo <= v_hi)
     idx = np.nonzero(keep)[0]
+    tri_uv = np.stack([p0[idx], p1[idx], p2[idx]], axis=1)   # n x 3 x 2
+    lo = np.maximum(np.ceil(tri_uv.min(axis=1) - 1e-9), 0)
+    hi = np.floor(tri_uv.max(axis=1) + 1e-9)
+    hi = np.minimum(hi, [camera.width - 1, camera.height - 1])
+    inside = np.all(lo <= hi, axis=1)
+    idx, tri_uv, lo, hi = idx[inside], tri_uv[inside], lo[inside], hi[inside]
     # Barycentric b_k(u, v) = A_k u + B_k v + C_k: edge function of the edge opposite vertex k.
-    q0, q1, q2, a = p0[idx], p1[idx], p2[idx], area[idx]
+    a = area[idx]
     coef = np.empty((idx.size, 3, 3))
-    for k, (s, t) in enumerate(((q1, q2), (q2, q0), (q0, q1))):
+    for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):
+        s, t = tri_uv[:, i], tri_uv[:, j]
         coef[:, k, 0] = (s[:, 1] - t[:, 1]) / a
         coef[:, k, 1] = (t[:, 0] - s[:, 0]) / a
         coef[:, k, 2] = (s[:, 0] * t[:, 1] - t[:, 0] * s[:, 1]) / a
-    boxes = np.stack([u_lo[idx], v_lo[idx], u_hi[idx], v_hi[idx]], 1).astype(np.int64)
-    return idx, coef, boxes, tri_z[idx]
+    boxes = np.concatenate([lo, hi], axis=1).astype(np.int64)
+    return idx, coef, boxes, z[faces[idx]]
 
 
 def _bucket_fragments(idx, coef, boxes, tri_z, sel, bw: int, bh: int, width: int) -> _Fragments:

@@ -1,0 +1,511 @@
+"""Synthetic people in front of robot-like cameras, rendered with exact per-pixel ground truth.
+
+Public entry points:
+- :func:`render_scene` -> :class:`SyntheticScene`: a full image with 1..N people and occluders
+  (benchmark, demo, ROS tests);
+- :func:`render_crop` -> :class:`CropSample`: one person rendered directly into the crop that
+  inference would take around them (a crop is a pinhole camera with crop intrinsics), with
+  labels at the network's feature stride (training; see ``nbf_ros/data/dataset.py``).
+
+Stages: sample camera -> sample people (pose, shape, outfit) and place them on the ground ->
+occluders -> rasterise every mesh (z-buffer) -> shade and texture -> background -> camera
+artefacts -> truth (joints, boxes, kernel/part/person maps, visibilities, occlusion masks).
+
+Everything is a deterministic function of (seed, split, config, body model, kernel layout).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from nbf_ros.body.nbv import assign_vertices_to_kernels, kernel_parts, select_kernel_vertices
+from nbf_ros.config import NetConfig, SyntheticCameraConfig, SyntheticConfig
+from nbf_ros.data import appearance as app
+from nbf_ros.data.occluders import (OccluderMesh, choose_kind, make_occluder, sample_placement)
+from nbf_ros.data.poses import PoseSampler, upright_orientation
+from nbf_ros.data.raster import MeshRaster, composite, project, rasterize_mesh, vertex_visibility
+from nbf_ros.geometry.camera import CropBox
+from nbf_ros.types import NUM_JOINTS, BodyParams, CameraIntrinsics
+
+LOG = logging.getLogger(__name__)
+
+_SPLIT_CODE = {"train": 0, "test": 1}
+_MIN_PERSON_DEPTH = 0.3
+_FRAME_MARGIN = 0.02  # fraction of the image size kept free around fully visible people
+
+
+def make_rng(seed: int, split: str, stream: int = 0) -> np.random.Generator:
+    """The generator of one sample: seeds are mixed with the split (and a stream id)."""
+    if split not in _SPLIT_CODE:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return np.random.default_rng([int(seed), _SPLIT_CODE[split], int(stream)])
+
+
+# --- the body and its kernel layout ---------------------------------------------------------
+@dataclass(frozen=True)
+class BodyLabels:
+    """Per-vertex truth tables of a body model, computed once (numpy).
+
+    Attributes:
+        faces: F x 3. lbs_weights: V x 24. rest_vertices: V x 3 (zero shape and pose).
+        rest_joints: 24 x 3. kernel_vertex_ids: (K,) vertices carrying the NBV kernels.
+        vertex_kernel: (V,) nearest kernel of each vertex (rest pose).
+        vertex_part: (V,) limb id (nbv.LIMBS) of each vertex. kernel_part: (K,).
+        joint_vertices: 24 x N the N rest-pose vertices nearest to each joint ("nearby surface").
+    """
+
+    faces: np.ndarray
+    lbs_weights: np.ndarray
+    rest_vertices: np.ndarray
+    rest_joints: np.ndarray
+    kernel_vertex_ids: np.ndarray
+    vertex_kernel: np.ndarray
+    vertex_part: np.ndarray
+    kernel_part: np.ndarray
+    joint_vertices: np.ndarray
+
+    @property
+    def num_kernels(self) -> int:
+        return int(self.kernel_vertex_ids.size)
+
+
+def body_labels(body: torch.nn.Module, kernel_vertex_ids: Optional[np.ndarray] = None,
+                num_kernels: int = 858, kernel_seed: int = 0,
+                joint_surface_vertices: int = 40) -> BodyLabels:
+    """Truth tables for ``body``; kernels default to ``select_kernel_vertices(rest, K, seed)``
+    (pass the NBV's own ``kernel_vertex_ids`` to be sure both use the same kernels)."""
+    with torch.no_grad():
+        out = body(BodyParams.zeros(1))
+    rest = out.vertices[0].double().numpy()
+    joints = out.joints[0].double().numpy()
+    weights = np.asarray(torch.as_tensor(body.lbs_weights).detach().double().numpy())
+    if kernel_vertex_ids is None:
+        kernel_vertex_ids = select_kernel_vertices(rest, num_kernels, kernel_seed)
+    ids = np.asarray(kernel_vertex_ids, dtype=np.int64)
+    all_vertices = np.arange(rest.shape[0])
+    n_near = min(joint_surface_vertices, rest.shape[0])
+    dist = np.linalg.norm(rest[None] - joints[:, None], axis=2)          # 24 x V
+    joint_vertices = np.argsort(dist, axis=1)[:, :n_near]
+    return BodyLabels(faces=np.asarray(body.faces, dtype=np.int64), lbs_weights=weights,
+                      rest_vertices=rest, rest_joints=joints, kernel_vertex_ids=ids,
+                      vertex_kernel=assign_vertices_to_kernels(rest, ids),
+                      vertex_part=kernel_parts(weights, all_vertices),
+                      kernel_part=kernel_parts(weights, ids), joint_vertices=joint_vertices)
+
+
+def resolve_labels(body: torch.nn.Module, kernels, cfg: SyntheticConfig) -> BodyLabels:
+    """``kernels`` may be a BodyLabels, a (K,) kernel vertex id array, or None (config's K)."""
+    if isinstance(kernels, BodyLabels):
+        return kernels
+    return body_labels(body, kernels, cfg.num_kernels, cfg.kernel_seed, cfg.joint_surface_vertices)
+
+
+def pose_bodies(body: torch.nn.Module, betas: np.ndarray, global_orient: np.ndarray,
+                body_pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """B bodies without translation -> (B x V x 3, B x 24 x 3) float64, camera frame."""
+    as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    params = BodyParams(as_t(betas), as_t(global_orient), as_t(body_pose),
+                        torch.zeros(len(betas), 3))
+    with torch.no_grad():
+        out = body(params)
+    return out.vertices.double().numpy(), out.joints.double().numpy()
+
+
+# --- cameras ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CameraRig:
+    """Intrinsics plus the camera's mounting: height above the ground and its rotation.
+
+    ``level_to_camera`` maps the level frame (x right, y down, z forward and horizontal, origin
+    at the camera) into the optical frame; the ground is the plane y = height in the level frame.
+    """
+
+    intrinsics: CameraIntrinsics
+    level_to_camera: Rotation
+    height: float
+
+
+def sample_camera(rng: np.random.Generator, cfg: SyntheticCameraConfig) -> CameraRig:
+    """Random image size, field of view, principal point, height, pitch and roll."""
+    width, height = cfg.image_sizes[int(rng.integers(len(cfg.image_sizes)))]
+    hfov = np.deg2rad(rng.uniform(*cfg.hfov_deg))
+    fx = width / 2.0 / np.tan(hfov / 2.0)
+    fy = fx * (1.0 + rng.normal(0.0, cfg.aspect_jitter))
+    cx = (width - 1) / 2.0 + rng.normal(0.0, cfg.centre_jitter) * width
+    cy = (height - 1) / 2.0 + rng.normal(0.0, cfg.centre_jitter) * height
+    pitch = np.deg2rad(rng.uniform(*cfg.pitch_deg))
+    roll = np.deg2rad(rng.uniform(-cfg.roll_deg, cfg.roll_deg))
+    rot = Rotation.from_euler("z", roll) * Rotation.from_euler("x", pitch)
+    return CameraRig(CameraIntrinsics(float(fx), float(fy), float(cx), float(cy), int(width), int(height)),
+                     rot, float(rng.uniform(*cfg.height_m)))
+
+
+# --- people ----------------------------------------------------------------------------------
+@dataclass
+class PersonGeometry:
+    """A posed, placed person (camera frame) and their look."""
+
+    betas: np.ndarray
+    global_orient: np.ndarray
+    body_pose: np.ndarray
+    transl: np.ndarray
+    vertices: np.ndarray   # V x 3
+    joints: np.ndarray     # 24 x 3
+    outfit: app.Outfit
+    key_poses: tuple[str, ...] = ()
+
+
+def _sampler(cfg: SyntheticConfig) -> PoseSampler:
+    p = cfg.pose
+    return PoseSampler(noise_std=p.noise_std_rad, interp_prob=p.interp_prob,
+                       random_pose_prob=p.random_pose_prob, betas_std=p.betas_std,
+                       betas_clip=p.betas_clip)
+
+
+def _person_orientation(rng: np.random.Generator, cfg: SyntheticConfig, rig: CameraRig) -> np.ndarray:
+    lean = np.deg2rad(cfg.pose.lean_std_deg)
+    body_to_level = upright_orientation(rng.uniform(-np.pi, np.pi), rng.normal(0, lean),
+                                        rng.normal(0, lean))
+    return (rig.level_to_camera * body_to_level).as_rotvec()
+
+
+def _in_frame_ok(rng_allow_trunc: bool, joints2d: np.ndarray, uv_box: np.ndarray,
+                 camera: CameraIntrinsics, cfg: SyntheticCameraConfig) -> bool:
+    w, h = camera.width, camera.height
+    if uv_box[3] - uv_box[1] < cfg.min_person_height_px:
+        return False
+    if rng_allow_trunc:
+        inside = (joints2d[:, 0] >= 0) & (joints2d[:, 0] <= w - 1) & (joints2d[:, 1] >= 0) \
+            & (joints2d[:, 1] <= h - 1)
+        return inside.mean() >= cfg.min_joints_in_frame
+    mx, my = _FRAME_MARGIN * w, _FRAME_MARGIN * h
+    return bool(uv_box[0] >= mx and uv_box[1] >= my and uv_box[2] <= w - 1 - mx
+                and uv_box[3] <= h - 1 - my)
+
+
+def place_on_ground(vertices: np.ndarray, joints: np.ndarray, rig: CameraRig, distance: float,
+                    azimuth: float) -> np.ndarray:
+    """Translation (camera frame) that puts the lowest vertex on the ground and the root at
+    ``distance`` metres (horizontal) and ``azimuth`` radians (right positive) from the camera."""
+    to_level = rig.level_to_camera.inv()
+    v_level = to_level.apply(vertices)
+    root = to_level.apply(joints[0])
+    target = np.array([distance * np.sin(azimuth), rig.height, distance * np.cos(azimuth)])
+    shift = np.array([target[0] - root[0], target[1] - v_level[:, 1].max(), target[2] - root[2]])
+    return rig.level_to_camera.apply(shift)
+
+
+def sample_person(rng: np.random.Generator, cfg: SyntheticConfig, body: torch.nn.Module,
+                  labels: BodyLabels, rig: CameraRig) -> Optional[PersonGeometry]:
+    """A person with a natural pose standing on the ground in view (None if no placement fits)."""
+    drawn = _sampler(cfg).sample(rng)
+    orient = _person_orientation(rng, cfg, rig)
+    verts0, joints0 = pose_bodies(body, drawn.betas[None], orient[None], drawn.body_pose[None])
+    verts0, joints0 = verts0[0], joints0[0]
+    cam_cfg, cam = cfg.camera, rig.intrinsics
+    allow_trunc = rng.random() < cam_cfg.truncation_prob
+    half_fov = np.arctan((cam.width / 2.0) / cam.fx)
+    lo, hi = np.log(cam_cfg.distance_m[0]), np.log(cam_cfg.distance_m[1])
+    for _ in range(cam_cfg.max_placement_tries):
+        distance = float(np.exp(rng.uniform(lo, hi)))
+        azimuth = float(rng.uniform(-half_fov, half_fov) * (1.1 if allow_trunc else 0.85))
+        transl = place_on_ground(verts0, joints0, rig, distance, azimuth)
+        verts, joints = verts0 + transl, joints0 + transl
+        if verts[:, 2].min() < _MIN_PERSON_DEPTH:
+            continue
+        uv = project(verts, cam)
+        box = np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])
+        if _in_frame_ok(allow_trunc, project(joints, cam), box, cam, cam_cfg):
+            outfit = app.random_outfit(rng, cfg.split, labels.lbs_weights, labels.rest_vertices,
+                                       labels.rest_joints, cfg.appearance)
+            return PersonGeometry(drawn.betas, orient, drawn.body_pose, transl, verts, joints,
+                                  outfit, drawn.key_names)
+    return None
+
+
+def _other_body(rng: np.random.Generator, cfg: SyntheticConfig, body: torch.nn.Module,
+                labels: BodyLabels, rig: CameraRig, root: np.ndarray) -> PersonGeometry:
+    """Another person with its root at ``root`` (camera frame): a body-shaped occluder."""
+    drawn = _sampler(cfg).sample(rng)
+    orient = _person_orientation(rng, cfg, rig)
+    verts0, joints0 = pose_bodies(body, drawn.betas[None], orient[None], drawn.body_pose[None])
+    transl = root - joints0[0, 0]
+    outfit = app.random_outfit(rng, cfg.split, labels.lbs_weights, labels.rest_vertices,
+                               labels.rest_joints, cfg.appearance)
+    return PersonGeometry(drawn.betas, orient, drawn.body_pose, transl, verts0[0] + transl,
+                          joints0[0] + transl, outfit, drawn.key_names)
+
+
+# --- drawing ---------------------------------------------------------------------------------
+@dataclass
+class Drawable:
+    """A mesh to draw: vertices (camera frame), texture points per vertex, its colour function.
+
+    ``person`` is the index of the labelled person it is (or -1 for occluders and unlabelled
+    bodies); ``kind`` is 'person' for body meshes, else the occluder kind.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    tex_points: np.ndarray
+    colour: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    person: int
+    kind: str
+    cull: bool
+
+
+def person_drawable(person: PersonGeometry, labels: BodyLabels, index: int,
+                    kind: str = "person") -> Drawable:
+    outfit = person.outfit
+    return Drawable(person.vertices, labels.faces, labels.rest_vertices,
+                    lambda pts, vid: app.outfit_colours(outfit, pts, vid), index, kind, True)
+
+
+def occluder_drawable(occ: OccluderMesh) -> Drawable:
+    tex = occ.texture
+    return Drawable(occ.vertices, occ.faces, occ.local, lambda pts, vid: tex(pts), -1, occ.kind, True)
+
+
+@dataclass
+class ViewRender:
+    """Per-mesh rasters, their composite and the shaded colours (before artefacts)."""
+
+    rasters: list[MeshRaster]
+    front: MeshRaster
+    colour: np.ndarray       # H x W x 3 float
+    vertex_of_pixel: np.ndarray  # H x W int64: dominant vertex of the front face (-1 empty)
+
+
+def render_view(drawables: Sequence[Drawable], camera: CameraIntrinsics,
+                background: np.ndarray, light: app.Light) -> ViewRender:
+    """Rasterise and shade all meshes over ``background`` (H x W x 3 float)."""
+    rasters = [rasterize_mesh(d.vertices, d.faces, camera, cull_backfaces=d.cull, mesh_index=i)
+               for i, d in enumerate(drawables)]
+    front = composite(rasters)
+    colour = background.copy()
+    dominant = np.full(front.face_id.shape, -1, np.int64)
+    for i, d in enumerate(drawables):
+        sel = front.mesh_id == i
+        if not sel.any():
+            continue
+        tri = d.faces[front.face_id[sel]]                       # N x 3
+        bary = front.bary[sel].astype(np.float64)               # N x 3
+        # einsum: n = pixel, k = triangle corner, c = xyz
+        points = np.einsum("nk,nkc->nc", bary, d.tex_points[tri])
+        corners = d.vertices[tri]                                # flat shading: face normals
+        normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        vid = tri[np.arange(len(tri)), np.argmax(bary, axis=1)]
+        colour[sel] = app.shade(d.colour(points, vid), normals, light)
+        dominant[sel] = vid
+    return ViewRender(rasters, front, colour, dominant)
+
+
+@dataclass
+class PixelLabels:
+    """Per-pixel truth maps (-1 = none)."""
+
+    person: np.ndarray   # H x W int32 labelled person index
+    kernel: np.ndarray   # H x W int64 kernel index of the visible surface point
+    part: np.ndarray     # H x W int64 limb id (nbv.LIMBS)
+    occluder: np.ndarray  # H x W bool front-most surface is an occluder / unlabelled body
+
+
+def pixel_labels(view: ViewRender, drawables: Sequence[Drawable], labels: BodyLabels,
+                 valid: Optional[np.ndarray]) -> PixelLabels:
+    person_of_mesh = np.array([d.person for d in drawables] + [-1], np.int32)
+    person = person_of_mesh[view.front.mesh_id]   # mesh_id -1 picks the trailing -1
+    is_person = person >= 0
+    vid = np.where(is_person, view.vertex_of_pixel, 0)
+    kernel = np.where(is_person, labels.vertex_kernel[vid], -1)
+    part = np.where(is_person, labels.vertex_part[vid], -1)
+    occluder = view.front.covered & ~is_person
+    if valid is not None:
+        person = np.where(valid, person, -1)
+        kernel, part = np.where(valid, kernel, -1), np.where(valid, part, -1)
+        occluder &= valid
+    return PixelLabels(person.astype(np.int32), kernel.astype(np.int64), part.astype(np.int64), occluder)
+
+
+@dataclass
+class Visibility:
+    """Visibility of one person's surface (fractions in [0, 1])."""
+
+    vertex: np.ndarray        # (V,) bool seen (in the image, front-most among all meshes)
+    kernel: np.ndarray        # (K,) fraction of the kernel's vertices seen
+    joint: np.ndarray         # (24,) fraction of the joint's nearby vertices seen
+    joint_self: np.ndarray    # (24,) same with only the person's own mesh (self-occlusion only)
+    kernel_self: np.ndarray   # (K,)
+
+
+def person_visibility(vertices: np.ndarray, own: MeshRaster, front: MeshRaster,
+                      camera: CameraIntrinsics, labels: BodyLabels, tolerance: float,
+                      valid: Optional[np.ndarray]) -> Visibility:
+    """Vertex, kernel and joint visibility by depth tests against the z-buffers.
+
+    The depth tolerance grows with the pixel footprint (1.5 pixels at the vertex's depth) so
+    that slanted surfaces at a distance are not called hidden by their own pixel.
+    """
+    tol = tolerance + 1.5 * vertices[:, 2] / camera.fx
+    seen = vertex_visibility(vertices, camera, front.depth, tol, valid)
+    seen_self = vertex_visibility(vertices, camera, own.depth, tol, valid)
+    k = labels.num_kernels
+    count = np.maximum(np.bincount(labels.vertex_kernel, minlength=k), 1)
+    frac = lambda s: np.bincount(labels.vertex_kernel, s.astype(np.float64), minlength=k) / count  # noqa: E731
+    return Visibility(vertex=seen, kernel=frac(seen), kernel_self=frac(seen_self),
+                      joint=seen[labels.joint_vertices].mean(1),
+                      joint_self=seen_self[labels.joint_vertices].mean(1))
+
+
+# --- full scenes -----------------------------------------------------------------------------
+@dataclass
+class PersonTruth:
+    """Ground truth of one person in a full image (numpy).
+
+    Attributes:
+        betas (10,), global_orient (3,), body_pose (69,), transl (3,): body parameters (camera
+            optical frame), such that the body model gives ``joints3d``.
+        joints3d: 24 x 3 metres. joints2d: 24 x 2 pixels (may lie outside the image).
+        bbox: (4,) x0, y0, x1, y1 tight box of the whole projected body (occluded and
+            out-of-image parts included). visible_bbox: (4,) box of its visible pixels (nan if
+            none). joint_visibility / joint_self_visibility: (24,) fraction of each joint's
+            nearby surface seen with / without the other meshes. kernel_visibility (K,).
+        occluded_fraction: share of the person's own pixels hidden by other meshes.
+        key_poses: names of the key poses the pose came from.
+    """
+
+    betas: np.ndarray
+    global_orient: np.ndarray
+    body_pose: np.ndarray
+    transl: np.ndarray
+    joints3d: np.ndarray
+    joints2d: np.ndarray
+    bbox: np.ndarray
+    visible_bbox: np.ndarray
+    joint_visibility: np.ndarray
+    joint_self_visibility: np.ndarray
+    kernel_visibility: np.ndarray
+    occluded_fraction: float
+    key_poses: tuple[str, ...] = ()
+
+    def params(self) -> BodyParams:
+        """Batch-of-one BodyParams (float32)."""
+        t = lambda a: torch.as_tensor(a, dtype=torch.float32)[None]  # noqa: E731
+        return BodyParams(t(self.betas), t(self.global_orient), t(self.body_pose), t(self.transl))
+
+
+@dataclass
+class SyntheticScene:
+    """A rendered full image and its truth.
+
+    Attributes:
+        image: H x W x 3 uint8 RGB. camera: its intrinsics. people: one PersonTruth each.
+        person_index / kernel_index / part_index: H x W per-pixel maps (-1 = none).
+        occluder_mask: H x W bool, an occluder is the front-most surface.
+        occlusion_mask: H x W bool, a person's surface is hidden here by another mesh (an
+            occluder or another person) -- "occluder pixels in front of a person".
+        depth: H x W float32 z-buffer (inf = background).
+    """
+
+    seed: int
+    image: np.ndarray
+    camera: CameraIntrinsics
+    people: list[PersonTruth]
+    person_index: np.ndarray
+    kernel_index: np.ndarray
+    part_index: np.ndarray
+    occluder_mask: np.ndarray
+    occlusion_mask: np.ndarray
+    depth: np.ndarray
+    camera_height: float = 0.0
+    occluder_kinds: list[str] = field(default_factory=list)
+
+
+def _occluders_for(rng: np.random.Generator, cfg: SyntheticConfig, body: torch.nn.Module,
+                   labels: BodyLabels, rig: CameraRig, camera: CameraIntrinsics,
+                   person: PersonGeometry, box: np.ndarray, allow_body: bool) -> list[Drawable]:
+    """0..max_occluders occluders between the camera and ``person`` (box in ``camera`` pixels)."""
+    occ_cfg = cfg.occlusion
+    out: list[Drawable] = []
+    if not occ_cfg.enabled or rng.random() >= occ_cfg.prob:
+        return out
+    for _ in range(int(rng.integers(1, occ_cfg.max_occluders + 1))):
+        kind = choose_kind(rng, occ_cfg, allow_body)
+        placement = sample_placement(rng, kind, camera, box, float(person.joints[0, 2]), occ_cfg)
+        if placement is None:
+            break
+        if kind == "body":
+            other = _other_body(rng, cfg, body, labels, rig, placement.centre)
+            out.append(person_drawable(other, labels, -1, kind="body"))
+        else:
+            out.append(occluder_drawable(make_occluder(rng, placement, cfg.split)))
+    return out
+
+
+def _box_of(points2d: np.ndarray) -> np.ndarray:
+    return np.array([points2d[:, 0].min(), points2d[:, 1].min(), points2d[:, 0].max(), points2d[:, 1].max()])
+
+
+def render_scene(seed: int, cfg: SyntheticConfig, body: torch.nn.Module, kernels=None) -> SyntheticScene:
+    """A full image with 1..cfg.max_people people (and occluders), deterministic by seed.
+
+    Args:
+        seed: sample seed (mixed with ``cfg.split``).
+        cfg: generator settings.
+        body: the BodyModel (forward(BodyParams) -> vertices/joints, ``faces``, ``lbs_weights``).
+        kernels: a BodyLabels from :func:`body_labels` (reuse it: building it costs ~0.1 s), the
+            NBV's (K,) kernel vertex ids, or None for ``select_kernel_vertices`` with the config.
+    """
+    labels = resolve_labels(body, kernels, cfg)
+    rng = make_rng(seed, cfg.split, stream=1)
+    rig = sample_camera(rng, cfg.camera)
+    cam = rig.intrinsics
+    people = []
+    for _ in range(int(rng.integers(1, cfg.max_people + 1))):
+        person = sample_person(rng, cfg, body, labels, rig)
+        if person is not None:
+            people.append(person)
+    drawables = [person_drawable(p, labels, i) for i, p in enumerate(people)]
+    for p in people:
+        box = _box_of(project(p.vertices, cam))
+        drawables += _occluders_for(rng, cfg, body, labels, rig, cam, p, box, allow_body=False)
+    identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    background = app.random_background(rng, cfg.split, (cam.width, cam.height), cfg.appearance)
+    view = render_view(drawables, cam, background.render(identity, cam.width, cam.height),
+                       app.random_light(rng, cfg.appearance))
+    maps = pixel_labels(view, drawables, labels, None)
+    truths, hidden_any = [], np.zeros(maps.person.shape, bool)
+    for i, p in enumerate(people):
+        truth, hidden = _person_truth(p, i, view, maps, cam, labels, cfg)
+        truths.append(truth)
+        hidden_any |= hidden
+    image = app.finish_image(view.colour, rng, cfg.appearance)
+    return SyntheticScene(seed=seed, image=image, camera=cam, people=truths,
+                          person_index=maps.person, kernel_index=maps.kernel, part_index=maps.part,
+                          occluder_mask=maps.occluder, occlusion_mask=hidden_any,
+                          depth=view.front.depth, camera_height=rig.height,
+                          occluder_kinds=[d.kind for d in drawables if d.person < 0])
+
+
+def _person_truth(p: PersonGeometry, index: int, view: ViewRender, maps: PixelLabels,
+                  cam: CameraIntrinsics, labels: BodyLabels, cfg: SyntheticConfig
+                  ) -> tuple[PersonTruth, np.ndarray]:
+    own = view.rasters[index]
+    vis = person_visibility(p.vertices, own, view.front, cam, labels, cfg.visibility_tolerance_m, None)
+    hidden = own.covered & (maps.person != index)
+    rows, cols = np.nonzero(maps.person == index)
+    visible_box = (np.array([cols.min() - 0.5, rows.min() - 0.5, cols.max() + 0.5, rows.max() + 0.5])
+                   if rows.size else np.full(4, np.nan))
+    own_pixels = max(int(own.covered.sum()), 1)
+    truth = PersonTruth(betas=p.betas, global_orient=p.global_orient, body_pose=p.body_pose,
+                        transl=p.transl, joints3d=p.joints, joints2d=project(p.joints, cam),
+                        bbox=_box_of(project(p.vertices, cam)), visible_bbox=visible_box,
+                        joint_visibility=vis.joint, joint_self_visibility=vis.joint_self,
+                        kernel_visibility=vis.kernel, occluded_fraction=float(hidden.sum() / own_pixels),
+                        key_poses=p.key_poses)
+    return truth, hidden
