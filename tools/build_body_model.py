@@ -416,6 +416,59 @@ def project_betas(vertices: np.ndarray, mean: np.ndarray, dirs: np.ndarray) -> n
     return np.linalg.lstsq(a, (vertices - mean).reshape(len(vertices), -1).T, rcond=None)[0].T
 
 
+def posed_check(model, rig: Rig, shapes: AnnyShapes, betas: np.ndarray, npz: Path,
+                num_poses: int, seed: int) -> dict[str, float]:
+    """Posed accuracy against Anny itself: the same joint rotations applied by Anny (from its own
+    A-pose rest, composed with the T-pose rotations) and by our SMPL-format model (betas fitted to
+    the T-posed shape). Poses: axis-angle N(0, 0.3 rad) per joint, any global orientation.
+    Returns mean / max vertex and joint distances in mm.
+    """
+    from nbf_ros.body.model import BodyModel  # noqa: PLC0415
+    from nbf_ros.geometry.rotations import axis_angle_to_matrix  # noqa: PLC0415
+    from nbf_ros.types import BodyParams  # noqa: PLC0415
+
+    body = BodyModel(npz, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    count = len(shapes.phenotypes)
+    pose = 0.3 * torch.randn(count * num_poses, 24, 3, generator=gen, dtype=torch.float64)
+    pose[:, 0] = torch.randn(count * num_poses, 3, generator=gen, dtype=torch.float64)
+    local = axis_angle_to_matrix(pose)
+    world = [local[:, 0]]
+    for j in range(1, 24):
+        world.append(world[JOINT_PARENTS[j]] @ local[:, j])
+    m = torch.as_tensor(ANNY_TO_SMPL)
+    world_anny = m.T @ torch.stack(world, 1) @ m  # same rotation expressed in Anny's frame
+    pheno = np.repeat(shapes.phenotypes, num_poses, axis=0)
+    vert_err, joint_err = [], []
+    with torch.no_grad():
+        for start in range(0, len(pheno), ANNY_BATCH):
+            sl = slice(start, start + ANNY_BATCH)
+            ph = torch.as_tensor(pheno[sl], dtype=model.dtype)
+            rest = anny_rest(model, ph)
+            heads = rest["rest_bone_heads"].numpy()
+            rot = torch.as_tensor(tpose_rotations(rig, heads), dtype=model.dtype)
+            rot = world_anny[sl][:, torch.as_tensor(rig.group_of_bone)] @ rot
+            v, h = pose_anny(model, ph, rot, rest["rest_bone_poses"])
+            pelvis = rig.centres(heads)[:, :1] @ ANNY_TO_SMPL.T
+            ref_v = v.numpy() @ ANNY_TO_SMPL.T - pelvis
+            ref_j = rig.centres(h.numpy()) @ ANNY_TO_SMPL.T - pelvis
+            n = ref_v.shape[0]
+            params = BodyParams(
+                betas=torch.as_tensor(np.repeat(betas, num_poses, axis=0)[sl]),
+                global_orient=pose[sl, 0], body_pose=pose[sl, 1:].reshape(n, -1),
+                transl=torch.zeros(n, 3, dtype=torch.float64))
+            out = body(params)
+            vert_err.append(np.linalg.norm(out.vertices.numpy() - ref_v, axis=-1) * 1e3)
+            joint_err.append(np.linalg.norm(out.joints.numpy() - ref_j, axis=-1) * 1e3)
+    ve, je = np.concatenate(vert_err), np.concatenate(joint_err)
+    return {"vertex_mean_mm": float(ve.mean()), "vertex_median_mm": float(np.median(ve)),
+            "vertex_p99_mm": float(np.percentile(ve, 99)), "vertex_max_mm": float(ve.max()),
+            "joint_mean_mm": float(je.mean()), "joint_max_mm": float(je.max()),
+            "per_joint_mean_mm": dict(zip(JOINT_NAMES, je.mean(0).round(2).tolist())),
+            "per_joint_max_mm": dict(zip(JOINT_NAMES, je.max(0).round(2).tolist())),
+            "num_bodies": int(len(ve))}
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("models/nbf_body.npz"))
@@ -425,6 +478,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num-test", type=int, default=200)
     parser.add_argument("--num-betas", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--posed-shapes", type=int, default=20,
+                        help="test shapes for the posed check against Anny (0: skip)")
+    parser.add_argument("--poses-per-shape", type=int, default=5)
     return parser.parse_args()
 
 
@@ -497,6 +553,11 @@ def main() -> None:
         "height_m": {"min": float(np.ptp(test.vertices[..., 1], axis=1).min()),
                      "max": float(np.ptp(test.vertices[..., 1], axis=1).max())},
     }
+    if args.posed_shapes > 0:
+        k = min(args.posed_shapes, args.num_test)
+        report["posed_check"] = posed_check(model, rig, split(n2, n2 + k), betas[:k], args.out,
+                                            args.poses_per_shape, args.seed)
+        print("posed check vs Anny:", json.dumps(report["posed_check"]))
     if args.report:
         args.report.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.0f} s")
