@@ -2,7 +2,7 @@
 
 Why both cues: box IoU is reliable at high frame rates and needs no 3D estimate, but it collapses
 when an occluder shrinks a person's box or two people cross in the image; the 3D root (pelvis)
-separates people at different depths and is unaffected by the box shrinking. A pair (track, box)
+(the body translation) separates people at different depths and is unaffected by the box shrinking. A pair (track, box)
 is a candidate when either gate admits it; among candidates the Hungarian algorithm
 (scipy.optimize.linear_sum_assignment) minimises
 
@@ -90,8 +90,9 @@ class Tracker:
 
         Args:
             boxes: N x 4 [x0, y0, x1, y1] pixels.
-            roots: N x 3 root (pelvis) positions in metres, camera frame, or None when unknown
-                (rows with a non-finite value count as unknown).
+            roots: N x 3 body translations in metres, camera frame (the same quantity as
+                ``Person.transl``, which ``update`` stores: the pipeline's regressed ``transl``),
+                or None when unknown (rows with a non-finite value count as unknown).
             stamp_s: image stamp in seconds.
         Returns:
             (ids, warm): N ids (existing or new, all distinct) and N warm-start Persons or None.
@@ -122,7 +123,7 @@ class Tracker:
         """Record the people estimated this frame (their ``id`` from ``assign``) as track states."""
         stamp_s = float(stamp_s)
         for person in people:
-            root = np.asarray(person.joints3d, dtype=np.float64)[0]
+            root = np.asarray(person.transl, dtype=np.float64).reshape(3)
             track = self._tracks.get(int(person.id))
             seen = stamp_s if track is None else max(track.last_seen_s, stamp_s)
             self._tracks[int(person.id)] = Track(

@@ -1,0 +1,479 @@
+"""``nbf_node``: the lifecycle node that turns camera images into 3D people (a thin shell).
+
+Lifecycle (REP-2002 managed node):
+- configure: validate parameters, build the pipeline (models, detector), create publishers.
+  A failure (missing model file, bad config) returns FAILURE with a one-line log: the node stays
+  alive and unconfigured, and /diagnostics says why.
+- activate: create the ``image`` and ``camera_info`` subscriptions, start the worker.
+- deactivate: publish DELETEALL on ``~/markers``, destroy subscriptions, stop the worker.
+- cleanup / shutdown: undo configure.
+
+Processing: the image callback only stores the message in a one-slot mailbox (latest frame
+wins, replaced frames are counted as dropped); a worker thread decodes, runs the pipeline and
+publishes, so the executor never blocks. Every output carries the input image's header.
+Bad input (encodings, sizes, intrinsics, stamps) is skipped with a throttled log and counted in
+/diagnostics; nothing an input can do stops the node.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Callable, Optional, Sequence
+
+import rclpy
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseArray
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from nbf_ros.ros import conversions as conv
+from nbf_ros.ros import params as P
+from nbf_ros.ros.latest import LatestSlot
+from nbf_ros.ros.stats import NodeStats, Status, Thresholds, input_status, processing_status
+
+NODE_NAME = "nbf"
+OUTPUT_DEPTH = 5
+"""Publishers are reliable with a small depth (ros.md): a slow subscriber cannot grow memory."""
+LOG_THROTTLE_S = 5.0
+WORKER_POLL_S = 0.1
+
+PipelineFactory = Callable[[Any], Any]
+"""NbfConfig -> object with ``process(image_rgb, camera, tracker=, fit=, stamp_s=) -> FrameResult``
+and ``backend_name``."""
+
+
+def default_pipeline_factory(config: Any) -> Any:
+    from nbf_ros.inference.pipeline import Pipeline
+
+    return Pipeline.from_config(config)
+
+
+class NbfNode(LifecycleNode):
+    """Camera in, 3D people out (see the module docstring for the lifecycle and threading)."""
+
+    def __init__(self, node_name: str = NODE_NAME, *, pipeline_factory: Optional[PipelineFactory] = None,
+                 **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._factory = pipeline_factory or default_pipeline_factory
+        self._declare_parameters()
+        self._values = {spec.name: self._param(spec.name) for spec in P.PARAMS}
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if hasattr(self, "add_post_set_parameters_callback"):
+            self.add_post_set_parameters_callback(self._after_set_parameters)
+        self.stats = NodeStats()
+        self._slot: LatestSlot = LatestSlot()
+        self._pipeline: Any = None
+        self._tracker: Any = None
+        self._config: Any = None
+        self._configure_error: Optional[str] = None
+        self._state = "unconfigured"
+        self._camera: Optional[conv.CameraIntrinsics] = None
+        self._camera_error: Optional[str] = None
+        self._last_stamp_s: Optional[float] = None
+        self._published_ids: set[int] = set()
+        self._last_header: Any = None
+        self._log_times: dict[str, float] = {}
+        self._pubs: dict[str, Any] = {}
+        self._subs: list[Any] = []
+        self._worker: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._tf = None
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(self._values["diagnostics_period_s"], self.publish_diagnostics)
+
+    # -- parameters ----------------------------------------------------------------------------
+    def _declare_parameters(self) -> None:
+        for spec in P.PARAMS:
+            descriptor = ParameterDescriptor(description=f"{spec.description} [{spec.when}]",
+                                             read_only=spec.when == P.READ_ONLY)
+            if spec.min is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
+                descriptor.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max), step=0)]
+            elif spec.min is not None:
+                descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.min),
+                                                                      to_value=float(spec.max), step=0.0)]
+            if spec.choices:
+                descriptor.additional_constraints = f"one of {list(spec.choices)}"
+            self.declare_parameter(spec.name, spec.default, descriptor)
+        for spec in P.PARAMS:  # overrides (YAML, launch) are validated like later sets
+            reason = P.validate(spec.name, self._param(spec.name), "unconfigured")
+            if reason:
+                raise ValueError(f"invalid parameter: {reason}")
+
+    def _param(self, name: str) -> Any:
+        value = self.get_parameter(name).value
+        return list(value) if name == "fixed_box" else value
+
+    def _on_set_parameters(self, parameters: Sequence[Any]) -> SetParametersResult:
+        for param in parameters:
+            value = list(param.value) if param.name == "fixed_box" else param.value
+            reason = P.validate(param.name, value, self._state)
+            if reason:
+                self.get_logger().warning(f"rejected parameter: {reason}")
+                return SetParametersResult(successful=False, reason=reason)
+        if not hasattr(self, "add_post_set_parameters_callback"):
+            self._after_set_parameters(parameters)
+        return SetParametersResult(successful=True)
+
+    def _after_set_parameters(self, parameters: Sequence[Any]) -> None:
+        for param in parameters:
+            if param.name in P.SPECS:
+                self._values[param.name] = list(param.value) if param.name == "fixed_box" else param.value
+                if param.name == "track_timeout_s" and self._tracker is not None:
+                    self._tracker.config = P.tracker_config(self._tracker.config, self._values)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            from nbf_ros.tracking import Tracker
+
+            config = P.pipeline_config(self._values)
+            pipeline = self._factory(config)
+            tracker = Tracker(config.tracker)
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the node alive, unconfigured
+            self._configure_error = f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(f"configure failed: {self._configure_error}")
+            return TransitionCallbackReturn.FAILURE
+        self._config, self._pipeline, self._tracker = config, pipeline, tracker
+        self._configure_error = None
+        self._pubs = {
+            "markers": self.create_lifecycle_publisher(MarkerArray, "~/markers", OUTPUT_DEPTH),
+            "joints": self.create_lifecycle_publisher(PointCloud2, "~/joints", OUTPUT_DEPTH),
+            "people": self.create_lifecycle_publisher(PoseArray, "~/people", OUTPUT_DEPTH),
+            "debug_image": self.create_lifecycle_publisher(Image, "~/debug_image", 1),
+        }
+        self._tf = self._make_tf_broadcaster()
+        self._state = "inactive"
+        self.get_logger().info(f"configured: backend {self.backend_name}, detector "
+                               f"{config.detector.kind}, max_people {config.detector.max_people}")
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        qos = self.input_qos()
+        self._subs = [
+            self.create_subscription(Image, "image", self._on_image, qos,
+                                     event_callbacks=self._event_callbacks("image")),
+            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos,
+                                     event_callbacks=self._event_callbacks("camera_info")),
+        ]
+        self._last_stamp_s = None
+        self._tracker.reset()
+        self.stats.reset_rates()
+        self._slot = LatestSlot()
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="nbf_worker", daemon=True)
+        self._worker.start()
+        self._state = "active"
+        self.get_logger().info(f"active: subscribed to {self.resolve_topic_name('image')} and "
+                               f"{self.resolve_topic_name('camera_info')} ({self.qos_text()})")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        if "markers" in self._pubs:
+            self._pubs["markers"].publish(conv.delete_all_markers(self._clear_header()))
+        self._published_ids.clear()
+        self._state = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._state = "unconfigured"
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._state == "active":
+            self.on_deactivate(state)
+        self._release()
+        self._state = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error("error during a transition: releasing everything")
+        self._stop_worker()
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        self._release()
+        self._state = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        self._stop_worker()
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+        self._pipeline = self._tracker = self._config = self._tf = None
+        self._camera, self._camera_error = None, None
+
+    def destroy_node(self) -> None:
+        self._stop_worker()
+        super().destroy_node()
+
+    @property
+    def backend_name(self) -> str:
+        return str(getattr(self._pipeline, "backend_name", "none"))
+
+    @property
+    def lifecycle_state(self) -> str:
+        return self._state
+
+    # -- inputs --------------------------------------------------------------------------------
+    def input_qos(self) -> QoSProfile:
+        """Sensor-data QoS (best effort, keep last) by default; reliability/depth overridable."""
+        qos = QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in
+                            ("durability", "liveliness", "deadline", "lifespan")},
+                         history=HistoryPolicy.KEEP_LAST, depth=int(self._values["qos_depth"]))
+        qos.reliability = (ReliabilityPolicy.RELIABLE if self._values["qos_reliability"] == "reliable"
+                           else ReliabilityPolicy.BEST_EFFORT)
+        return qos
+
+    def qos_text(self) -> str:
+        return f"{self._values['qos_reliability']}, depth {self._values['qos_depth']}"
+
+    def _event_callbacks(self, topic: str):
+        from rclpy.event_handler import SubscriptionEventCallbacks
+
+        def incompatible(event: Any) -> None:
+            text = (f"'{topic}': a publisher's QoS is incompatible with ours ({self.qos_text()}); "
+                    f"policy {getattr(event, 'last_policy_kind', '?')}, {event.total_count} time(s)")
+            with self.stats.lock:
+                self.stats.qos_incompatible = text
+            self.get_logger().error(text, throttle_duration_sec=LOG_THROTTLE_S)
+
+        return SubscriptionEventCallbacks(incompatible_qos=incompatible)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            camera = conv.camera_info_to_intrinsics(msg)
+        except conv.CameraInfoError as exc:
+            self._camera, self._camera_error = None, str(exc)
+            self.get_logger().error(f"camera_info: {exc}", throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        self._camera, self._camera_error = camera, None
+
+    def _on_image(self, msg: Image) -> None:
+        """Executor thread: store and return (latest wins)."""
+        self.stats.frame_received()
+        if self._slot.put(msg):
+            self.get_logger().debug("frame dropped: worker busy")
+
+    # -- worker --------------------------------------------------------------------------------
+    def _stop_worker(self) -> None:
+        self._stop.set()
+        self._slot.close()
+        worker, self._worker = self._worker, None
+        if worker is not None and worker is not threading.current_thread():
+            worker.join()
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            msg = self._slot.take(WORKER_POLL_S)
+            if msg is None:
+                continue
+            try:
+                self.process_frame(msg)
+            except Exception as exc:  # noqa: BLE001 - the worker must survive anything
+                self.stats.frame_failed(f"{type(exc).__name__}: {exc}")
+                self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}\n"
+                                        f"{traceback.format_exc(limit=4)}",
+                                        throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _skip(self, reason: str, message: str) -> None:
+        self.stats.frame_skipped(reason)
+        self._log_throttled(reason, f"frame skipped ({reason}): {message}")
+
+    def _log_throttled(self, key: str, text: str) -> None:
+        """WARN at most once per LOG_THROTTLE_S per key (rclpy throttles per call site only)."""
+        now = time.monotonic()
+        if now - self._log_times.get(key, -LOG_THROTTLE_S) >= LOG_THROTTLE_S:
+            self._log_times[key] = now
+            self.get_logger().warning(text)
+
+    def process_frame(self, msg: Image) -> bool:
+        """Decode, check, run the pipeline and publish one frame; False when it was skipped."""
+        stamp_s = conv.stamp_to_seconds(msg.header.stamp)
+        if not self._accept_stamp(stamp_s):
+            return False
+        try:
+            rgb = conv.image_to_rgb(msg, int(self._values["max_image_side"]))
+        except conv.ImageError as exc:
+            self._skip(exc.reason, str(exc))
+            return False
+        camera = self._intrinsics(rgb.shape[1], rgb.shape[0])
+        if camera is None:
+            return False
+        result = self._run_pipeline(rgb, camera, stamp_s)
+        if result is None:
+            return False
+        self._last_stamp_s = max(stamp_s, self._last_stamp_s or stamp_s)
+        self._publish(msg.header, rgb, result)
+        return True
+
+    def _accept_stamp(self, stamp_s: float) -> bool:
+        """Small steps back (reordered frames) are skipped; a large jump back is a clock reset."""
+        last = self._last_stamp_s
+        if last is None or stamp_s >= last:
+            return True
+        jump = self._tracker.config.max_backward_jump_s
+        if last - stamp_s > jump:
+            self.get_logger().warning(f"image stamp jumped back {last - stamp_s:.3f} s: clock reset, "
+                                      "tracks dropped", throttle_duration_sec=LOG_THROTTLE_S)
+            with self.stats.lock:
+                self.stats.clock_resets += 1
+            self._tracker.reset()
+            self._last_stamp_s = None
+            return True
+        self._skip("stamp_backwards", f"stamp {stamp_s:.3f} is {last - stamp_s:.3f} s older than the "
+                   "last processed frame")
+        return False
+
+    def _intrinsics(self, width: int, height: int) -> Optional[conv.CameraIntrinsics]:
+        camera, error = self._camera, self._camera_error
+        if error is not None:
+            self._skip("camera_info_invalid", error)
+            return None
+        if camera is None:
+            if self._values["require_camera_info"]:
+                self._skip("no_camera_info", "no CameraInfo received yet on "
+                           f"{self.resolve_topic_name('camera_info')}")
+                return None
+            return conv.CameraIntrinsics.default_for(width, height)
+        return conv.intrinsics_for_image(camera, width, height)
+
+    def _run_pipeline(self, rgb: Any, camera: Any, stamp_s: float) -> Any:
+        from nbf_ros.errors import NbfError
+
+        try:
+            return self._pipeline.process(rgb, camera, tracker=self._tracker,
+                                          fit=bool(self._values["fit"]), stamp_s=stamp_s)
+        except (NbfError, ValueError) as exc:
+            self._skip("rejected_by_pipeline", f"{type(exc).__name__}: {exc}")
+            return None
+
+    # -- outputs -------------------------------------------------------------------------------
+    def _clear_header(self) -> Any:
+        """Header for DELETEALL: the last input's frame with the current time (RViz clears by
+        namespace whatever the stamp; a fresh stamp keeps it from being discarded as old)."""
+        from std_msgs.msg import Header
+
+        frame = self._last_header.frame_id if self._last_header is not None else ""
+        return Header(stamp=self.get_clock().now().to_msg(), frame_id=frame)
+
+    def _publish(self, header: Any, rgb: Any, result: Any) -> None:
+        people = list(result.people)
+        self._last_header = header
+        ids = {int(p.id) for p in people}
+        vanished, self._published_ids = self._published_ids - ids, ids
+        lifetime = float(self._values["marker_lifetime_s"])
+        self._pubs["markers"].publish(conv.people_to_markers(people, header, lifetime, sorted(vanished)))
+        self._pubs["joints"].publish(conv.people_to_pointcloud(people, header))
+        self._pubs["people"].publish(conv.people_to_pose_array(people, header))
+        if self._values["publish_debug_image"]:
+            self._pubs["debug_image"].publish(conv.rgb_to_image_msg(conv.draw_overlay(rgb, people), header))
+        if self._values["publish_tf"]:
+            self._broadcast_tf(header, people)
+        latency_ms = (self.get_clock().now().nanoseconds * 1e-9 - conv.stamp_to_seconds(header.stamp)) * 1e3
+        self.stats.frame_published(latency_ms, dict(result.timings_ms), len(people))
+
+    def _make_tf_broadcaster(self) -> Any:
+        try:
+            from tf2_ros import TransformBroadcaster  # type: ignore[import-not-found]
+        except ImportError:
+            self.get_logger().info("tf2_ros not available: publish_tf (body_<id> frames) disabled")
+            return None
+        return TransformBroadcaster(self)
+
+    def _broadcast_tf(self, header: Any, people: list) -> None:
+        if self._tf is None:
+            self.get_logger().warning("publish_tf is true but tf2_ros is not installed",
+                                      throttle_duration_sec=60.0)
+            return
+        from geometry_msgs.msg import TransformStamped
+
+        transforms = []
+        for person in people:
+            t = TransformStamped()
+            t.header = header
+            t.child_frame_id = f"body_{int(person.id)}"
+            x, y, z = (float(v) for v in person.joints3d[0])
+            t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = x, y, z
+            q = conv.root_quaternion(person.global_orient)
+            (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
+             t.transform.rotation.w) = (float(v) for v in q)
+            transforms.append(t)
+        if transforms:
+            self._tf.sendTransform(transforms)
+
+    # -- diagnostics ---------------------------------------------------------------------------
+    def diagnostic_statuses(self) -> list[Status]:
+        camera = "ok" if self._camera is not None else ("invalid" if self._camera_error else "missing")
+        snap = self.stats.snapshot(state=self._state, configure_error=self._configure_error,
+                                   backend=self.backend_name, dropped=self._slot.dropped,
+                                   camera_info=camera, camera_info_error=self._camera_error,
+                                   qos=self.qos_text())
+        th = Thresholds(float(self._values["latency_warn_ms"]), float(self._values["input_timeout_s"]),
+                        bool(self._values["require_camera_info"]))
+        name = self.get_fully_qualified_name()
+        return [input_status(snap, th, f"{name}: input"), processing_status(snap, th, f"{name}: processing")]
+
+    def publish_diagnostics(self) -> None:
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        for status in self.diagnostic_statuses():
+            msg.status.append(DiagnosticStatus(
+                level=bytes([status.level]), name=status.name, message=status.message,
+                hardware_id=self.get_fully_qualified_name(),
+                values=[KeyValue(key=k, value=v) for k, v in status.values.items()]))
+        self._diag_pub.publish(msg)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point of ``nbf_node`` and ``nbf-ros node`` (ROS arguments accepted)."""
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    args = sys.argv if argv is None else [sys.argv[0], *argv]
+    rclpy.init(args=args)
+    node: Optional[NbfNode] = None
+    try:
+        node = NbfNode()
+        if node.get_parameter("autostart").value:
+            autostart(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:  # invalid parameter overrides: one line, no traceback
+        print(f"nbf_node: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def autostart(node: NbfNode) -> bool:
+    """configure + activate; logs and returns False if either fails (the node stays up)."""
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        node.get_logger().error("autostart: configure failed; fix the cause and configure again "
+                                "(ros2 lifecycle set /nbf configure)")
+        return False
+    if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+        node.get_logger().error("autostart: activate failed")
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""A camera stand-in: publishes synthetic Images + CameraInfo at a fixed rate (second process).
+
+Used by the end-to-end tests, the node benchmark and the no-camera demo. Besides good frames it
+can publish every kind of bad input the node must survive (``--pattern``), and it writes a JSON
+line per published frame (``--manifest``) with the stamp, the kind and the ground truth, so a
+test can check what the node did with each one.
+
+    python -m nbf_ros.ros.publisher --rate 10 --people 3 --duration 30
+    python -m nbf_ros.ros.publisher --pattern good,bad_encoding,good,short_data --frames 40
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, Optional
+
+import numpy as np
+
+from nbf_ros.ros.synthetic import SyntheticScene
+
+GOOD = "good"
+BAD_KINDS = ("bad_encoding", "short_data", "long_data", "small_step", "zero_size", "huge",
+             "nan_info", "zero_info", "backwards")
+"""Frames the node must skip (and survive): see ``corrupt``."""
+HUGE_SIDE = 8192
+DISCOVERY_TIMEOUT_S = 20.0
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rate", type=float, default=10.0, help="frames per second")
+    p.add_argument("--frames", type=int, default=0, help="frames to publish (0: use --duration)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds to publish when --frames is 0")
+    p.add_argument("--people", type=int, default=1)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--encodings", default="rgb8", help="comma list cycled over good frames")
+    p.add_argument("--pattern", default=GOOD, help=f"comma list of kinds cycled: {GOOD}, {', '.join(BAD_KINDS)}")
+    p.add_argument("--info-from", type=int, default=0, help="first frame index with a CameraInfo")
+    p.add_argument("--frame-id", default="camera_optical_frame")
+    p.add_argument("--image-topic", default="image")
+    p.add_argument("--info-topic", default="camera_info")
+    p.add_argument("--reliable", action="store_true", help="reliable QoS (default: sensor data)")
+    p.add_argument("--wait-subscribers", type=int, default=1,
+                   help="wait until this many subscribers see the image topic (0: do not wait)")
+    p.add_argument("--manifest", default="", help="write one JSON line per published frame here")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def corrupt(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Make image fields (encoding, height, width, step, data) invalid in the way ``kind`` says."""
+    f = dict(fields)
+    if kind == "bad_encoding":
+        f["encoding"] = "bayer_rggb8x"
+    elif kind == "short_data":
+        f["data"] = f["data"][: -f["step"]]
+    elif kind == "long_data":
+        f["data"] = f["data"] + bytes(17)
+    elif kind == "small_step":
+        f["step"] = f["width"] * 3 - 1
+        f["data"] = bytes(f["step"] * f["height"])
+    elif kind == "zero_size":
+        f.update(height=0, width=0, step=0, data=b"")
+    elif kind == "huge":
+        f.update(height=4, width=HUGE_SIDE, step=HUGE_SIDE * 3, data=bytes(HUGE_SIDE * 3 * 4))
+    return f
+
+
+def camera_info_msg(scene: SyntheticScene, header: Any, kind: str) -> Any:
+    from sensor_msgs.msg import CameraInfo
+
+    cam = scene.camera
+    k = [cam.fx, 0.0, cam.cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0]
+    if kind == "nan_info":
+        k = [float("nan")] * 9
+    elif kind == "zero_info":
+        k = [0.0] * 9
+    info = CameraInfo()
+    info.header = header
+    info.width, info.height = scene.width, scene.height
+    info.distortion_model = "plumb_bob"
+    info.d = [0.0] * 5
+    info.k = k
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+def image_msg(fields: dict[str, Any], header: Any) -> Any:
+    from sensor_msgs.msg import Image
+
+    msg = Image()
+    msg.header = header
+    msg.encoding, msg.is_bigendian = fields["encoding"], 0
+    msg.height, msg.width, msg.step = fields["height"], fields["width"], fields["step"]
+    msg.data = fields["data"]
+    return msg
+
+
+def wait_for_subscribers(node: Any, publisher: Any, count: int) -> bool:
+    """Spin until ``count`` subscribers matched (DDS discovery), or DISCOVERY_TIMEOUT_S."""
+    import rclpy
+
+    deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
+    while publisher.get_subscription_count() < count:
+        if time.monotonic() > deadline:
+            return False
+        rclpy.spin_once(node, timeout_sec=0.05)
+    time.sleep(0.2)  # let the camera_info match too
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header
+
+    from nbf_ros.ros.conversions import encode_image
+
+    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable else qos_profile_sensor_data
+    scene = SyntheticScene(args.width, args.height, args.people, args.seed)
+    pattern = [k.strip() for k in args.pattern.split(",") if k.strip()]
+    encodings = [e.strip() for e in args.encodings.split(",") if e.strip()]
+    unknown = [k for k in pattern if k != GOOD and k not in BAD_KINDS]
+    if unknown:
+        print(f"publisher: unknown pattern kinds {unknown}", file=sys.stderr)
+        return 2
+    total = args.frames if args.frames > 0 else int(round(args.duration * args.rate))
+    rclpy.init()
+    node = rclpy.create_node("nbf_test_camera")
+    manifest = open(args.manifest, "w") if args.manifest else None  # noqa: SIM115
+    try:
+        image_pub = node.create_publisher(Image, args.image_topic, qos)
+        info_pub = node.create_publisher(CameraInfo, args.info_topic, qos)
+        if args.wait_subscribers and not wait_for_subscribers(node, image_pub, args.wait_subscribers):
+            print("publisher: no subscriber matched", file=sys.stderr)
+            return 3
+        period = 1.0 / args.rate
+        start = time.monotonic()
+        last_good_ns: Optional[int] = None
+        good_count = 0
+        for index in range(total):
+            kind = pattern[index % len(pattern)]
+            now_ns = node.get_clock().now().nanoseconds
+            if kind == "backwards" and last_good_ns is not None:
+                now_ns = last_good_ns - 50_000_000  # 50 ms in the past: a reordered frame
+            header = Header(frame_id=args.frame_id)
+            header.stamp.sec, header.stamp.nanosec = divmod(now_ns, 1_000_000_000)
+            rgb, truth = scene.frame(index)
+            encoding = encodings[good_count % len(encodings)] if kind == GOOD else "rgb8"
+            enc = encode_image(rgb, encoding)
+            fields = corrupt(kind, {"encoding": enc.encoding, "height": enc.height, "width": enc.width,
+                                    "step": enc.step, "data": enc.data})
+            if index >= args.info_from:
+                info_pub.publish(camera_info_msg(scene, header, kind))
+            image_pub.publish(image_msg(fields, header))
+            if kind == GOOD:
+                last_good_ns, good_count = now_ns, good_count + 1
+            if manifest is not None:
+                manifest.write(json.dumps({
+                    "index": index, "stamp_ns": now_ns, "kind": kind, "encoding": fields["encoding"],
+                    "has_info": index >= args.info_from,
+                    "truth": [{"box": list(p.box), "depth_m": p.depth_m} for p in truth]}) + "\n")
+                manifest.flush()
+            rclpy.spin_once(node, timeout_sec=0.0)
+            sleep = start + (index + 1) * period - time.monotonic()
+            if sleep > 0:
+                time.sleep(sleep)
+        time.sleep(0.3)  # let best-effort samples leave before the participant goes away
+    finally:
+        if manifest is not None:
+            manifest.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
