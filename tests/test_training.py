@@ -198,7 +198,7 @@ def _context() -> BodyContext:
     adjacency = torch.eye(K, dtype=torch.bool)
     adjacency[torch.arange(K - 1), torch.arange(1, K)] = True
     adjacency = adjacency | adjacency.T
-    return BodyContext(joints_fn, orientation, adjacency)
+    return BodyContext(joints_fn, orientation, adjacency, torch.randn(K, 3) * 0.3)
 
 
 def _batch(seed: int, b: int = 2) -> dict[str, torch.Tensor]:
@@ -280,3 +280,35 @@ def test_weights_round_trip_and_strict_errors(tmp_path) -> None:
         load_network(path, replace(NET, base_channels=16))
     with pytest.raises(WeightsError, match="missing"):
         load_network(path, replace(NET, encoder_blocks=(2, 1, 1, 1)))
+
+
+def test_feature_counts_on_a_constructed_map() -> None:
+    """Pixels whose feature equals a bank entry are classified as that entry."""
+    from nbf_ros.training.metrics import feature_counts
+
+    bank = _unit(3, 2, 4, seed=7)
+    proto = F.normalize(-bank.reshape(-1, 4).mean(0), dim=0)
+    feats = torch.stack([bank[0, 1], bank[2, 0], bank[1, 1], proto]).T.reshape(1, 4, 2, 2)
+    kernel_index = torch.tensor([[[0, 1], [1, -1]]])  # pixel 1 is wrong (looks like kernel 2)
+    bins = torch.tensor([[[0.2, 0.8], [0.9, 0.1], [0.9, 0.1]]])  # kernel 1's true bin is 0
+    adjacency = torch.eye(3, dtype=torch.bool)
+    adjacency[1, 2] = adjacency[2, 1] = True
+    sites = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.05, 0.0, 0.0]])
+    c = feature_counts(feats, kernel_index, bins, bank, proto, adjacency, sites)
+    assert (c.fg_pixels, c.kernel_correct, c.neighbour_correct, c.within_10cm) == (3, 2, 3, 3)
+    assert c.bin_correct == 1  # pixel 0 (bin 1 of kernel 0) right; pixel 2 has bin 1, truth 0
+    assert (c.bg_pixels, c.bg_correct) == (1, 1)
+
+
+def test_step_sampler_is_a_function_of_the_step() -> None:
+    from itertools import islice
+
+    from nbf_ros.training.data import StepSampler
+
+    full = list(islice(iter(StepSampler(10, 4, 0, seed=3)), 40))
+    assert full[:10] == list(range(10))  # epoch 0 in order
+    assert sorted(full[10:20]) == list(range(10)) and full[10:20] != list(range(10))
+    resumed = list(islice(iter(StepSampler(10, 4, 5, seed=3)), 20))
+    assert resumed == full[20:40]
+    ranks = [list(islice(iter(StepSampler(10, 2, 0, seed=3, rank=r, world=2)), 4)) for r in (0, 1)]
+    assert ranks == [[0, 1, 4, 5], [2, 3, 6, 7]]

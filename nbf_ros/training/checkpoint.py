@@ -92,6 +92,21 @@ def save_weights(net: NBFNet, bank: MemoryBank, path: str | Path, half: bool = T
     torch.save(flat, path)
 
 
+def _read_weights(path: Path) -> dict[str, Any]:
+    flat = _read(path, "network weights")
+    if flat.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{path}: not an nbf_ros weights file (format {flat.get('format')!r}, "
+                           f"expected {WEIGHTS_FORMAT!r})")
+    return flat
+
+
+def load_memory_bank(weights_path: str | Path) -> MemoryBank:
+    """Only the memory bank (kernel K x O x D and background features) of a shipped-weights file,
+    for the fitter, which does not need the network. Raises WeightsError (one line)."""
+    path = Path(weights_path)
+    return bank_from_state(_split(_read_weights(path), "bank."), str(path)).eval()
+
+
 def load_network(weights_path: str | Path, cfg: NetConfig) -> tuple[NBFNet, MemoryBank]:
     """Build ``NBFNet(cfg)`` and its memory bank from a shipped-weights file (eval mode, float32).
 
@@ -100,10 +115,7 @@ def load_network(weights_path: str | Path, cfg: NetConfig) -> tuple[NBFNet, Memo
             (one line saying which).
     """
     path = Path(weights_path)
-    flat = _read(path, "network weights")
-    if flat.get("format") != WEIGHTS_FORMAT:
-        raise WeightsError(f"{path}: not an nbf_ros weights file (format {flat.get('format')!r}, "
-                           f"expected {WEIGHTS_FORMAT!r})")
+    flat = _read_weights(path)
     bank = bank_from_state(_split(flat, "bank."), str(path))
     if bank.shape[2] != cfg.feature_dim:
         raise WeightsError(f"{path}: features are {bank.shape[2]}-d, net.feature_dim is {cfg.feature_dim}")

@@ -25,7 +25,8 @@ def evaluate_batches(net: NBFNet, bank: MemoryBank, ctx: BodyContext,
 
     Returns keys: mpjpe_mm, pa_mpjpe_mm (regression head only, 24 SMPL joints, pelvis-aligned /
     Procrustes-aligned), heatmap_px (mean 2D error of the heatmap soft-argmax over in-crop
-    joints, crop pixels), kernel_top1, kernel_top1_within_1hop, bin_acc_given_kernel,
+    joints, crop pixels), kernel_top1, kernel_top1_within_1hop, kernel_top1_within_10cm,
+    bin_acc_given_kernel,
     background_acc (see ``feature_counts``), samples.
     """
     was_training = net.training
@@ -46,7 +47,8 @@ def evaluate_batches(net: NBFNet, bank: MemoryBank, ctx: BodyContext,
         hm_n += float(inside.sum())
         counts.add(feature_counts(out.features, batch["kernel_index"],
                                   ctx.orientation_weights(batch["joints3d"]),
-                                  bank.kernel_features, prototype, ctx.adjacency))
+                                  bank.kernel_features, prototype, ctx.adjacency,
+                                  ctx.kernel_sites))
         samples += batch["image"].shape[0]
     net.train(was_training)
     if samples == 0:

@@ -39,6 +39,11 @@ def pa_mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (procrustes_align(pred, target) - target).norm(dim=-1).mean(-1)
 
 
+NEAR_M = 0.10
+"""A predicted kernel this close (rest pose) to the true one counts as 'within 10 cm' (the
+feasibility probe's second number, method.md)."""
+
+
 @dataclass
 class FeatureCounts:
     """Counts over pixels; ratios give the accuracies reported in docs/training.md."""
@@ -46,6 +51,7 @@ class FeatureCounts:
     fg_pixels: int = 0
     kernel_correct: int = 0
     neighbour_correct: int = 0
+    within_10cm: int = 0
     bin_correct: int = 0
     bg_pixels: int = 0
     bg_correct: int = 0
@@ -58,13 +64,15 @@ class FeatureCounts:
         fg, bg = max(self.fg_pixels, 1), max(self.bg_pixels, 1)
         return {"kernel_top1": self.kernel_correct / fg,
                 "kernel_top1_within_1hop": self.neighbour_correct / fg,
+                "kernel_top1_within_10cm": self.within_10cm / fg,
                 "bin_acc_given_kernel": self.bin_correct / max(self.kernel_correct, 1),
                 "background_acc": self.bg_correct / bg}
 
 
 @torch.no_grad()
 def feature_counts(features: torch.Tensor, kernel_index: torch.Tensor, bin_weights: torch.Tensor,
-                   bank: torch.Tensor, prototype: torch.Tensor, adjacency: torch.Tensor) -> FeatureCounts:
+                   bank: torch.Tensor, prototype: torch.Tensor, adjacency: torch.Tensor,
+                   kernel_sites: torch.Tensor) -> FeatureCounts:
     """Nearest-bank-entry classification of every feature pixel.
 
     A foreground pixel (kernel k >= 0) is correct when its most similar entry among all K x O
@@ -79,6 +87,7 @@ def feature_counts(features: torch.Tensor, kernel_index: torch.Tensor, bin_weigh
         bank: K x O x D.
         prototype: (D,) background feature.
         adjacency: K x K bool (1-hop neighbours incl. self).
+        kernel_sites: K x 3 rest-pose kernel positions (metres) for the within-10-cm rate.
     """
     b, d, h, w = features.shape
     k, o, _ = bank.shape
@@ -96,6 +105,7 @@ def feature_counts(features: torch.Tensor, kernel_index: torch.Tensor, bin_weigh
         true_bin = bin_weights[batch[fg], kid].argmax(-1)
         counts.kernel_correct = int(right.sum())
         counts.neighbour_correct = int(adjacency[kid, bk].sum())
+        counts.within_10cm = int(((kernel_sites[kid] - kernel_sites[bk]).norm(dim=-1) <= NEAR_M).sum())
         counts.bin_correct = int((right & (bo == true_bin)).sum())
     if counts.bg_pixels:
         bg_sim = flat[~fg] @ prototype

@@ -35,6 +35,7 @@ class BodyContext:
     joints_fn: JointsFn
     orientation_weights: OrientationFn
     adjacency: torch.Tensor  # K x K bool, 1-hop kernel neighbours incl. self
+    kernel_sites: torch.Tensor  # K x 3 rest-pose kernel positions (metres), for metrics
 
 
 @dataclass

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Measure shipped network weights on held-out synthetic data (docs/training.md, models/nbf_net.md).
+
+Reports, on the held-out split (other seeds, textures and background photos than training):
+  - regression-only MPJPE / PA-MPJPE (mm, 24 SMPL joints) and heatmap 2D error (crop px),
+  - feature quality: top-1 nearest kernel over all K x O bank entries for visible kernel pixels,
+    within-1-hop rate, orientation-bin accuracy (given the right kernel), background accuracy,
+  each on clean crops and on crops that always carry occluders;
+  - network inference time per crop (torch, CPU, batch 1; 1 and 2 threads);
+  - training throughput and the validation curve from the run's metrics.jsonl (if given).
+
+Usage:
+  python benchmarks/train_eval.py --weights models/nbf_net.pt --config models/nbf_net.yaml \
+      --images 256 --metrics out/train/metrics.jsonl --json out/train_eval.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from nbf_ros.config import load_config
+from nbf_ros.training.checkpoint import load_network
+from nbf_ros.training.context import build_context
+from nbf_ros.training.data import make_eval_batches
+from nbf_ros.training.evaluate import evaluate_batches
+
+
+def inference_ms(net: torch.nn.Module, size: int, threads: int, runs: int = 30) -> float:
+    """Median wall time of one batch-1 forward pass, after warm-up."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    x = torch.rand(1, 3, size, size)
+    times = []
+    with torch.inference_mode():
+        for i in range(runs + 5):
+            start = time.perf_counter()
+            net(x)
+            if i >= 5:
+                times.append((time.perf_counter() - start) * 1e3)
+    torch.set_num_threads(previous)
+    return statistics.median(times)
+
+
+def training_summary(metrics_path: Path) -> dict:
+    """Throughput and the validation curve from a run's metrics.jsonl."""
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return {}
+    last = rows[-1]
+    curve = [{k: r[k] for k in ("step", "images", "elapsed_s", "loss", "train_kernel_top1",
+                                "val_kernel_top1", "val_bin_acc_given_kernel", "val_background_acc",
+                                "val_mpjpe_mm", "val_pa_mpjpe_mm") if k in r}
+             for r in rows if "val_kernel_top1" in r]
+    return {"steps": last["step"], "images": last["images"], "elapsed_min": last["elapsed_s"] / 60.0,
+            "images_per_s": last["images_per_s"], "curve": curve}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", default="models/nbf_net.pt")
+    parser.add_argument("--config", default="models/nbf_net.yaml")
+    parser.add_argument("--images", type=int, default=256, help="held-out crops per condition")
+    parser.add_argument("--seed", type=int, default=900_000, help="first held-out sample seed")
+    parser.add_argument("--metrics", default=None, help="the run's metrics.jsonl (optional)")
+    parser.add_argument("--json", default=None, help="write all numbers here")
+    args = parser.parse_args(argv)
+
+    cfg = load_config(args.config)
+    net, bank = load_network(args.weights, cfg.net)
+    ctx, _, _ = build_context(cfg, torch.device("cpu"))
+    results: dict = {"weights": args.weights, "images_per_condition": args.images}
+    for name, occlusion in (("clean", 0.0), ("occluded", 1.0)):
+        start = time.perf_counter()
+        batches = make_eval_batches(cfg, args.images, args.seed, occlusion_prob=occlusion)
+        gen_s = time.perf_counter() - start
+        results[name] = evaluate_batches(net, bank, ctx, batches, cfg)
+        results[name]["data_images_per_s"] = args.images / gen_s
+    results["inference_ms_1thread"] = inference_ms(net, cfg.net.crop_size, 1)
+    results["inference_ms_2threads"] = inference_ms(net, cfg.net.crop_size, 2)
+    results["parameters_M"] = sum(p.numel() for p in net.parameters()) / 1e6
+    if args.metrics:
+        results["training"] = training_summary(Path(args.metrics))
+    _print_table(results)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def _print_table(r: dict) -> None:
+    keys = ("mpjpe_mm", "pa_mpjpe_mm", "heatmap_px", "kernel_top1", "kernel_top1_within_1hop",
+            "bin_acc_given_kernel", "background_acc")
+    print(f"{'metric':28s} {'clean':>10s} {'occluded':>10s}")
+    for k in keys:
+        print(f"{k:28s} {r['clean'].get(k, float('nan')):10.3f} {r['occluded'].get(k, float('nan')):10.3f}")
+    print(f"inference ms/crop (batch 1): 1 thread {r['inference_ms_1thread']:.1f}, "
+          f"2 threads {r['inference_ms_2threads']:.1f}; parameters {r['parameters_M']:.2f} M")
+    t = r.get("training")
+    if t:
+        print(f"training: {t['steps']} steps, {t['images']} images, {t['elapsed_min']:.1f} min, "
+              f"{t['images_per_s']:.1f} images/s")
+        for row in t["curve"]:
+            print("  " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in row.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The body-side inputs of training: joints of predicted bodies, NBV orientation weights, and the
+kernel neighbourhood, built from the embedded body model and the Neural Body Volume."""
+from __future__ import annotations
+
+import torch
+from smplx.lbs import batch_rigid_transform, vertices2joints
+
+from nbf_ros.body.model import BodyModel, load_body_model
+
+from nbf_ros.config import NbfConfig, resolve_path
+from nbf_ros.training.bank import kernel_adjacency
+from nbf_ros.training.trainer import BodyContext
+
+
+def make_joints_fn(body: BodyModel):
+    """(rotmats B x 24 x 3 x 3, betas B x 10) -> B x 24 x 3 joints with zero translation.
+
+    SMPL's joints are the forward kinematics of the shaped rest joints (smplx's
+    ``batch_rigid_transform``), so they need neither axis-angle (whose gradient is poor near
+    pi, where an upright body facing the camera sits) nor the full vertex skinning.
+    """
+    def joints_fn(rotmats: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+        rest_joints = vertices2joints(body.smpl.J_regressor, body.rest_vertices(betas))
+        posed, _ = batch_rigid_transform(rotmats, rest_joints, body.parents, dtype=rotmats.dtype)
+        return posed
+
+    return joints_fn
+
+
+def build_context(cfg: NbfConfig, device: torch.device) -> tuple[BodyContext, BodyModel, "NeuralBodyVolume"]:
+    """Body model, NBV and the BodyContext the trainer uses (all on ``device``)."""
+    from nbf_ros.body.nbv import NeuralBodyVolume
+    from nbf_ros.data.scene import body_labels
+
+    body = load_body_model(resolve_path(cfg.body.model_path), cfg.body.num_betas, device=device)
+    nbv = NeuralBodyVolume(body, cfg.nbv).to(device)
+    labels = body_labels(body.cpu(), nbv.kernel_vertex_ids)
+    body.to(device)
+    adjacency = kernel_adjacency(labels.faces, labels.vertex_kernel, labels.num_kernels).to(device)
+
+    def orientation(joints3d: torch.Tensor) -> torch.Tensor:
+        return nbv.orientation_weights_from_joints(joints3d)
+
+    sites = torch.as_tensor(labels.rest_vertices[labels.kernel_vertex_ids], dtype=torch.float32)
+    return BodyContext(make_joints_fn(body), orientation, adjacency, sites.to(device)), body, nbv

@@ -1,0 +1,204 @@
+"""``nbf-ros train --config config/train_default.yaml``: train NBFNet and its memory bank.
+
+Single process by default; under ``torchrun`` (WORLD_SIZE > 1 in the environment) it runs
+DistributedDataParallel, one rank per GPU (gloo on CPU), with the bank's EMA statistics
+all-reduced so that every rank holds the same bank.
+
+Output directory (``train.out_dir``):
+    config.yaml      the full configuration (loaded strictly and compared on resume)
+    last.pt          resumable checkpoint (model + optimiser + bank + step + config)
+    metrics.jsonl    one JSON line per logged step (losses, lr, images/s, validation metrics)
+    nbf_net.pt       shipped-format weights (network + bank, float16) written at the end
+    nbf_net.yaml     the configuration the weights were trained with
+A run restarted with the same command resumes from ``last.pt``; only ``train.steps``,
+``train.time_limit_min``, the logging/checkpoint intervals and ``train.num_workers`` may differ.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+import torch.distributed as dist
+
+from nbf_ros.config import NbfConfig, load_config, resolve_path, save_config, to_dict
+from nbf_ros.errors import NbfError
+from nbf_ros.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from nbf_ros.training.trainer import Trainer
+
+LOG = logging.getLogger("nbf_ros.train")
+# Fields that may change between a run and its resumption (they do not change what is computed).
+RESUMABLE_CHANGES = ("steps", "time_limit_min", "log_every", "checkpoint_every", "num_workers")
+
+
+def resume_key(cfg: NbfConfig) -> dict[str, Any]:
+    """The config as a dict, minus the fields a resumed run may change."""
+    data = to_dict(cfg)
+    for name in RESUMABLE_CHANGES:
+        data["train"].pop(name, None)
+    return data
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="nbf-ros train", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="YAML file (NbfConfig; the train: section)")
+    parser.add_argument("--out-dir", default=None, help="override train.out_dir")
+    parser.add_argument("--steps", type=int, default=None, help="override train.steps")
+    parser.add_argument("--time-limit-min", type=float, default=None,
+                        help="override train.time_limit_min (0 = none)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    return parser.parse_args(argv)
+
+
+def _apply_overrides(cfg: NbfConfig, args: argparse.Namespace) -> NbfConfig:
+    changes: dict[str, Any] = {}
+    if args.out_dir is not None:
+        changes["out_dir"] = args.out_dir
+    if args.steps is not None:
+        changes["steps"] = args.steps
+    if args.time_limit_min is not None:
+        changes["time_limit_min"] = args.time_limit_min
+    return replace(cfg, train=replace(cfg.train, **changes)) if changes else cfg
+
+
+class Distributed:
+    """Rank/world/device from torchrun's environment variables (world 1 without them)."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        cuda = torch.cuda.is_available()
+        self.device = torch.device(f"cuda:{local}" if cuda else "cpu")
+        if cuda:
+            torch.cuda.set_device(self.device)
+        if self.world > 1:
+            dist.init_process_group(backend="nccl" if cuda else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+def run(cfg: NbfConfig, env: Distributed) -> Path:
+    """Train (or resume) per ``cfg.train``; returns the output directory."""
+    from nbf_ros.training.context import build_context
+    from nbf_ros.training.data import make_train_loader, make_val_batches
+    from nbf_ros.training.evaluate import evaluate_batches
+
+    t = cfg.train
+    out = resolve_path(t.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx, body, nbv = build_context(cfg, env.device)
+    trainer = Trainer(cfg, ctx, env.device)
+    if env.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trainer.model = DistributedDataParallel(trainer.net, device_ids=[env.device.index]
+                                                if env.device.type == "cuda" else None)
+    start, images, elapsed0 = _maybe_resume(cfg, trainer, out, env)
+    if env.main:
+        save_config(cfg, out / "config.yaml")
+    val = make_val_batches(cfg) if env.main else []
+    loader: Iterator[dict[str, Any]] = make_train_loader(cfg, start, env.rank, env.world)
+    log_file = (out / "metrics.jsonl").open("a") if env.main else None
+    bar = _progress(t.steps, start, env.main)
+    t0 = time.perf_counter()
+    step = start
+    try:
+        for step in range(start, t.steps):
+            batch = _to_device(next(loader), env.device)
+            terms = trainer.train_step(batch, step, env.rank)
+            images += batch["image"].shape[0] * env.world
+            elapsed = elapsed0 + time.perf_counter() - t0
+            done = step + 1 == t.steps or (t.time_limit_min > 0 and elapsed > 60.0 * t.time_limit_min)
+            if env.main and ((step + 1) % t.log_every == 0 or done):
+                record = {"step": step + 1, "images": images, "elapsed_s": round(elapsed, 1),
+                          "images_per_s": round(images / max(elapsed, 1e-6), 2),
+                          **{k: round(v, 5) for k, v in terms.items()}}
+                if (step + 1) % t.checkpoint_every == 0 or done:
+                    record.update({f"val_{k}": round(v, 5) for k, v in
+                                   evaluate_batches(trainer.net, trainer.bank, ctx, val, cfg).items()})
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                bar.set_postfix(loss=f"{terms['loss']:.3f}", top1=f"{terms['train_kernel_top1']:.3f}")
+            bar.update(1)
+            if env.main and ((step + 1) % t.checkpoint_every == 0 or done):
+                save_checkpoint(out / "last.pt", trainer.net, trainer.bank, trainer.optimizer,
+                                step + 1, images, elapsed, resume_key(cfg))
+            if done:
+                break
+    finally:
+        bar.close()
+        if log_file is not None:
+            log_file.close()
+    if env.main:
+        save_weights(trainer.net, trainer.bank, out / "nbf_net.pt")
+        save_config(cfg, out / "nbf_net.yaml")
+        LOG.info("finished at step %d (%d images); weights in %s", step + 1, images, out / "nbf_net.pt")
+    return out
+
+
+def _maybe_resume(cfg: NbfConfig, trainer: Trainer, out: Path, env: Distributed) -> tuple[int, int, float]:
+    ckpt = out / "last.pt"
+    if not ckpt.is_file():
+        return 0, 0, 0.0
+    if (out / "config.yaml").is_file():
+        stored = load_config(out / "config.yaml")  # strict: a malformed file is an error
+        if resume_key(stored) != resume_key(cfg):
+            raise NbfError(f"{out}: holds a run with a different configuration; "
+                           "use another train.out_dir (or --out-dir) or the same config")
+    state = load_checkpoint(ckpt, trainer.net, trainer.bank, resume_key(cfg))
+    trainer.optimizer.load_state_dict(state.optimizer)
+    if env.main:
+        LOG.info("resuming from %s at step %d", ckpt, state.step)
+    return state.step, state.images_seen, state.elapsed_s
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm
+
+    # mininterval keeps a log file (nohup) readable; tqdm writes to stderr.
+    return tqdm(total=total, initial=initial, file=sys.stderr, disable=not enabled,
+                mininterval=10.0, dynamic_ncols=False, unit="step")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """CLI entry: returns a process exit code (0 = trained, 2 = configuration/data error)."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = _apply_overrides(load_config(args.config), args)
+    except NbfError as exc:
+        print(f"nbf-ros train: {exc}", file=sys.stderr)
+        return 2
+    env = Distributed()
+    try:
+        run(cfg, env)
+    except NbfError as exc:
+        print(f"nbf-ros train: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        env.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
