@@ -159,11 +159,11 @@ class TrainConfig:
     seed: int = 0
     # Checkpoints, logs (metrics.jsonl) and the config copy go here.
     out_dir: str = "out/train"
-    # Pre-generated shards (nbf_ros.data write_shards); empty = render on the fly.
-    data_dir: str = ""
-    # Images per epoch when rendering on the fly (sample i uses seed data_seed + i).
+    # Synthetic crops per epoch (crop i uses seed data_seed + i; cached under cache/crops).
     num_train_images: int = 20000
     data_seed: int = 0
+    # Held-out crops (test split) evaluated at every checkpoint and logged to metrics.jsonl.
+    val_images: int = 64
     num_workers: int = 0
     batch_size: int = 32
     steps: int = 2000
