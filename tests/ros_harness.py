@@ -108,6 +108,14 @@ class RosHarness:
         self._thread.join(timeout=5.0)
 
 
+def wait_matched(node, timeout: float = 10.0) -> None:
+    """Block until the node's output publishers see a subscriber (the collector), so that no
+    early output is lost to DDS discovery."""
+    pubs = [pub for name, pub in node._pubs.items() if name != "debug_image"]
+    assert wait_until(lambda: all(pub.get_subscription_count() >= 1 for pub in pubs), timeout), \
+        "collector never matched the node's publishers"
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, period: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -21,7 +21,7 @@ from nbf_ros.ros.conversions import pointcloud_to_array  # noqa: E402
 from nbf_ros.ros.node import NbfNode  # noqa: E402
 from nbf_ros.ros.synthetic import SilhouettePipeline  # noqa: E402
 from nbf_ros.types import NUM_JOINTS  # noqa: E402
-from ros_harness import RosHarness, stamp_ns, wait_until  # noqa: E402
+from ros_harness import RosHarness, stamp_ns, wait_matched, wait_until  # noqa: E402
 
 FRAME_ID = "test_camera_optical"
 
@@ -42,15 +42,17 @@ def make_node(ros, factory=None, **params):
     return ros.add(node)
 
 
-def start(node):
+def start(node, collector: bool = False):
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    if collector:
+        wait_matched(node)
 
 
 def test_outputs_carry_input_stamp_and_frame_with_declared_fields_and_stable_ids(ros, tmp_path):
     collector, out = ros.collector()
     node = make_node(ros)
-    start(node)
+    start(node, collector=True)
     try:
         frames = ros.publish("--rate", "10", "--frames", "20", "--people", "3", "--reliable",
                              "--frame-id", FRAME_ID, "--encodings", "rgb8,bgr8,rgba8,bgra8,mono8,mono16",
@@ -102,7 +104,7 @@ def test_outputs_carry_input_stamp_and_frame_with_declared_fields_and_stable_ids
 def test_nobody_in_view_still_publishes_empty_outputs_and_deactivate_clears(ros, tmp_path):
     collector, out = ros.collector()
     node = make_node(ros, publish_debug_image=True)
-    start(node)
+    start(node, collector=True)
     try:
         frames = ros.publish("--rate", "10", "--frames", "8", "--people", "0", "--reliable",
                              "--frame-id", FRAME_ID, manifest=tmp_path / "m.jsonl")

@@ -1,0 +1,117 @@
+"""Bad input never kills the node: a second process sends broken images, broken CameraInfo, late
+stamps and bursts faster than processing; the node skips them, counts them in /diagnostics and
+keeps processing the next good frame."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("rclpy")
+
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+
+from nbf_ros.ros.node import NbfNode  # noqa: E402
+from nbf_ros.ros.synthetic import SilhouettePipeline  # noqa: E402
+from ros_harness import RosHarness, stamp_ns, wait_matched, wait_until  # noqa: E402
+
+IMAGE_FAULTS = {"bad_encoding": "encoding", "short_data": "data_size", "long_data": "data_size",
+                "small_step": "step", "zero_size": "size", "huge": "too_large",
+                "backwards": "stamp_backwards"}
+PATTERN = ("good,bad_encoding,good,short_data,good,long_data,good,small_step,good,zero_size,good,huge,"
+           "good,backwards,good,nan_info,nan_info,nan_info,good,good,zero_info,zero_info,zero_info,good,good")
+
+
+@pytest.fixture(scope="module")
+def ros():
+    harness = RosHarness()
+    yield harness
+    harness.close()
+
+
+def make_node(ros, delay_s: float = 0.0, **params):
+    overrides = [Parameter("autostart", value=False), Parameter("diagnostics_period_s", value=0.2)]
+    overrides += [Parameter(k, value=v) for k, v in params.items()]
+    node = NbfNode(context=ros.context, parameter_overrides=overrides,
+                   pipeline_factory=lambda cfg: SilhouettePipeline(cfg, delay_s=delay_s))
+    ros.add(node)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    wait_matched(node)
+    return node
+
+
+def test_every_kind_of_bad_frame_is_skipped_and_processing_continues(ros, tmp_path):
+    collector, out = ros.collector()
+    node = make_node(ros, qos_reliability="reliable", qos_depth=10, max_image_side=4096)
+    try:
+        frames = ros.publish("--rate", "10", "--pattern", PATTERN, "--frames", "25", "--info-from", "2",
+                             "--reliable", manifest=tmp_path / "m.jsonl")
+        last_good = frames[-1]["stamp_ns"]
+        assert wait_until(lambda: any(stamp_ns(m.header) == last_good for _, m in out.joints))
+        assert node.lifecycle_state == "active"
+        skipped = dict(node.stats.skipped)
+    finally:
+        node.trigger_deactivate()
+        ros.remove(node)
+    published = {stamp_ns(m.header) for _, m in out.joints}
+    assert published == {stamp_ns(m.header) for _, m in out.people}
+    for f in frames:
+        if f["kind"] in IMAGE_FAULTS or not f["has_info"]:
+            assert f["stamp_ns"] not in published, f
+    # Inside a run of bad CameraInfo, frames after the first certainly saw the bad K.
+    for i, f in enumerate(frames[1:], start=1):
+        if f["kind"].endswith("_info") and frames[i - 1]["kind"] == f["kind"]:
+            assert f["stamp_ns"] not in published, f
+    # Good frames that follow a good frame (so with a good K in hand) are all processed.
+    steady = [f for i, f in enumerate(frames) if f["kind"] == "good" and f["has_info"]
+              and i > 0 and not frames[i - 1]["kind"].endswith("_info")]
+    missing = [(f["index"], f["kind"]) for f in steady if f["stamp_ns"] not in published]
+    assert len(steady) >= 8 and not missing, (missing, node.stats.skipped, node._slot.dropped)
+    for reason in set(IMAGE_FAULTS.values()) | {"camera_info_invalid", "no_camera_info"}:
+        assert skipped.get(reason, 0) >= 1, (reason, skipped)
+    assert skipped["data_size"] >= 2
+    statuses = [s for _, arr in out.diagnostics for s in arr.status if s.name == "/nbf: input"]
+    messages = " | ".join(s.message for s in statuses)
+    assert any(s.level == b"\x01" and "bad frames skipped" in s.message for s in statuses), messages
+    assert any(s.level == b"\x02" and "invalid CameraInfo" in s.message for s in statuses), messages
+    ros.remove(collector)
+
+
+def test_burst_faster_than_processing_drops_frames_without_queueing(ros, tmp_path):
+    collector, out = ros.collector()
+    delay = 0.25
+    node = make_node(ros, delay_s=delay, qos_reliability="reliable", qos_depth=10)
+    try:
+        frames = ros.publish("--rate", "30", "--frames", "60", "--reliable", manifest=tmp_path / "m.jsonl")
+        assert wait_until(lambda: node._slot.take(0) is None and len(out.joints) >= 4, timeout=5.0)
+        wait_until(lambda: False, timeout=2 * delay)  # the last frame in flight
+        dropped, processed = node._slot.dropped, node.stats.processed
+        latency = node.stats.latency_percentiles()
+        assert node.lifecycle_state == "active"
+    finally:
+        node.trigger_deactivate()
+        ros.remove(node)
+    assert len(frames) == 60
+    duration = 60 / 30.0
+    assert processed <= duration / delay + 3  # bounded by the processing rate, not the input
+    assert dropped >= 60 - processed - 10  # the rest was dropped (a few may still be in DDS queues)
+    # Latest frame wins: no output is older than about two processing times (no queue builds up).
+    assert latency["max"] < 1000.0 * (3 * delay) + 500.0, latency
+    stamps = [stamp_ns(m.header) for _, m in out.joints]
+    assert stamps == sorted(stamps)
+    statuses = [s for _, arr in out.diagnostics for s in arr.status if s.name == "/nbf: processing"]
+    assert any("dropped" in s.message for s in statuses), [s.message for s in statuses]
+    ros.remove(collector)
+
+
+def test_default_sensor_data_qos_receives_frames(ros, tmp_path):
+    """Best-effort, keep-last sensor QoS on both sides (the default): frames get through."""
+    collector, out = ros.collector()
+    node = make_node(ros)
+    try:
+        ros.publish("--rate", "5", "--frames", "10", manifest=tmp_path / "m.jsonl")
+        assert wait_until(lambda: len(out.joints) >= 1, timeout=3.0)
+    finally:
+        node.trigger_deactivate()
+        ros.remove(node)
+    ros.remove(collector)
