@@ -1,6 +1,6 @@
 """Training data: synthetic crops by index, cached on disk, and the step-deterministic sampler.
 
-Sample i of a split is ``nbf_ros.data.crops.render_crop(data_seed + i, ...)``: deterministic,
+Sample i of a split is ``nbf_ros.data.SyntheticCropDataset(..., seed=data_seed)[i]``: deterministic,
 so a crop can be cached the first time it is rendered and read back in later epochs (rendering
 costs ~80 ms per 128-px crop on one core, reading ~1 ms). The cache directory name is a hash of
 everything that determines the pixels and labels (synthetic config, crop settings, kernel layout,
@@ -56,7 +56,10 @@ def cache_dir_for(cfg: NbfConfig, syn: SyntheticConfig, kernel_ids: np.ndarray) 
 
 
 class SyntheticCrops(Dataset):
-    """Crop i = render_crop(first_seed + i); each item a dict of tensors (``TRAIN_KEYS``).
+    """``nbf_ros.data.SyntheticCropDataset`` with a per-crop disk cache; items hold ``TRAIN_KEYS``.
+
+    Unlike the data package's shards (written whole before a ``ShardDataset`` can open them), the
+    per-index cache lets a pre-rendering process and a training run share crops while both run.
 
     Shapes: image 3 x S x S float in [0, 1]; kernel_index (S/4) x (S/4) int64 (-1 = background
     or occluder); the rest as ``nbf_ros.data.crops.CropSample`` documents, float32.
@@ -66,7 +69,9 @@ class SyntheticCrops(Dataset):
                  length: int, first_seed: int, cache: bool = True) -> None:
         if length <= 0:
             raise ValueError(f"length must be positive, got {length}")
-        self.cfg, self.syn, self.body, self.labels = cfg, syn, body, labels
+        from nbf_ros.data.dataset import SyntheticCropDataset
+
+        self.source = SyntheticCropDataset(body, syn, cfg.net, length, first_seed, labels)
         self.length, self.first_seed = length, first_seed
         self.cache = cache_dir_for(cfg, syn, labels.kernel_vertex_ids) if cache else None
         if self.cache is not None:
@@ -79,9 +84,7 @@ class SyntheticCrops(Dataset):
         return None if self.cache is None else self.cache / f"{self.first_seed + index:08d}.npz"
 
     def render(self, index: int) -> dict[str, np.ndarray]:
-        from nbf_ros.data.crops import render_crop
-
-        sample = render_crop(self.first_seed + index, self.syn, self.body, self.labels, self.cfg.net)
+        sample = self.source.sample(index)
         return {k: np.asarray(getattr(sample, k)) for k in TRAIN_KEYS}
 
     def arrays(self, index: int) -> dict[str, np.ndarray]:

@@ -6,6 +6,7 @@ resumed run computes exactly what the uninterrupted run would have.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -132,7 +133,7 @@ class Trainer:
         if step < t.warmup_steps:
             return t.lr * (step + 1) / t.warmup_steps
         progress = min(1.0, (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps))
-        return t.lr * (0.05 + 0.95 * 0.5 * (1.0 + torch.cos(torch.tensor(progress * torch.pi)).item()))
+        return t.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
     def compute(self, batch: dict[str, torch.Tensor], step: int, rank: int = 0) -> StepResult:
         """Forward pass and all loss terms (the bank is read, not changed)."""
