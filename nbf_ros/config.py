@@ -47,6 +47,9 @@ class NBVConfig:
     # Isotropic precision of the density exp(-a |x - mu|^2), 1/m^2 (released code: 4000 = ~1.1 cm).
     isotropic_precision: float = 4000.0
     feature_dim: int = 32
+    # Anisotropic kernels: tangent-plane standard deviation as a fraction of the local kernel
+    # spacing (normal direction keeps isotropic_precision); see body/nbv.py rest_precisions.
+    anisotropic_spacing_fraction: float = 0.5
 
 
 @dataclass(frozen=True)
