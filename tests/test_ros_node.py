@@ -97,7 +97,7 @@ def test_outputs_carry_input_stamp_and_frame_with_declared_fields_and_stable_ids
             assert np.linalg.norm(q) == pytest.approx(1.0, abs=1e-6) and pose.position.z > 1.0
     drawn = [m for _, m in out.markers if any(x.action == Marker.ADD for x in m.markers)]
     assert {m.ns for m in drawn[-1].markers if m.action == Marker.ADD} == {f"person_{i}" for i in ids_seen}
-    assert out.markers[-1][1].markers[0].action == Marker.DELETEALL  # sent by deactivate
+    assert wait_until(lambda: out.markers[-1][1].markers[0].action == Marker.DELETEALL)  # by deactivate
     ros.remove(collector)
 
 

@@ -60,6 +60,10 @@ class NbfNode(LifecycleNode):
 
     def __init__(self, node_name: str = NODE_NAME, *, pipeline_factory: Optional[PipelineFactory] = None,
                  **kwargs: Any) -> None:
+        # Set before Node.__init__: destroy_node() must work even if construction fails.
+        self._stop = threading.Event()
+        self._slot: LatestSlot = LatestSlot()
+        self._worker: Optional[threading.Thread] = None
         super().__init__(node_name, **kwargs)
         self._factory = pipeline_factory or default_pipeline_factory
         self._declare_parameters()
@@ -68,7 +72,6 @@ class NbfNode(LifecycleNode):
         if hasattr(self, "add_post_set_parameters_callback"):
             self.add_post_set_parameters_callback(self._after_set_parameters)
         self.stats = NodeStats()
-        self._slot: LatestSlot = LatestSlot()
         self._pipeline: Any = None
         self._tracker: Any = None
         self._config: Any = None
@@ -82,8 +85,6 @@ class NbfNode(LifecycleNode):
         self._log_times: dict[str, float] = {}
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
-        self._worker: Optional[threading.Thread] = None
-        self._stop = threading.Event()
         self._tf = None
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self._values["diagnostics_period_s"], self.publish_diagnostics)

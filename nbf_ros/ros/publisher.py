@@ -100,16 +100,16 @@ def image_msg(fields: dict[str, Any], header: Any) -> Any:
     return msg
 
 
-def wait_for_subscribers(node: Any, publisher: Any, count: int) -> bool:
-    """Spin until ``count`` subscribers matched (DDS discovery), or DISCOVERY_TIMEOUT_S."""
+def wait_for_subscribers(node: Any, publishers: list, count: int) -> bool:
+    """Spin until every publisher has ``count`` matched subscribers (DDS discovery), or
+    DISCOVERY_TIMEOUT_S: frames sent before matching would be lost to the node."""
     import rclpy
 
     deadline = time.monotonic() + DISCOVERY_TIMEOUT_S
-    while publisher.get_subscription_count() < count:
+    while any(pub.get_subscription_count() < count for pub in publishers):
         if time.monotonic() > deadline:
             return False
         rclpy.spin_once(node, timeout_sec=0.05)
-    time.sleep(0.2)  # let the camera_info match too
     return True
 
 
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         image_pub = node.create_publisher(Image, args.image_topic, qos)
         info_pub = node.create_publisher(CameraInfo, args.info_topic, qos)
-        if args.wait_subscribers and not wait_for_subscribers(node, image_pub, args.wait_subscribers):
+        if args.wait_subscribers and not wait_for_subscribers(node, [image_pub, info_pub], args.wait_subscribers):
             print("publisher: no subscriber matched", file=sys.stderr)
             return 3
         period = 1.0 / args.rate
