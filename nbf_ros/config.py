@@ -49,7 +49,7 @@ class NBVConfig:
     feature_dim: int = 32
     # Anisotropic kernels: tangent-plane standard deviation as a fraction of the local kernel
     # spacing (normal direction keeps isotropic_precision); see body/nbv.py rest_precisions.
-    anisotropic_spacing_fraction: float = 0.5
+    anisotropic_spacing_fraction: float = 0.25
 
 
 @dataclass(frozen=True)

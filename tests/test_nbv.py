@@ -65,3 +65,137 @@ def test_kernel_parts_follow_dominant_limb() -> None:
         nbv.kernel_parts(weights[:, :10], np.array([0]))
     with pytest.raises(ValueError):
         nbv.kernel_parts(weights, np.array([4]))
+
+
+# ----------------------------------------------------------------------------- torch module
+import math  # noqa: E402
+
+import torch  # noqa: E402
+
+from nbf_ros.config import NBVConfig, RenderConfig, resolve_path  # noqa: E402
+from nbf_ros.geometry.rotations import axis_angle_to_matrix  # noqa: E402
+from nbf_ros.types import BodyParams  # noqa: E402
+
+F64 = torch.float64
+
+
+@pytest.fixture(scope="module")
+def body_model():
+    from nbf_ros.body.model import load_body_model
+
+    return load_body_model(resolve_path("models/nbf_body.npz"), dtype=F64)
+
+
+def _params(batch: int = 2, seed: int = 0) -> BodyParams:
+    g = torch.Generator().manual_seed(seed)
+    params = BodyParams.zeros(batch, dtype=F64)
+    params.betas.normal_(generator=g)
+    params.body_pose.normal_(0.0, 0.3, generator=g)
+    params.global_orient.copy_(torch.tensor([math.pi, 0.0, 0.0], dtype=F64) + 0.2 * torch.randn(batch, 3, generator=g, dtype=F64))
+    params.transl.copy_(torch.tensor([0.1, 0.2, 3.0], dtype=F64))
+    return params
+
+
+def test_kernel_centres_are_smplx_posed_vertices(body_model) -> None:
+    nbv_module = nbv.NeuralBodyVolume(body_model, NBVConfig())
+    params = _params()
+    state = nbv_module(body_model(params))
+    smplx_out = body_model.smpl(betas=params.betas, global_orient=params.global_orient,
+                                body_pose=params.body_pose, transl=params.transl)
+    ids = nbv_module.kernel_vertex_ids
+    assert ids.shape == (858,) and len(set(ids.tolist())) == 858
+    torch.testing.assert_close(state.means, smplx_out.vertices[:, ids], rtol=0, atol=1e-12)
+    torch.testing.assert_close(state.precisions, (4000.0 * torch.eye(3, dtype=F64)).expand(2, 858, 3, 3))
+    # Kernels follow the body: gradients reach the pose.
+    leaf = params.body_pose.clone().requires_grad_()
+    nbv_module(body_model(params.replace(body_pose=leaf))).means.sum().backward()
+    assert leaf.grad.abs().sum() > 0
+
+
+def test_anisotropic_precisions_rotate_with_the_body(body_model) -> None:
+    nbv_module = nbv.NeuralBodyVolume(body_model, NBVConfig(covariance="anisotropic"))
+    rest = nbv_module.rest_precision
+    # Skin-tangent discs: the rest normal direction has the isotropic precision.
+    ids = nbv_module.kernel_vertex_ids.numpy()
+    normals = torch.from_numpy(nbv.vertex_normals(body_model.smpl.v_template.numpy(), body_model.faces)[ids])
+    torch.testing.assert_close(torch.einsum("kij,kj->ki", rest, normals), 4000.0 * normals)
+    eig = torch.linalg.eigvalsh(rest)
+    assert torch.all(eig[:, 0] > 100.0)  # positive definite, no kernel wider than ~7 cm
+    torch.testing.assert_close(eig.median(), torch.tensor(4000.0, dtype=F64), rtol=0.5, atol=0)
+    params = BodyParams.zeros(1, dtype=F64)
+    params.global_orient[0] = torch.tensor([0.3, -1.2, 2.0], dtype=F64)
+    rot = axis_angle_to_matrix(params.global_orient[0])
+    state = nbv_module(body_model(params))  # zero body pose: every joint rotates by rot
+    # (smplx's Rodrigues adds 1e-8 to the axis-angle, hence the tolerance relative to 4000)
+    torch.testing.assert_close(state.precisions[0], rot @ rest @ rot.T, rtol=0, atol=4000 * 1e-8)
+    posed = nbv_module(body_model(_params(1)))
+    torch.testing.assert_close(torch.linalg.eigvalsh(posed.precisions[0]), eig, rtol=1e-9, atol=1e-6)
+
+
+def test_orientation_bins_code3_pick_expected_bin() -> None:
+    dirs = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0],
+                         [0.0, math.sqrt(0.5), math.sqrt(0.5)]], dtype=F64)
+    w = nbv.orientation_weights(dirs, 3, "code3", 10.0)
+    torch.testing.assert_close(w.sum(-1), torch.ones(4, dtype=F64))
+    assert torch.all(w >= 0)
+    assert w.argmax(-1).tolist() == [0, 2, 1, 2]  # toward, away, side, away
+    assert nbv.CODE3_BINS[0] == "toward" and w[0, 0] > 0.999
+
+
+def test_orientation_bins_sphere_softmax() -> None:
+    bins = torch.as_tensor(nbv.sphere_bin_directions(4))
+    torch.testing.assert_close(bins.norm(dim=-1), torch.ones(4, dtype=F64))
+    torch.testing.assert_close(bins @ bins.T, torch.full((4, 4), -1.0 / 3.0, dtype=F64) + 4.0 / 3.0 * torch.eye(4, dtype=F64))
+    w = nbv.orientation_weights(bins, 4, "sphere", 10.0)
+    assert w.argmax(-1).tolist() == [0, 1, 2, 3] and torch.all(w.diagonal() > 0.999)
+    toward_camera = torch.tensor([[0.0, 0.0, -1.0]], dtype=F64)
+    assert nbv.orientation_weights(toward_camera, 4, "sphere", 10.0).argmax().item() == 0
+    g = torch.Generator().manual_seed(0)
+    random_dirs = torch.nn.functional.normalize(torch.randn(50, 3, generator=g, dtype=F64), dim=-1)
+    for bins_count in (2, 4, 6):
+        w = nbv.orientation_weights(random_dirs, bins_count, "sphere", 10.0)
+        torch.testing.assert_close(w.sum(-1), torch.ones(50, dtype=F64))
+    assert torch.equal(nbv.orientation_weights(random_dirs, 1, "sphere", 10.0), torch.ones(50, 1, dtype=F64))
+
+
+def test_body_limb_directions_and_features(body_model) -> None:
+    config = NBVConfig(orientation_bins=3, orientation_scheme="code3")
+    nbv_module = nbv.NeuralBodyVolume(body_model, config)
+    params = BodyParams.zeros(1, dtype=F64)
+    params.global_orient[0, 0] = math.pi  # upright, facing the camera: up is -y
+    params.transl[0, 2] = 3.0
+    state = nbv_module(body_model(params))
+    torso = state.limb_directions[0, 0]
+    assert torso[1] < -0.95  # pelvis -> neck points up
+    torso_kernels = nbv_module.kernel_part == 0
+    assert torch.all(state.orientation_weights[0, torso_kernels].argmax(-1) == 1)  # "side"
+    feats = nbv_module.kernel_features(state)
+    torch.testing.assert_close(feats.norm(dim=-1), torch.ones(1, 858, dtype=F64))
+    bank = torch.randn(858, 3, 32, dtype=F64)
+    nbv_module.set_feature_bank(bank)
+    torch.testing.assert_close(nbv_module.feature_bank.norm(dim=-1), torch.ones(858, 3, dtype=F64))
+    with pytest.raises(ValueError):
+        nbv_module.set_feature_bank(bank[:, :2])
+    with pytest.raises(ValueError):
+        nbv.NeuralBodyVolume(body_model, NBVConfig(orientation_bins=4, orientation_scheme="code3"))
+
+
+def test_rendered_body_covers_its_silhouette(body_model) -> None:
+    from nbf_ros.geometry.camera import project_points
+    from nbf_ros.render import RenderCamera, render_gaussians
+
+    nbv_module = nbv.NeuralBodyVolume(body_model, NBVConfig(covariance="anisotropic"))
+    params = BodyParams.zeros(1, dtype=F64)
+    params.global_orient[0, 0] = math.pi
+    params.transl[0, 2] = 3.0
+    body = body_model(params)
+    state = nbv_module(body)
+    focal = 110.0  # the body is ~60 px tall in the 64 px image
+    cam = RenderCamera(*(torch.tensor([v], dtype=F64) for v in (focal, focal, 31.5, 31.5)))
+    out = render_gaussians(state.means, state.precisions, nbv_module.kernel_features(state), cam,
+                           64, 64, RenderConfig())
+    chest = project_points(body.joints[0, 6], focal, focal, 31.5, 31.5).round().long()  # spine2
+    assert out.coverage[0, chest[1] - 2:chest[1] + 3, chest[0] - 2:chest[0] + 3].mean() > 0.5
+    assert out.coverage[0, :5, :5].max() == 0 and out.coverage[0, -5:, -5:].max() == 0
+    front = state.means[0, :, 2] < body.joints[0, 0, 2] - 0.05  # kernels on the camera side
+    assert out.kernel_visibility[0, front].mean() > 2 * out.kernel_visibility[0, ~front].mean()
