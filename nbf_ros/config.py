@@ -280,10 +280,10 @@ class SyntheticConfig:
     occlusion: SyntheticOcclusionConfig = field(default_factory=SyntheticOcclusionConfig)
     # People per full scene (render_scene), uniform in 1..max_people.
     max_people: int = 3
-    # Crop box around the person: the projected full body clipped to the image ("full") or the
-    # visible pixels' box ("visible"), jittered: centre by N(0, shift) x side, side by
-    # exp(N(0, scale)).
-    crop_box: Literal["full", "visible"] = "full"
+    # Crop box around the person: the projected full body clipped to the image, or (with this
+    # probability) the box of its visible pixels, as a detector that sees only the unoccluded
+    # part would give; then jittered: centre by N(0, shift) x side, side by exp(N(0, scale)).
+    visible_box_prob: float = 0.3
     box_jitter_shift: float = 0.05
     box_jitter_scale: float = 0.08
     # Surface points count as seen when within this depth of the z-buffer (metres).

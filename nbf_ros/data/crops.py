@@ -22,7 +22,7 @@ import torch
 
 from nbf_ros.config import NetConfig, SyntheticConfig
 from nbf_ros.data import appearance as app
-from nbf_ros.data.raster import project
+from nbf_ros.data.raster import composite, project, rasterize_mesh
 from nbf_ros.data.scene import (BodyLabels, CameraRig, PersonGeometry, _box_of, _occluders_for,
                                 make_rng, person_drawable, person_visibility, pixel_labels,
                                 render_view, sample_camera, sample_person)
@@ -30,6 +30,8 @@ from nbf_ros.geometry.camera import CropBox
 from nbf_ros.types import CameraIntrinsics
 
 _MAX_SCENE_TRIES = 20
+VISIBLE_BOX_RESOLUTION = 96
+"""Pixels (at most) of the cheap render that finds the visible box."""
 
 
 @dataclass
@@ -161,18 +163,19 @@ def render_crop(seed: int, cfg: SyntheticConfig, body: torch.nn.Module, labels: 
     rng = make_rng(seed, cfg.split, stream=2)
     rig, person = _sample_target(rng, cfg, body, labels)
     cam = rig.intrinsics
-    full_box = _box_of(project(person.vertices, cam))
-    clipped = np.clip(full_box, [-0.5, -0.5, -0.5, -0.5],
-                      [cam.width - 0.5, cam.height - 0.5, cam.width - 0.5, cam.height - 0.5])
-    crop = jittered_crop(rng, clipped, cfg, net.crop_scale)
+    in_image = _clip_box(_box_of(project(person.vertices, cam)), cam)
+    drawables = [person_drawable(person, labels, 0)]
+    enabled = cfg.occlusion.enabled if occlusion is None else occlusion
+    if enabled:
+        drawables += _occluders_for(rng, _with_enabled(cfg, True), body, labels, rig, cam, person,
+                                    in_image, allow_body=True)
+    box = in_image
+    if rng.random() < cfg.visible_box_prob:
+        box = visible_box(drawables, cam, in_image)
+    crop = jittered_crop(rng, box, cfg, net.crop_scale)
     ccam = crop.crop_intrinsics(cam, size)
     inside = inside_image_mask(crop, cam, size)
     box_crop = _box_of(project(person.vertices, ccam))
-    drawables = [person_drawable(person, labels, 0)]
-    occ_cfg = cfg.occlusion if occlusion is None else _with_enabled(cfg, occlusion).occlusion
-    if occ_cfg.enabled:
-        drawables += _occluders_for(rng, _with_enabled(cfg, True), body, labels, rig, ccam, person,
-                                    box_crop, allow_body=True)
     background = app.random_background(rng, cfg.split, (cam.width, cam.height), cfg.appearance)
     view = render_view(drawables, ccam, background.render(crop_to_image_affine(crop, size), size, size),
                        app.random_light(rng, cfg.appearance))
@@ -196,6 +199,33 @@ def render_crop(seed: int, cfg: SyntheticConfig, body: torch.nn.Module, labels: 
         crop_box=np.array([crop.x0, crop.y0, crop.side]), bbox=box_crop,
         joint_visibility=vis.joint, joint_self_visibility=vis.joint_self,
         kernel_visibility=vis.kernel)
+
+
+def _clip_box(box: np.ndarray, cam: CameraIntrinsics) -> np.ndarray:
+    """x0, y0, x1, y1 clipped to the image's pixel-edge extent."""
+    lo = np.array([-0.5, -0.5, -0.5, -0.5])
+    hi = np.array([cam.width, cam.height, cam.width, cam.height]) - 0.5
+    return np.clip(box, lo, hi)
+
+
+def visible_box(drawables: list, cam: CameraIntrinsics, region: np.ndarray,
+                resolution: int = VISIBLE_BOX_RESOLUTION) -> np.ndarray:
+    """Box (image pixels) of the visible pixels of drawable 0 inside ``region``.
+
+    Rendered through a square crop camera over ``region`` at ``resolution`` px at most (cheap);
+    falls back to ``region`` when nothing of the person is visible.
+    """
+    side = max(region[2] - region[0], region[3] - region[1], 1.0)
+    window = CropBox(float(region[0]), float(region[1]), float(side))
+    size = int(max(8, min(resolution, round(side))))
+    wcam = window.crop_intrinsics(cam, size)
+    rasters = [rasterize_mesh(d.vertices, d.faces, wcam, cull_backfaces=d.cull, mesh_index=i)
+               for i, d in enumerate(drawables)]
+    rows, cols = np.nonzero(composite(rasters).mesh_id == 0)
+    if rows.size == 0:
+        return region
+    corners = np.array([[cols.min() - 0.5, rows.min() - 0.5], [cols.max() + 0.5, rows.max() + 0.5]])
+    return _clip_box(window.crop_to_image(corners, size).reshape(-1), cam)
 
 
 def _with_enabled(cfg: SyntheticConfig, enabled: bool) -> SyntheticConfig:

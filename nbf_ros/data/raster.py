@@ -91,32 +91,38 @@ class _Fragments:
     bary: np.ndarray    # N x 3 float64, perspective-correct
 
 
+def _min3(a: np.ndarray) -> np.ndarray:
+    # Column-wise ufuncs: several times faster than a.min(axis=1) on n x 3 arrays.
+    return np.minimum(np.minimum(a[:, 0], a[:, 1]), a[:, 2])
+
+
+def _max3(a: np.ndarray) -> np.ndarray:
+    return np.maximum(np.maximum(a[:, 0], a[:, 1]), a[:, 2])
+
+
 def _face_setup(uv: np.ndarray, z: np.ndarray, faces: np.ndarray, camera: CameraIntrinsics,
                 near: float, cull_backfaces: bool):
-    """Per-face screen triangles, edge-function coefficients and pixel boxes of drawable faces."""
-    p0, p1, p2 = uv[faces[:, 0]], uv[faces[:, 1]], uv[faces[:, 2]]
-    e1, e2 = p1 - p0, p2 - p0
-    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    keep = (z[faces].min(axis=1) > near) & (np.abs(area) > 1e-12)
-    if cull_backfaces:
-        # Outward counter-clockwise faces (right-handed) appear clockwise in the y-down image.
-        keep &= area < 0
+    """Per-face edge-function coefficients and pixel boxes of the drawable faces."""
+    fu, fv = uv[:, 0][faces], uv[:, 1][faces]                # F x 3 each
+    area = (fu[:, 1] - fu[:, 0]) * (fv[:, 2] - fv[:, 0]) - (fv[:, 1] - fv[:, 0]) * (fu[:, 2] - fu[:, 0])
+    # Outward counter-clockwise faces (right-handed) appear clockwise in the y-down image.
+    keep = area < -1e-12 if cull_backfaces else np.abs(area) > 1e-12
+    keep &= _min3(z[faces]) > near
     idx = np.nonzero(keep)[0]
-    tri_uv = np.stack([p0[idx], p1[idx], p2[idx]], axis=1)   # n x 3 x 2
-    lo = np.maximum(np.ceil(tri_uv.min(axis=1) - 1e-9), 0)
-    hi = np.floor(tri_uv.max(axis=1) + 1e-9)
-    hi = np.minimum(hi, [camera.width - 1, camera.height - 1])
-    inside = np.all(lo <= hi, axis=1)
-    idx, tri_uv, lo, hi = idx[inside], tri_uv[inside], lo[inside], hi[inside]
+    fu, fv, a = fu[idx], fv[idx], area[idx]
+    u_lo = np.maximum(np.ceil(_min3(fu) - 1e-9), 0)
+    v_lo = np.maximum(np.ceil(_min3(fv) - 1e-9), 0)
+    u_hi = np.minimum(np.floor(_max3(fu) + 1e-9), camera.width - 1)
+    v_hi = np.minimum(np.floor(_max3(fv) + 1e-9), camera.height - 1)
+    inside = (u_lo <= u_hi) & (v_lo <= v_hi)
+    idx, fu, fv, a = idx[inside], fu[inside], fv[inside], a[inside]
     # Barycentric b_k(u, v) = A_k u + B_k v + C_k: edge function of the edge opposite vertex k.
-    a = area[idx]
     coef = np.empty((idx.size, 3, 3))
     for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):
-        s, t = tri_uv[:, i], tri_uv[:, j]
-        coef[:, k, 0] = (s[:, 1] - t[:, 1]) / a
-        coef[:, k, 1] = (t[:, 0] - s[:, 0]) / a
-        coef[:, k, 2] = (s[:, 0] * t[:, 1] - t[:, 0] * s[:, 1]) / a
-    boxes = np.concatenate([lo, hi], axis=1).astype(np.int64)
+        coef[:, k, 0] = (fv[:, i] - fv[:, j]) / a
+        coef[:, k, 1] = (fu[:, j] - fu[:, i]) / a
+        coef[:, k, 2] = (fu[:, i] * fv[:, j] - fu[:, j] * fv[:, i]) / a
+    boxes = np.stack([u_lo[inside], v_lo[inside], u_hi[inside], v_hi[inside]], 1).astype(np.int64)
     return idx, coef, boxes, z[faces[idx]]
 
 

@@ -37,6 +37,7 @@ LOG = logging.getLogger(__name__)
 _SPLIT_CODE = {"train": 0, "test": 1}
 _MIN_PERSON_DEPTH = 0.3
 _FRAME_MARGIN = 0.02  # fraction of the image size kept free around fully visible people
+_PLACEMENT_SUBSAMPLE = 7  # every n-th vertex tests a placement
 
 
 def make_rng(seed: int, split: str, stream: int = 0) -> np.random.Generator:
@@ -193,10 +194,14 @@ def place_on_ground(vertices: np.ndarray, joints: np.ndarray, rig: CameraRig, di
     """Translation (camera frame) that puts the lowest vertex on the ground and the root at
     ``distance`` metres (horizontal) and ``azimuth`` radians (right positive) from the camera."""
     to_level = rig.level_to_camera.inv()
-    v_level = to_level.apply(vertices)
-    root = to_level.apply(joints[0])
+    lowest = float(to_level.apply(vertices)[:, 1].max())  # y points down in the level frame
+    return _ground_shift(lowest, to_level.apply(joints[0]), rig, distance, azimuth)
+
+
+def _ground_shift(lowest: float, root_level: np.ndarray, rig: CameraRig, distance: float,
+                  azimuth: float) -> np.ndarray:
     target = np.array([distance * np.sin(azimuth), rig.height, distance * np.cos(azimuth)])
-    shift = np.array([target[0] - root[0], target[1] - v_level[:, 1].max(), target[2] - root[2]])
+    shift = np.array([target[0] - root_level[0], target[1] - lowest, target[2] - root_level[2]])
     return rig.level_to_camera.apply(shift)
 
 
@@ -211,16 +216,20 @@ def sample_person(rng: np.random.Generator, cfg: SyntheticConfig, body: torch.nn
     allow_trunc = rng.random() < cam_cfg.truncation_prob
     half_fov = np.arctan((cam.width / 2.0) / cam.fx)
     lo, hi = np.log(cam_cfg.distance_m[0]), np.log(cam_cfg.distance_m[1])
+    coarse = verts0[::_PLACEMENT_SUBSAMPLE]  # enough to test a placement; exact box later
+    to_level = rig.level_to_camera.inv()
+    lowest, root_level = float(to_level.apply(verts0)[:, 1].max()), to_level.apply(joints0[0])
     for _ in range(cam_cfg.max_placement_tries):
         distance = float(np.exp(rng.uniform(lo, hi)))
         azimuth = float(rng.uniform(-half_fov, half_fov) * (1.1 if allow_trunc else 0.85))
-        transl = place_on_ground(verts0, joints0, rig, distance, azimuth)
-        verts, joints = verts0 + transl, joints0 + transl
-        if verts[:, 2].min() < _MIN_PERSON_DEPTH:
+        transl = _ground_shift(lowest, root_level, rig, distance, azimuth)
+        if coarse[:, 2].min() + transl[2] < _MIN_PERSON_DEPTH:
             continue
-        uv = project(verts, cam)
+        joints = joints0 + transl
+        uv = project(coarse + transl, cam)
         box = np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])
         if _in_frame_ok(allow_trunc, project(joints, cam), box, cam, cam_cfg):
+            verts = verts0 + transl
             outfit = app.random_outfit(rng, cfg.split, labels.lbs_weights, labels.rest_vertices,
                                        labels.rest_joints, cfg.appearance)
             return PersonGeometry(drawn.betas, orient, drawn.body_pose, transl, verts, joints,
