@@ -23,13 +23,12 @@ import torch
 from nbf_ros.config import NetConfig, SyntheticConfig
 from nbf_ros.data import appearance as app
 from nbf_ros.data.raster import composite, project, rasterize_mesh
-from nbf_ros.data.scene import (BodyLabels, CameraRig, PersonGeometry, _box_of, _occluders_for,
+from nbf_ros.data.scene import (MAX_CAMERA_TRIES, BodyLabels, CameraRig, PersonGeometry, box_of,
                                 make_rng, person_drawable, person_visibility, pixel_labels,
-                                render_view, sample_camera, sample_person)
+                                render_view, sample_camera, sample_occluders, sample_person)
 from nbf_ros.geometry.camera import CropBox
 from nbf_ros.types import CameraIntrinsics
 
-_MAX_SCENE_TRIES = 20
 VISIBLE_BOX_RESOLUTION = 96
 """Pixels (at most) of the cheap render that finds the visible box."""
 
@@ -139,7 +138,7 @@ def jittered_crop(rng: np.random.Generator, box: np.ndarray, cfg: SyntheticConfi
 
 def _sample_target(rng: np.random.Generator, cfg: SyntheticConfig, body: torch.nn.Module,
                    labels: BodyLabels) -> tuple[CameraRig, PersonGeometry]:
-    for _ in range(_MAX_SCENE_TRIES):
+    for _ in range(MAX_CAMERA_TRIES):
         rig = sample_camera(rng, cfg.camera)
         person = sample_person(rng, cfg, body, labels, rig)
         if person is not None:
@@ -163,11 +162,11 @@ def render_crop(seed: int, cfg: SyntheticConfig, body: torch.nn.Module, labels: 
     rng = make_rng(seed, cfg.split, stream=2)
     rig, person = _sample_target(rng, cfg, body, labels)
     cam = rig.intrinsics
-    in_image = _clip_box(_box_of(project(person.vertices, cam)), cam)
+    in_image = _clip_box(box_of(project(person.vertices, cam)), cam)
     drawables = [person_drawable(person, labels, 0)]
     enabled = cfg.occlusion.enabled if occlusion is None else occlusion
     if enabled:
-        drawables += _occluders_for(rng, _with_enabled(cfg, True), body, labels, rig, cam, person,
+        drawables += sample_occluders(rng, _with_enabled(cfg, True), body, labels, rig, cam, person,
                                     in_image, allow_body=True)
     box = in_image
     if rng.random() < cfg.visible_box_prob:
@@ -175,7 +174,7 @@ def render_crop(seed: int, cfg: SyntheticConfig, body: torch.nn.Module, labels: 
     crop = jittered_crop(rng, box, cfg, net.crop_scale)
     ccam = crop.crop_intrinsics(cam, size)
     inside = inside_image_mask(crop, cam, size)
-    box_crop = _box_of(project(person.vertices, ccam))
+    box_crop = box_of(project(person.vertices, ccam))
     background = app.random_background(rng, cfg.split, (cam.width, cam.height), cfg.appearance)
     view = render_view(drawables, ccam, background.render(crop_to_image_affine(crop, size), size, size),
                        app.random_light(rng, cfg.appearance))

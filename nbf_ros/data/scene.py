@@ -28,16 +28,21 @@ from nbf_ros.config import NetConfig, SyntheticCameraConfig, SyntheticConfig
 from nbf_ros.data import appearance as app
 from nbf_ros.data.occluders import (OccluderMesh, choose_kind, make_occluder, sample_placement)
 from nbf_ros.data.poses import PoseSampler, upright_orientation
-from nbf_ros.data.raster import MeshRaster, composite, project, rasterize_mesh, vertex_visibility
+from nbf_ros.data.raster import (MeshRaster, composite, empty_raster, project, rasterize_mesh,
+                                 vertex_visibility)
 from nbf_ros.geometry.camera import CropBox
-from nbf_ros.types import NUM_JOINTS, BodyParams, CameraIntrinsics
+from nbf_ros.types import NUM_BETAS, NUM_JOINTS, BodyParams, CameraIntrinsics
 
 LOG = logging.getLogger(__name__)
 
+GENERATOR_VERSION = 2
+"""Bumped whenever the same (seed, config, body, kernels) would render differently; include it
+in any cache key of rendered samples."""
 _SPLIT_CODE = {"train": 0, "test": 1}
 _MIN_PERSON_DEPTH = 0.3
 _FRAME_MARGIN = 0.02  # fraction of the image size kept free around fully visible people
 _PLACEMENT_SUBSAMPLE = 7  # every n-th vertex tests a placement
+MAX_CAMERA_TRIES = 20  # cameras tried before giving up on placing anyone
 
 
 def make_rng(seed: int, split: str, stream: int = 0) -> np.random.Generator:
@@ -82,7 +87,10 @@ def body_labels(body: torch.nn.Module, kernel_vertex_ids: Optional[np.ndarray] =
     (pass the NBV's own ``kernel_vertex_ids`` to be sure both use the same kernels)."""
     with torch.no_grad():
         out = body(BodyParams.zeros(1))
-    rest = out.vertices[0].double().numpy()
+        # The template itself (as the NBV lays its kernels on it), not a re-skinned copy.
+        rest_fn = getattr(body, "rest_vertices", None)
+        rest_t = rest_fn(torch.zeros(1, NUM_BETAS)) if callable(rest_fn) else out.vertices
+    rest = rest_t[0].double().numpy()
     joints = out.joints[0].double().numpy()
     weights = np.asarray(torch.as_tensor(body.lbs_weights).detach().double().numpy())
     if kernel_vertex_ids is None:
@@ -295,7 +303,7 @@ def render_view(drawables: Sequence[Drawable], camera: CameraIntrinsics,
     """Rasterise and shade all meshes over ``background`` (H x W x 3 float)."""
     rasters = [rasterize_mesh(d.vertices, d.faces, camera, cull_backfaces=d.cull, mesh_index=i)
                for i, d in enumerate(drawables)]
-    front = composite(rasters)
+    front = composite(rasters) if rasters else empty_raster(camera.height, camera.width)
     colour = background.copy()
     dominant = np.full(front.face_id.shape, -1, np.int64)
     for i, d in enumerate(drawables):
@@ -435,7 +443,7 @@ class SyntheticScene:
     occluder_kinds: list[str] = field(default_factory=list)
 
 
-def _occluders_for(rng: np.random.Generator, cfg: SyntheticConfig, body: torch.nn.Module,
+def sample_occluders(rng: np.random.Generator, cfg: SyntheticConfig, body: torch.nn.Module,
                    labels: BodyLabels, rig: CameraRig, camera: CameraIntrinsics,
                    person: PersonGeometry, box: np.ndarray, allow_body: bool) -> list[Drawable]:
     """0..max_occluders occluders between the camera and ``person`` (box in ``camera`` pixels)."""
@@ -456,8 +464,23 @@ def _occluders_for(rng: np.random.Generator, cfg: SyntheticConfig, body: torch.n
     return out
 
 
-def _box_of(points2d: np.ndarray) -> np.ndarray:
+def box_of(points2d: np.ndarray) -> np.ndarray:
     return np.array([points2d[:, 0].min(), points2d[:, 1].min(), points2d[:, 0].max(), points2d[:, 1].max()])
+
+
+def _camera_and_people(rng: np.random.Generator, cfg: SyntheticConfig, body: torch.nn.Module,
+                       labels: BodyLabels) -> tuple[CameraRig, list[PersonGeometry]]:
+    """A camera and 1..max_people people who fit in its view (new camera if none fits)."""
+    for _ in range(MAX_CAMERA_TRIES):
+        rig = sample_camera(rng, cfg.camera)
+        people = []
+        for _ in range(int(rng.integers(1, cfg.max_people + 1))):
+            person = sample_person(rng, cfg, body, labels, rig)
+            if person is not None:
+                people.append(person)
+        if people:
+            return rig, people
+    raise RuntimeError("could not place a person in view; check SyntheticConfig.camera ranges")
 
 
 def render_scene(seed: int, cfg: SyntheticConfig, body: torch.nn.Module, kernels=None) -> SyntheticScene:
@@ -472,17 +495,12 @@ def render_scene(seed: int, cfg: SyntheticConfig, body: torch.nn.Module, kernels
     """
     labels = resolve_labels(body, kernels, cfg)
     rng = make_rng(seed, cfg.split, stream=1)
-    rig = sample_camera(rng, cfg.camera)
+    rig, people = _camera_and_people(rng, cfg, body, labels)
     cam = rig.intrinsics
-    people = []
-    for _ in range(int(rng.integers(1, cfg.max_people + 1))):
-        person = sample_person(rng, cfg, body, labels, rig)
-        if person is not None:
-            people.append(person)
     drawables = [person_drawable(p, labels, i) for i, p in enumerate(people)]
     for p in people:
-        box = _box_of(project(p.vertices, cam))
-        drawables += _occluders_for(rng, cfg, body, labels, rig, cam, p, box, allow_body=False)
+        box = box_of(project(p.vertices, cam))
+        drawables += sample_occluders(rng, cfg, body, labels, rig, cam, p, box, allow_body=False)
     identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])
     background = app.random_background(rng, cfg.split, (cam.width, cam.height), cfg.appearance)
     view = render_view(drawables, cam, background.render(identity, cam.width, cam.height),
@@ -513,7 +531,7 @@ def _person_truth(p: PersonGeometry, index: int, view: ViewRender, maps: PixelLa
     own_pixels = max(int(own.covered.sum()), 1)
     truth = PersonTruth(betas=p.betas, global_orient=p.global_orient, body_pose=p.body_pose,
                         transl=p.transl, joints3d=p.joints, joints2d=project(p.joints, cam),
-                        bbox=_box_of(project(p.vertices, cam)), visible_bbox=visible_box,
+                        bbox=box_of(project(p.vertices, cam)), visible_bbox=visible_box,
                         joint_visibility=vis.joint, joint_self_visibility=vis.joint_self,
                         kernel_visibility=vis.kernel, occluded_fraction=float(hidden.sum() / own_pixels),
                         key_poses=p.key_poses)
