@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -65,15 +65,16 @@ class SyntheticCrops(Dataset):
     or occluder); the rest as ``nbf_ros.data.crops.CropSample`` documents, float32.
     """
 
-    def __init__(self, cfg: NbfConfig, syn: SyntheticConfig, body: torch.nn.Module, labels: Any,
-                 length: int, first_seed: int, cache: bool = True) -> None:
+    def __init__(self, cfg: NbfConfig, syn: SyntheticConfig, data: "DataBody", length: int,
+                 first_seed: int, cache: bool = True) -> None:
         if length <= 0:
             raise ValueError(f"length must be positive, got {length}")
         from nbf_ros.data.dataset import SyntheticCropDataset
 
-        self.source = SyntheticCropDataset(body, syn, cfg.net, length, first_seed, labels)
+        self.source = SyntheticCropDataset(data.body, syn, cfg.net, length, first_seed, data.labels)
+        self.remap = torch.from_numpy(np.append(data.remap, -1))  # index -1 -> -1
         self.length, self.first_seed = length, first_seed
-        self.cache = cache_dir_for(cfg, syn, labels.kernel_vertex_ids) if cache else None
+        self.cache = cache_dir_for(cfg, syn, data.labels.kernel_vertex_ids) if cache else None
         if self.cache is not None:
             self.cache.mkdir(parents=True, exist_ok=True)
 
@@ -108,6 +109,7 @@ class SyntheticCrops(Dataset):
         out = {"image": torch.from_numpy(a["image"]).permute(2, 0, 1).float().div_(255.0)}
         for k in TRAIN_KEYS[1:]:
             out[k] = torch.from_numpy(np.asarray(a[k]).astype(np.int64 if k == "kernel_index" else np.float32))
+        out["kernel_index"] = self.remap[out["kernel_index"]]  # generator order -> NBV order
         return out
 
 
@@ -141,29 +143,54 @@ class StepSampler(Sampler[int]):
         return sys.maxsize
 
 
-def _body_and_labels(cfg: NbfConfig):
-    """The body model and the data generator's truth tables (kernel layout of ``cfg.synthetic``,
-    which ``build_context`` checks against the NBV's)."""
+@dataclass
+class DataBody:
+    """What rendering needs, built once: the body model, the generator's truth tables, and
+    ``remap`` (K,): the NBV kernel index of each generator kernel index.
+
+    The generator lays kernels out on the zero-pose *output* mesh and the NBV on the template;
+    both pick the same vertex set by farthest-point sampling but may order exact ties
+    differently, so labels are re-indexed into the NBV's order (the order of the bank).
+    """
+
+    body: torch.nn.Module
+    labels: Any
+    remap: np.ndarray
+
+
+def kernel_remap(generator_ids: np.ndarray, nbv_ids: np.ndarray) -> np.ndarray:
+    """(K,) position in ``nbv_ids`` of each vertex of ``generator_ids``; they must be one set."""
+    position = {int(v): i for i, v in enumerate(np.asarray(nbv_ids))}
+    missing = [int(v) for v in generator_ids if int(v) not in position]
+    if missing or len(generator_ids) != len(nbv_ids):
+        raise ValueError(f"the data generator's kernels are not the NBV's ({len(missing)} of "
+                         f"{len(generator_ids)} differ): check synthetic.num_kernels/kernel_seed "
+                         "against nbv.num_kernels")
+    return np.array([position[int(v)] for v in generator_ids], dtype=np.int64)
+
+
+def load_data_body(cfg: NbfConfig) -> DataBody:
     from nbf_ros.body.model import load_body_model
+    from nbf_ros.body.nbv import NeuralBodyVolume
     from nbf_ros.data.scene import resolve_labels
 
     body = load_body_model(resolve_path(cfg.body.model_path), cfg.body.num_betas)
-    return body, resolve_labels(body, None, cfg.synthetic)
+    labels = resolve_labels(body, None, cfg.synthetic)
+    nbv_ids = NeuralBodyVolume(body, cfg.nbv).kernel_vertex_ids.numpy()
+    return DataBody(body, labels, kernel_remap(labels.kernel_vertex_ids, nbv_ids))
 
 
-def train_dataset(cfg: NbfConfig, body=None, labels=None) -> SyntheticCrops:
-    if body is None or labels is None:
-        body, labels = _body_and_labels(cfg)
+def train_dataset(cfg: NbfConfig, data: Optional[DataBody] = None) -> SyntheticCrops:
     t = cfg.train
-    return SyntheticCrops(cfg, synthetic_for(cfg, "train", None), body, labels,
+    return SyntheticCrops(cfg, synthetic_for(cfg, "train", None), data or load_data_body(cfg),
                           t.num_train_images, t.data_seed)
 
 
 def make_train_loader(cfg: NbfConfig, start_step: int, rank: int = 0, world: int = 1,
-                      body=None, labels=None) -> Iterator[dict[str, Any]]:
+                      data: Optional[DataBody] = None) -> Iterator[dict[str, Any]]:
     """Endless iterator of collated batches for steps start_step.. (deterministic by step)."""
     t = cfg.train
-    ds = train_dataset(cfg, body, labels)
+    ds = train_dataset(cfg, data)
     loader = DataLoader(ds, batch_size=t.batch_size,
                         sampler=StepSampler(len(ds), t.batch_size, start_step, t.seed, rank, world),
                         num_workers=t.num_workers, persistent_workers=t.num_workers > 0,
@@ -173,18 +200,16 @@ def make_train_loader(cfg: NbfConfig, start_step: int, rank: int = 0, world: int
 
 def make_eval_batches(cfg: NbfConfig, count: int, first_seed: int = VAL_SEED_OFFSET,
                       occlusion_prob: Optional[float] = None, batch_size: int = 32,
-                      body=None, labels=None) -> list[dict[str, torch.Tensor]]:
+                      data: Optional[DataBody] = None) -> list[dict[str, torch.Tensor]]:
     """Held-out crops (test split: other textures and background photos; other seeds)."""
-    if body is None or labels is None:
-        body, labels = _body_and_labels(cfg)
-    ds = SyntheticCrops(cfg, synthetic_for(cfg, "test", occlusion_prob), body, labels, count, first_seed)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
-    return list(loader)
+    ds = SyntheticCrops(cfg, synthetic_for(cfg, "test", occlusion_prob), data or load_data_body(cfg),
+                        count, first_seed)
+    return list(DataLoader(ds, batch_size=batch_size, shuffle=False))
 
 
-def make_val_batches(cfg: NbfConfig, body=None, labels=None) -> list[dict[str, torch.Tensor]]:
+def make_val_batches(cfg: NbfConfig, data: Optional[DataBody] = None) -> list[dict[str, torch.Tensor]]:
     """The small fixed validation set logged during training (``train.val_images``)."""
-    return make_eval_batches(cfg, cfg.train.val_images, body=body, labels=labels)
+    return make_eval_batches(cfg, cfg.train.val_images, data=data)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -198,10 +223,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(1)
     cfg = load_config(args.config)
-    body, labels = _body_and_labels(cfg)
+    data = load_data_body(cfg)
     if args.val:
-        make_val_batches(cfg, body, labels)
-    ds = SyntheticCrops(cfg, synthetic_for(cfg, "train", None), body, labels,
+        make_val_batches(cfg, data)
+    ds = SyntheticCrops(cfg, synthetic_for(cfg, "train", None), data,
                         max(cfg.train.num_train_images, args.start + args.count), cfg.train.data_seed)
     from tqdm import tqdm
 

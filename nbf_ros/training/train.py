@@ -11,7 +11,8 @@ Output directory (``train.out_dir``):
     nbf_net.pt       shipped-format weights (network + bank, float16) written at the end
     nbf_net.yaml     the configuration the weights were trained with
 A run restarted with the same command resumes from ``last.pt``; only ``train.steps``,
-``train.time_limit_min``, the logging/checkpoint intervals and ``train.num_workers`` may differ.
+``train.time_limit_min``, the logging/checkpoint intervals and ``train.num_workers`` may differ
+(``--resume OUT_DIR`` takes the saved config.yaml instead, so changed code defaults do not matter).
 """
 from __future__ import annotations
 
@@ -48,7 +49,11 @@ def resume_key(cfg: NbfConfig) -> dict[str, Any]:
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="nbf-ros train", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="YAML file (NbfConfig; the train: section)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="YAML file (NbfConfig; the train: section)")
+    source.add_argument("--resume", metavar="OUT_DIR",
+                        help="continue the run in OUT_DIR with its saved config.yaml (immune to "
+                             "later changes of defaults); --steps/--time-limit-min may extend it")
     parser.add_argument("--out-dir", default=None, help="override train.out_dir")
     parser.add_argument("--steps", type=int, default=None, help="override train.steps")
     parser.add_argument("--time-limit-min", type=float, default=None,
@@ -104,7 +109,7 @@ def run(cfg: NbfConfig, env: Distributed) -> Path:
     t = cfg.train
     out = resolve_path(t.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ctx, body, nbv = build_context(cfg, env.device)
+    ctx, _, _ = build_context(cfg, env.device)
     trainer = Trainer(cfg, ctx, env.device)
     if env.world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -114,7 +119,7 @@ def run(cfg: NbfConfig, env: Distributed) -> Path:
     start, images, elapsed0 = _maybe_resume(cfg, trainer, out, env)
     if env.main:
         save_config(cfg, out / "config.yaml")
-    val = make_val_batches(cfg) if env.main else []
+    val = [_to_device(b, env.device) for b in make_val_batches(cfg)] if env.main else []
     loader: Iterator[dict[str, Any]] = make_train_loader(cfg, start, env.rank, env.world)
     log_file = (out / "metrics.jsonl").open("a") if env.main else None
     bar = _progress(t.steps, start, env.main)
@@ -185,7 +190,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     try:
-        cfg = _apply_overrides(load_config(args.config), args)
+        if args.resume:
+            args.out_dir = args.resume
+            cfg = _apply_overrides(load_config(Path(args.resume) / "config.yaml"), args)
+        else:
+            cfg = _apply_overrides(load_config(args.config), args)
     except NbfError as exc:
         print(f"nbf-ros train: {exc}", file=sys.stderr)
         return 2
