@@ -196,3 +196,12 @@ def test_texture_and_photo_splits_are_disjoint() -> None:
     assert train and test and not train & test
     assert "skimage:astronaut" not in train | test
     assert len(test) * 3 <= len(train) + 3
+
+
+def test_joint_visibility_state_rule() -> None:
+    from nbf_ros.data.scene import OCCLUDED_BY_OBJECT, SELF_OCCLUDED, VISIBLE, joint_visibility_state
+
+    vis = np.array([0.5, 0.1, 0.05, 0.3])
+    own = np.array([0.5, 0.5, 0.05, 0.5])
+    np.testing.assert_array_equal(joint_visibility_state(vis, own),
+                                  [VISIBLE, OCCLUDED_BY_OBJECT, SELF_OCCLUDED, VISIBLE])

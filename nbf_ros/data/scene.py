@@ -379,6 +379,27 @@ def person_visibility(vertices: np.ndarray, own: MeshRaster, front: MeshRaster,
                       joint_self=seen_self[labels.joint_vertices].mean(1))
 
 
+VISIBLE, OCCLUDED_BY_OBJECT, SELF_OCCLUDED = 0, 1, 2
+SELF_VISIBLE_MIN = 0.15
+"""A joint whose nearby surface is seen less than this even without occluders is self-occluded
+(or outside the image): about half of a joint's nearby surface faces the camera when it is in
+plain view, so self visibility of an exposed joint is ~0.4-0.6."""
+
+
+def joint_visibility_state(joint_visibility: np.ndarray, joint_self_visibility: np.ndarray,
+                           object_ratio: float = 0.5) -> np.ndarray:
+    """(..., 24) state per joint: VISIBLE (0), OCCLUDED_BY_OBJECT (1) or SELF_OCCLUDED (2).
+
+    Self-occluded (or out of view) when the self visibility is below SELF_VISIBLE_MIN;
+    occluded by an object when other meshes hide more than ``1 - object_ratio`` of what the
+    person alone would show; visible otherwise.
+    """
+    vis = np.asarray(joint_visibility, dtype=np.float64)
+    own = np.asarray(joint_self_visibility, dtype=np.float64)
+    state = np.where(vis >= object_ratio * own, VISIBLE, OCCLUDED_BY_OBJECT)
+    return np.where(own < SELF_VISIBLE_MIN, SELF_OCCLUDED, state).astype(np.int64)
+
+
 # --- full scenes -----------------------------------------------------------------------------
 @dataclass
 class PersonTruth:
