@@ -440,6 +440,7 @@ class NbfNode(LifecycleNode):
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of ``nbf_node`` and ``nbf-ros node`` (ROS arguments accepted)."""
+    from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     args = sys.argv if argv is None else [sys.argv[0], *argv]
@@ -454,7 +455,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ValueError as exc:  # invalid parameter overrides: one line, no traceback
+    except (ValueError, ParameterException) as exc:  # invalid parameter overrides: one line
         print(f"nbf_node: error: {exc}", file=sys.stderr)
         return 2
     finally:
