@@ -110,12 +110,13 @@ def enumerate_pairs(bounds: PixelBounds, num_kernels: int) -> PixelPairs:
     total = int(count.sum())
     kernel = torch.repeat_interleave(torch.arange(count.numel(), device=count.device), count,
                                      output_size=total)
-    start = torch.cumsum(count, 0) - count
-    offset = torch.arange(total, device=count.device) - start[kernel]
-    row_len = box_w[kernel]
-    u = bounds.u0.reshape(-1)[kernel] + offset % row_len
-    v = bounds.v0.reshape(-1)[kernel] + torch.div(offset, row_len, rounding_mode="floor")
-    return PixelPairs(kernel, u, v, torch.div(kernel, num_kernels, rounding_mode="floor"))
+    per_kernel = torch.stack([torch.cumsum(count, 0) - count, box_w, bounds.u0.reshape(-1),
+                              bounds.v0.reshape(-1)])
+    start, row_len, u0, v0 = per_kernel.index_select(1, kernel).unbind(0)  # one gather
+    offset = torch.arange(total, device=count.device) - start
+    row = torch.div(offset, row_len, rounding_mode="floor")
+    u = u0 + (offset - row * row_len)
+    return PixelPairs(kernel, u, v0 + row, torch.div(kernel, num_kernels, rounding_mode="floor"))
 
 
 def _sort_by_pixel_then_depth(pixel: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:

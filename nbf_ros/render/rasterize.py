@@ -67,7 +67,7 @@ class RenderOutput:
         kernel_visibility: B x K, the largest weight the kernel gets in any pixel: ~1 for a kernel
             seen unoccluded through its centre, 0 for one hidden or outside the image. (The max,
             not the sum, so it does not grow with the resolution; sums come from
-            ``sample_to_kernels``.)
+            ``sample_to_kernels``.) Not differentiable.
         pairs_evaluated: kernel-pixel pairs whose ray terms were computed (cost measure).
     """
 
@@ -228,12 +228,13 @@ def _assemble(ids: torch.Tensor, weights: torch.Tensor, rows: torch.Tensor, feat
                          torch.full_like(ids, batch * num_kernels))  # empty -> dump slot
     phi = features.reshape(-1, channels).index_select(
         0, kernel.clamp(max=batch * num_kernels - 1).reshape(-1)).reshape(*ids.shape, channels)
-    pixel_features = torch.einsum("pm,pmc->pc", weights, phi)
+    pixel_features = (weights[:, :, None] * phi).sum(1)  # Pa x C
     out_features = features.new_zeros(num_pixels, channels).index_copy(0, rows, pixel_features)
     out_weights = weights.new_zeros(num_pixels, slots).index_copy(0, rows, weights)
     out_ids = ids.new_full((num_pixels, slots), -1).index_copy(0, rows, ids)
-    visibility = weights.new_zeros(batch * num_kernels + 1).scatter_reduce(
-        0, kernel.reshape(-1), weights.reshape(-1), "amax", include_self=True)
+    with torch.no_grad():  # an indicator for callers; its gradient is not worth the cost
+        visibility = weights.new_zeros(batch * num_kernels + 1).scatter_reduce(
+            0, kernel.reshape(-1), weights.reshape(-1), "amax", include_self=True)
     coverage = out_weights.sum(-1).clamp(max=1.0)
     return RenderOutput(
         features=out_features.reshape(batch, height, width, channels),
