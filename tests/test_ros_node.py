@@ -178,3 +178,124 @@ def test_configure_failure_keeps_node_alive_and_reports_it(ros):
         assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
     finally:
         ros.remove(node)
+
+
+def image_msg(stamp_s: float, people: int = 1, frame_id: str = FRAME_ID):
+    from builtin_interfaces.msg import Time
+    from std_msgs.msg import Header
+
+    from nbf_ros.ros.conversions import rgb_to_image_msg
+    from nbf_ros.ros.synthetic import SyntheticScene
+
+    sec = int(stamp_s)
+    header = Header(stamp=Time(sec=sec, nanosec=int(round((stamp_s - sec) * 1e9))), frame_id=frame_id)
+    return rgb_to_image_msg(SyntheticScene(num_people=people).frame(0)[0], header)
+
+
+def info_msg(k):
+    from sensor_msgs.msg import CameraInfo
+
+    return CameraInfo(width=640, height=480, k=[float(v) for v in k])
+
+
+GOOD_K = [800.0, 0.0, 320.0, 0.0, 800.0, 240.0, 0.0, 0.0, 1.0]
+
+
+def test_stamp_rules_camera_info_rules_and_pipeline_crash_survival(ros):
+    """Driven through the callbacks directly (no DDS): order of events is exact."""
+    class Flaky(SilhouettePipeline):
+        def process(self, image_rgb, camera, **kwargs):
+            if kwargs.get("stamp_s") == 13.0:
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            return super().process(image_rgb, camera, **kwargs)
+
+    node = make_node(ros, factory=lambda cfg: Flaky(cfg))
+    start(node)
+    try:
+        assert not node.process_frame(image_msg(10.0))  # no CameraInfo yet
+        node._on_camera_info(info_msg([0.0] * 9))
+        assert not node.process_frame(image_msg(10.0))  # all-zero K
+        node._on_camera_info(info_msg([float("nan")] * 9))
+        assert not node.process_frame(image_msg(10.0))  # NaN K
+        statuses = {s.name.split(": ")[1]: s for s in node.diagnostic_statuses()}
+        assert statuses["input"].level == 2 and "CameraInfo" in statuses["input"].message
+        node._on_camera_info(info_msg(GOOD_K))
+        assert node.process_frame(image_msg(10.0))
+        assert node.process_frame(image_msg(10.0))  # same stamp again: accepted
+        assert not node.process_frame(image_msg(9.8))  # reordered, 0.2 s late: skipped
+        first_ids = node._tracker.track_ids
+        assert node.process_frame(image_msg(2.0))  # clock reset (bag loop): accepted, tracks renewed
+        assert node.stats.clock_resets == 1 and node._tracker.track_ids != first_ids
+        assert node.stats.skipped == {"no_camera_info": 1, "camera_info_invalid": 2, "stamp_backwards": 1}
+        # A pipeline crash in the worker is logged and counted; the next frame is processed.
+        processed = node.stats.processed
+        node._on_image(image_msg(13.0))
+        assert wait_until(lambda: node.stats.errors == 1)
+        node._on_image(image_msg(13.1))
+        assert wait_until(lambda: node.stats.processed == processed + 1)
+        statuses = {s.name.split(": ")[1]: s for s in node.diagnostic_statuses()}
+        assert "illegal memory access" in statuses["processing"].values["last_error"]
+    finally:
+        ros.remove(node)
+
+
+def test_qos_mismatch_is_reported(ros):
+    """A best-effort camera cannot feed a reliable subscription: the node must say so."""
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    node = make_node(ros)  # reliable input QoS
+    start(node)
+    camera = ros.add(rclpy.create_node("best_effort_camera", context=ros.context))
+    camera.create_publisher(Image, "image", qos_profile_sensor_data)
+    try:
+        assert wait_until(lambda: node.stats.qos_incompatible is not None, timeout=10.0)
+        status = {s.name.split(": ")[1]: s for s in node.diagnostic_statuses()}["input"]
+        assert status.level == 2 and "QoS incompatible" in status.message and "'image'" in status.message
+    finally:
+        ros.remove(camera)
+        ros.remove(node)
+
+
+VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"  # Debian package opencv-doc
+
+
+def test_real_pedestrian_footage_through_the_node(ros, tmp_path):
+    """Real camera footage (OpenCV's vtest.avi) from a second process, the real HOG detector in
+    the node: walkers come out at pedestrian distances with ids that persist across frames."""
+    import os
+
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2, "HOGDescriptor") or not os.path.isfile(VTEST):
+        pytest.skip("needs OpenCV HOG and opencv-doc's vtest.avi")
+    from nbf_ros.config import DetectorConfig
+    from nbf_ros.detection import make_detector
+
+    hog = make_detector(DetectorConfig(kind="hog", hog_max_side=768, max_people=5))
+    collector, out = ros.collector()
+    node = make_node(ros, factory=lambda cfg: SilhouettePipeline(cfg, detector=hog))
+    start(node, collector=True)
+    try:
+        frames = ros.publish("--rate", "4", "--frames", "16", "--reliable", "--video", VTEST,
+                             "--frame-id", FRAME_ID, manifest=tmp_path / "m.jsonl")
+        assert wait_until(lambda: len(out.joints) >= 10, timeout=15.0)
+    finally:
+        node.trigger_deactivate()
+        ros.remove(node)
+    sent = {f["stamp_ns"] for f in frames}
+    counts, tracks = [], {}
+    for _, cloud in out.joints:
+        assert stamp_ns(cloud.header) in sent and cloud.header.frame_id == FRAME_ID
+        pelvis = pointcloud_to_array(cloud)
+        pelvis = pelvis[pelvis["joint_id"] == 0]
+        counts.append(len(pelvis))
+        # The camera looks at a yard from ~10-20 m (walkers 80-130 px tall at f = 960 px); HOG
+        # boxes around pairs of walkers are taller, hence the loose lower bound.
+        assert np.all((pelvis["z"] > 3.0) & (pelvis["z"] < 30.0)), pelvis["z"]
+        for pid in pelvis["person_id"]:
+            tracks[int(pid)] = tracks.get(int(pid), 0) + 1
+    assert np.mean(counts) >= 1.5  # several walkers found per frame
+    longest = sorted(tracks.values(), reverse=True)
+    assert longest[0] >= 0.7 * len(counts), tracks  # at least one walker kept its id throughout
+    ros.remove(collector)

@@ -47,6 +47,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="wait until this many subscribers see the image topic (0: do not wait)")
     p.add_argument("--manifest", default="", help="write one JSON line per published frame here")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--video", default="", help="publish this video's frames (looped) instead of "
+                   "drawn people, at its own size (truth left empty)")
     return p.parse_args(argv)
 
 
@@ -113,6 +115,34 @@ def wait_for_subscribers(node: Any, publishers: list, count: int) -> bool:
     return True
 
 
+class VideoFrames:
+    """Frames of a video file, looped, as RGB; decoded up front (tests use short clips)."""
+
+    MAX_FRAMES = 300
+
+    def __init__(self, path: str) -> None:
+        import cv2
+
+        capture = cv2.VideoCapture(path)
+        self.frames = []
+        while len(self.frames) < self.MAX_FRAMES:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            self.frames.append(np.ascontiguousarray(bgr[:, :, ::-1]))
+        capture.release()
+        if not self.frames:
+            raise SystemExit(f"publisher: cannot read video {path}")
+
+    def scene(self) -> SyntheticScene:
+        """A scene object only for its size and default intrinsics."""
+        height, width = self.frames[0].shape[:2]
+        return SyntheticScene(width, height, 0)
+
+    def frame(self, index: int) -> tuple[np.ndarray, list]:
+        return self.frames[index % len(self.frames)], []
+
+
 def run(args: argparse.Namespace) -> int:
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -123,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
 
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable else qos_profile_sensor_data
     scene = SyntheticScene(args.width, args.height, args.people, args.seed)
+    video = VideoFrames(args.video) if args.video else None
+    if video is not None:
+        scene = video.scene()
     pattern = [k.strip() for k in args.pattern.split(",") if k.strip()]
     encodings = [e.strip() for e in args.encodings.split(",") if e.strip()]
     unknown = [k for k in pattern if k != GOOD and k not in BAD_KINDS]
@@ -150,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
                 now_ns = last_good_ns - 50_000_000  # 50 ms in the past: a reordered frame
             header = Header(frame_id=args.frame_id)
             header.stamp.sec, header.stamp.nanosec = divmod(now_ns, 1_000_000_000)
-            rgb, truth = scene.frame(index)
+            rgb, truth = video.frame(index) if video is not None else scene.frame(index)
             encoding = encodings[good_count % len(encodings)] if kind == GOOD else "rgb8"
             enc = encode_image(rgb, encoding)
             fields = corrupt(kind, {"encoding": enc.encoding, "height": enc.height, "width": enc.width,

@@ -103,13 +103,15 @@ class SilhouettePipeline:
 
     It finds the dark silhouettes that ``SyntheticScene`` draws (connected components), puts a
     1.7 m standing skeleton at the depth their height implies, and uses the real tracker. It
-    has no model: it measures the node, not the method. ``delay_s`` emulates a model's cost.
+    has no model: it measures the node, not the method. ``delay_s`` emulates a model's cost;
+    ``detector`` (e.g. the HOG detector) replaces the silhouette finder for real footage.
     """
 
     backend_name = "silhouette"
 
-    def __init__(self, config=None, delay_s: float = 0.0, max_people: int = 5) -> None:
+    def __init__(self, config=None, delay_s: float = 0.0, max_people: int = 5, detector=None) -> None:
         self.delay_s = delay_s
+        self.detector = detector
         self.max_people = config.detector.max_people if config is not None else max_people
         self.min_height_px = config.detector.min_height_px if config is not None else 48.0
 
@@ -135,7 +137,9 @@ class SilhouettePipeline:
         import time
 
         start = time.perf_counter()
-        boxes = self.detect(image_rgb) if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 4)
+        if boxes is None:
+            boxes = (self.detector or self).detect(image_rgb)
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         detect_ms = (time.perf_counter() - start) * 1e3
         if self.delay_s:
             time.sleep(self.delay_s)
