@@ -9,14 +9,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+COVERAGE_RAMP = 0.05
+
 
 @dataclass
 class FeatureScores:
     """Per-pixel agreement terms, all B x H x W.
 
     Attributes:
-        obj: cosine of the *unnormalised* rendered feature (sum_m W_m phi_m, length <= coverage)
-            with the observed feature: high only where the body is rendered and matches.
+        obj: cosine of the rendered and observed features where the body is rendered, fading
+            to 0 where it is not (see COVERAGE_RAMP): high only where the body is and matches.
         obj_cos: cosine of the normalised rendered feature with the observed one (mask-free).
         clu: cosine of the background/clutter feature with the observed one.
         mask: rendered coverage in [0, 1].
@@ -43,8 +45,11 @@ def feature_scores(rendered: torch.Tensor, coverage: torch.Tensor, observed: tor
     bg = F.normalize(background, dim=-1)
     if bg.dim() == 1:
         bg = bg.expand(rendered.shape[0], -1)
-    obj = (rendered * observed).sum(-1)
     obj_cos = (F.normalize(rendered, dim=-1, eps=1e-6) * observed).sum(-1)
+    # As in the released code, any pixel the body touches is scored by the cosine of the
+    # normalised rendered feature; a ramp over the first COVERAGE_RAMP of coverage (instead of a
+    # hard "rendered != 0" test) keeps the score and its gradient continuous at the silhouette.
+    obj = obj_cos * (coverage / COVERAGE_RAMP).clamp(0.0, 1.0)
     clu = torch.einsum("bhwd,bd->bhw", observed, bg)
     return FeatureScores(obj=obj, obj_cos=obj_cos, clu=clu, mask=coverage.clamp(0.0, 1.0))
 

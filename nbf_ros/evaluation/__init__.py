@@ -1,0 +1,1 @@
+"""Evaluation protocol pieces shared by the benchmarks: occluders, adversarial search, metrics."""

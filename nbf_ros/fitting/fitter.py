@@ -1,0 +1,365 @@
+"""Bounded-iteration neural body fitting (method.md steps 6-8).
+
+The :class:`Fitter` owns the optimisation state for one person at a time: the variables
+(global orientation, translation, body pose; shape stays at the regressor's estimate), the Adam
+optimiser, the two-stage schedule, the iteration and wall-clock budget and the "keep the best
+iterate" rule. The maths lives in pure functions (``losses.py``); the body model, the Neural
+Body Volume and the renderer are stateless modules it calls.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from nbf_ros.body.model import BodyModel, ShapedSubset
+from nbf_ros.body.nbv import NeuralBodyVolume
+from nbf_ros.config import NbfConfig, resolve_path
+from nbf_ros.data.poses import PoseSampler, joint_limit_violation, mirror_body_pose
+from nbf_ros.fitting.losses import (GaussianPosePrior, feature_loss, feature_scores,
+                                    outlier_probability, robust_keypoint_loss)
+from nbf_ros.geometry.camera import project_points
+from nbf_ros.nets.model import heatmap_keypoints
+from nbf_ros.render import RenderCamera, RenderOutput, render_gaussians
+from nbf_ros.types import NUM_JOINTS, BodyParams, CameraIntrinsics, FitInfo, Person
+
+LOG = logging.getLogger(__name__)
+
+# Joint visibility classes (FitResult.joint_state).
+VISIBLE, OCCLUDED_BY_OBJECT, SELF_OCCLUDED = 0, 1, 2
+POSE_PRIOR_SAMPLES = 20000
+# Soft z-test of a kernel against the rendered surface: visible when it is at most this far behind.
+SURFACE_TOLERANCE_M = 0.05
+SURFACE_SOFTNESS_M = 0.01
+POSE_PRIOR_SEED = 1234
+
+
+@dataclass
+class Observation:
+    """What the image says about one person, at the fitting (feature) resolution.
+
+    Attributes:
+        features: 1 x h x w x D observed unit features (channel-last).
+        keypoints: 1 x 24 x 2 2D joints in crop pixels; keypoint_conf 1 x 24 in [0, 1].
+        camera: crop camera at crop resolution; feature_camera: the same at feature resolution.
+    """
+
+    features: torch.Tensor
+    keypoints: torch.Tensor
+    keypoint_conf: torch.Tensor
+    camera: CameraIntrinsics
+    feature_camera: CameraIntrinsics
+    shaped: Optional[ShapedSubset] = None  # the kernel vertices shaped with this person's betas
+
+
+@dataclass
+class FitResult:
+    """The fitted body of one person and what the fit says about each joint."""
+
+    params: BodyParams
+    info: FitInfo
+    joint_visibility: np.ndarray  # (24,) 0 = hidden .. 1 = visible
+    joint_state: np.ndarray  # (24,) VISIBLE / OCCLUDED_BY_OBJECT / SELF_OCCLUDED
+    joint_confidence: np.ndarray  # (24,) 0 .. 1
+    confidence: float
+    # Mean cosine agreement of observed and model features over the visible joints' kernels
+    # (what confidence is calibrated from); nan when no joint is visible.
+    agreement: float = float("nan")
+
+
+@dataclass
+class Evaluation:
+    """One objective evaluation: total loss (1,), the feature loss (1,), the render and scores."""
+
+    total: torch.Tensor
+    feature: torch.Tensor
+    render: RenderOutput
+    outlier: torch.Tensor  # 1 x h x w
+    means: torch.Tensor  # 1 x K x 3 kernel centres
+    kernel_features: torch.Tensor  # 1 x K x D
+
+
+def flipped_twin(params: BodyParams, body: BodyModel) -> BodyParams:
+    """The 180-degree turned, left-right mirrored twin of a body (same pelvis position).
+
+    Regressors often confuse front and back views; the twin is the other reading (method.md
+    step 8). The turn is about the body's own vertical axis.
+    """
+    root = Rotation.from_rotvec(params.global_orient.detach().double().numpy())
+    turned = (root * Rotation.from_euler("y", np.pi)).as_rotvec()
+    pose = mirror_body_pose(params.body_pose.detach().double().numpy())
+    twin = BodyParams(params.betas.clone(), torch.from_numpy(turned).to(params.transl),
+                      torch.from_numpy(pose).to(params.transl), params.transl.clone())
+    with torch.no_grad():  # keep the pelvis where it was
+        shift = body(params).joints[:, 0] - body(twin).joints[:, 0]
+    return twin.replace(transl=params.transl + shift)
+
+
+def joint_kernel_neighbours(rest_joints: np.ndarray, kernel_sites: np.ndarray, count: int) -> np.ndarray:
+    """24 x count indices of the kernels nearest to each joint in the rest pose."""
+    count = min(count, len(kernel_sites))
+    _, idx = cKDTree(kernel_sites).query(rest_joints, k=count)
+    return np.asarray(idx, dtype=np.int64).reshape(len(rest_joints), count)
+
+
+class Fitter:
+    """Fits the Neural Body Volume to observed features, one person at a time.
+
+    ``fit`` never raises for a numerically bad start: a non-finite loss stops the optimisation
+    and the best finite iterate (at worst the initial body) is returned, flagged in the log.
+    """
+
+    def __init__(self, config: NbfConfig, body: BodyModel, nbv: NeuralBodyVolume,
+                 background: torch.Tensor, pose_prior: GaussianPosePrior) -> None:
+        self.config = config
+        self.cfg = config.fit
+        self.body = body
+        self.nbv = nbv
+        self.background = background
+        self.pose_prior = pose_prior
+        with torch.no_grad():
+            zero = BodyParams.zeros(1)
+            rest = body(zero)
+            sites = rest.vertices[0, nbv.kernel_vertex_ids].numpy()
+            self.joint_kernels = torch.from_numpy(joint_kernel_neighbours(
+                rest.joints[0].numpy(), sites, self.cfg.kernels_per_joint))
+
+    @classmethod
+    def from_config(cls, config: NbfConfig, body: BodyModel, backend=None) -> "Fitter":
+        """Build the NBV with the trained kernel features and background from the weights file."""
+        from nbf_ros.training.checkpoint import load_memory_bank
+
+        bank = load_memory_bank(resolve_path(config.inference.weights_path))
+        nbv = NeuralBodyVolume(body, config.nbv)
+        nbv.set_feature_bank(bank_for_bins(bank.kernel_features, config.nbv.orientation_bins))
+        return cls(config, body, nbv, bank.background_prototype(), default_pose_prior())
+
+    # -- observation ---------------------------------------------------------------------------
+    def observe(self, features: np.ndarray, heatmaps: np.ndarray, camera: CameraIntrinsics) -> Observation:
+        """Network outputs of one crop (D x h x w, 24 x h x w) -> Observation."""
+        stride = self.config.net.feature_stride
+        feats = torch.from_numpy(np.ascontiguousarray(features)).float().permute(1, 2, 0)[None]
+        uv, conf = heatmap_keypoints(torch.from_numpy(np.ascontiguousarray(heatmaps)).float()[None], stride)
+        h, w = feats.shape[1:3]
+        feature_camera = camera.scaled(w / camera.width, h / camera.height)
+        return Observation(feats, uv, conf, camera, feature_camera)
+
+    # -- objective -----------------------------------------------------------------------------
+    def evaluate(self, params: BodyParams, obs: Observation, keypoint_weight: float) -> Evaluation:
+        if obs.shaped is None:
+            obs.shaped = self.body.shaped_subset(params.betas, self.nbv.kernel_vertex_ids)
+        out = self.body.pose_subset(params, obs.shaped)
+        state = self.nbv.kernel_state(out.vertices, out)
+        kernel_feats = self.nbv.kernel_features(state)
+        h, w = obs.features.shape[1:3]
+        render = render_gaussians(state.means, state.precisions, kernel_feats,
+                                  RenderCamera.from_intrinsics(obs.feature_camera),
+                                  h, w, self.config.render)
+        scores = feature_scores(render.features, render.coverage, obs.features, self.background)
+        feat = feature_loss(scores, self.cfg.use_occlusion_model, self.cfg.occlusion_temperature)
+        total = self.cfg.feature_weight * feat
+        if keypoint_weight > 0:
+            cam = obs.camera
+            uv = project_points(out.joints, cam.fx, cam.fy, cam.cx, cam.cy)
+            sigma = self.cfg.keypoint_sigma * cam.width
+            total = total + keypoint_weight * robust_keypoint_loss(
+                uv, obs.keypoints, obs.keypoint_conf, sigma, self.cfg.keypoint_min_joints)
+        total = total + self.cfg.joint_limit_weight * joint_limit_violation(params.body_pose)
+        total = total + self.cfg.pose_prior_weight * self.pose_prior.nll(params.body_pose)
+        outlier = outlier_probability(scores, self.cfg.occlusion_temperature)
+        return Evaluation(total, feat, render, outlier, state.means, kernel_feats)
+
+    # -- the fit -------------------------------------------------------------------------------
+    def fit(self, net, index: int, camera: CameraIntrinsics, init: BodyParams,
+            warm_start: Optional[Person] = None, iterate: bool = True) -> FitResult:
+        """Fit person ``index`` of a network batch (``NetArrays``), starting from ``init`` (1).
+
+        Hypotheses: the regressor's body, its flipped twin and the track's previous body (warm
+        start); the one with the lowest objective is optimised. With ``iterate=False`` only the
+        regressor's body is evaluated (regression-only output with fit-based visibility).
+        """
+        start = time.perf_counter()
+        obs = self.observe(net.features[index], net.heatmaps[index], camera)
+        kp_weight = self.cfg.keypoint_weight
+        candidates = [init]
+        if iterate:
+            if self.cfg.flip_hypothesis:
+                candidates.append(flipped_twin(init, self.body))
+            if warm_start is not None:
+                candidates.append(warm_from_person(warm_start, init))
+        with torch.no_grad():
+            evals = [self.evaluate(c, obs, kp_weight) for c in candidates]
+        losses = torch.cat([e.total for e in evals])
+        best = int(torch.argmin(torch.nan_to_num(losses, nan=math.inf)))
+        params, loss_init = candidates[best], float(losses[0])
+        iterations = 0
+        if iterate and self.cfg.max_iters > 0 and math.isfinite(float(losses[best])):
+            params, iterations = self._optimise(params, obs, kp_weight, start)
+        with torch.no_grad():
+            final = self.evaluate(params, obs, kp_weight)
+        result = self._assess(params, obs, final)
+        result.info = FitInfo(iterations=iterations, loss_init=loss_init, loss=float(final.total),
+                              ms=(time.perf_counter() - start) * 1e3)
+        return result
+
+    def _optimise(self, params: BodyParams, obs: Observation, kp_weight: float,
+                  start: float) -> tuple[BodyParams, int]:
+        """Two-stage Adam within the iteration and time budget; returns the best iterate.
+
+        Stage 1 moves global orientation + translation, stage 2 global orientation + body pose
+        (shape stays at the regressor's estimate, as in the paper). The best iterate is tracked
+        with tensor ops only (no host sync per iteration on a GPU); a non-finite loss is never
+        "better", so a diverging step cannot be returned.
+        """
+        cfg = self.cfg
+        orient = params.global_orient.detach().clone().requires_grad_(True)
+        pose = params.body_pose.detach().clone().requires_grad_(True)
+        # Translation in depth-normalised units, so a step moves far and near people alike on screen.
+        depth = params.transl[:, 2:3].detach().clamp(min=0.3)
+        transl_n = (params.transl.detach() / depth).requires_grad_(True)
+        betas = params.betas.detach()
+        groups = [{"params": [orient], "lr": cfg.lr},
+                  {"params": [transl_n], "lr": cfg.transl_lr},
+                  {"params": [pose], "lr": 0.0}]
+        optim = torch.optim.Adam(groups, betas=(0.9, 0.99))
+        stage1 = int(round(cfg.max_iters * cfg.stage1_fraction))
+        best_loss = torch.full((1,), math.inf)
+        best = [t.detach().clone() for t in (orient, pose, transl_n)]
+        done = 0
+        for it in range(cfg.max_iters):
+            if time.perf_counter() - start > cfg.budget_ms / 1e3:
+                break
+            if it == stage1:
+                optim.param_groups[1]["lr"] = 0.0
+                optim.param_groups[2]["lr"] = cfg.lr
+            optim.zero_grad(set_to_none=True)
+            ev = self.evaluate(BodyParams(betas, orient, pose, transl_n * depth), obs, kp_weight)
+            loss = ev.total.detach()
+            better = torch.isfinite(loss) & (loss < best_loss)
+            best_loss = torch.where(better, loss, best_loss)
+            best = [torch.where(better, t.detach(), b) for t, b in zip((orient, pose, transl_n), best)]
+            ev.total.sum().backward()
+            optim.step()
+            done = it + 1
+        # The last step's result has not been evaluated; the best *evaluated* iterate is returned.
+        return BodyParams(betas, best[0], best[1], best[2] * depth), done
+
+    # -- what the fit says about each joint ----------------------------------------------------
+    def _assess(self, params: BodyParams, obs: Observation, ev: Evaluation) -> FitResult:
+        """Per-joint visibility, occlusion class and confidence from the final render.
+
+        Per kernel, at the pixel its centre projects to (feature resolution):
+        - self-visibility: its depth is not behind the rendered surface depth there (a soft
+          z-test), and it is inside the image. Resolution-independent, unlike peak render weights,
+          which for centimetre kernels on coarse feature maps depend on sub-pixel position;
+        - occlusion: the outlier probability of that pixel (the occluder explains it better);
+        - agreement: cosine of the observed feature there with the kernel's model feature.
+        A joint averages its nearest kernels (rest pose). Confidence is a logistic function of the
+        agreement at the visible joints (calibrated on the benchmark, docs/results.md).
+        """
+        cfg = self.cfg
+        means = ev.means[0]  # K x 3
+        cam = obs.feature_camera
+        h, w = obs.features.shape[1:3]
+        uv = project_points(means, cam.fx, cam.fy, cam.cx, cam.cy)
+        inside = (uv[:, 0] > -0.5) & (uv[:, 0] < w - 0.5) & (uv[:, 1] > -0.5) & (uv[:, 1] < h - 0.5)
+        surface = rendered_depth(ev.render, ev.means)[0]  # h x w
+        at = lambda img: sample_at(img, uv, h, w)  # noqa: E731
+        depth_gap = at(surface[..., None])[:, 0] - means[:, 2]
+        selfvis = torch.sigmoid((depth_gap + SURFACE_TOLERANCE_M) / SURFACE_SOFTNESS_M) * inside
+        occ = at(ev.outlier[0][..., None])[:, 0]
+        agree = (at(obs.features[0]) * ev.kernel_features[0]).sum(-1)
+        nbrs = self.joint_kernels
+        # Around an unhidden joint about half of the surface faces the camera (the rest is its own
+        # back side), so the self-visible fraction is normalised by that before combining.
+        sv = (selfvis[nbrs].mean(1) / cfg.facing_fraction).clamp(0, 1)  # 24
+        occluded = (selfvis[nbrs] * occ[nbrs]).sum(1) / selfvis[nbrs].sum(1).clamp(min=1e-6)
+        visibility = (sv * (1.0 - occluded)).clamp(0, 1)
+        seen = selfvis[nbrs] * (1.0 - occ[nbrs])
+        joint_agree = (agree[nbrs] * seen).sum(1) / seen.sum(1).clamp(min=1e-6)
+        joint_conf = torch.sigmoid(cfg.confidence_scale * (joint_agree - cfg.confidence_offset)) * visibility
+        state = np.full(NUM_JOINTS, VISIBLE)
+        hidden = (visibility < cfg.visible_threshold).numpy()
+        state[hidden] = SELF_OCCLUDED
+        state[(sv >= cfg.visible_threshold).numpy() & hidden] = OCCLUDED_BY_OBJECT
+        seen_joints = visibility >= cfg.visible_threshold
+        agreement = float(joint_agree[seen_joints].mean()) if bool(seen_joints.any()) else float("nan")
+        confidence = confidence_from_agreement(agreement, cfg.confidence_scale, cfg.confidence_offset)
+        return FitResult(params=params.detach(), info=FitInfo(),
+                         joint_visibility=visibility.double().numpy(), joint_state=state,
+                         joint_confidence=joint_conf.double().numpy(), confidence=confidence,
+                         agreement=agreement)
+
+
+def rendered_depth(render: RenderOutput, means: torch.Tensor) -> torch.Tensor:
+    """B x H x W weighted depth of the kept kernels (inf where nothing is rendered)."""
+    ids = render.kernel_ids.clamp(min=0)  # B x H x W x M
+    batch = means.shape[0]
+    z = means[..., 2]  # B x K
+    depth = torch.gather(z, 1, ids.reshape(batch, -1)).reshape(ids.shape)
+    weight = render.weights * (render.kernel_ids >= 0)
+    total = weight.sum(-1)
+    return torch.where(total > 1e-6, (weight * depth).sum(-1) / total.clamp(min=1e-6),
+                       torch.full_like(total, math.inf))
+
+
+def sample_at(image: torch.Tensor, uv: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear samples of an H x W x C image at N x 2 pixel positions (border-clamped) -> N x C.
+
+    Non-finite image values (e.g. inf depth) are replaced by a large finite number first.
+    """
+    grid = torch.stack([(uv[:, 0] + 0.5) / width * 2 - 1, (uv[:, 1] + 0.5) / height * 2 - 1], -1)
+    img = torch.nan_to_num(image, posinf=1e6).permute(2, 0, 1)[None]
+    out = torch.nn.functional.grid_sample(img, grid[None, :, None, :].to(img.dtype), mode="bilinear",
+                                          padding_mode="border", align_corners=False)
+    return out[0, :, :, 0].T
+
+
+def confidence_from_agreement(agreement: float, scale: float, offset: float) -> float:
+    """Logistic map of feature agreement to confidence; 0 when nothing of the body is visible."""
+    if not math.isfinite(agreement):
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-scale * (agreement - offset)))
+
+
+def bank_for_bins(bank: torch.Tensor, bins: int) -> torch.Tensor:
+    """A trained K x O x D bank for an NBV with ``bins`` orientation bins.
+
+    Equal O passes through; ``bins == 1`` averages the O bins of each kernel (renormalised), the
+    pose-independent ablation of a model trained with orientation bins. Other changes of O need
+    a model trained for them.
+    """
+    if bank.shape[1] == bins:
+        return bank
+    if bins == 1:
+        return torch.nn.functional.normalize(bank.mean(1, keepdim=True), dim=-1)
+    raise ValueError(f"the weights have {bank.shape[1]} orientation bins; NBVConfig.orientation_bins="
+                     f"{bins} needs a model trained with {bins} bins")
+
+
+def warm_from_person(person: Person, init: BodyParams) -> BodyParams:
+    """The previous frame's body of a track as a start hypothesis (shape from this frame)."""
+    as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=init.transl.dtype)[None]  # noqa: E731
+    return BodyParams(init.betas.clone(), as_t(person.global_orient), as_t(person.body_pose),
+                      as_t(person.transl))
+
+
+_POSE_PRIOR: Optional[GaussianPosePrior] = None
+
+
+def default_pose_prior() -> GaussianPosePrior:
+    """Gaussian prior fitted (once per process, deterministic) to the training pose sampler."""
+    global _POSE_PRIOR
+    if _POSE_PRIOR is None:
+        rng = np.random.default_rng(POSE_PRIOR_SEED)
+        sampler = PoseSampler()
+        samples = np.stack([sampler.sample_body_pose(rng)[0] for _ in range(POSE_PRIOR_SAMPLES)])
+        _POSE_PRIOR = GaussianPosePrior.fit(torch.from_numpy(samples).float())
+    return _POSE_PRIOR
