@@ -302,8 +302,11 @@ class SyntheticConfig:
     box_jitter_scale: float = 0.08
     # Surface points count as seen when within this depth of the z-buffer (metres).
     visibility_tolerance_m: float = 0.02
-    # Vertices nearest (in the rest pose) to a joint that make up its "nearby surface".
-    joint_surface_vertices: int = 40
+    # A joint's "nearby surface" (rest pose, metres): outer-surface vertices within (distance to
+    # the nearest one + surface margin) of the joint, plus those it skins most within (nearest +
+    # skinned margin), so that the torso's front counts for the spine joints.
+    joint_surface_margin_m: float = 0.06
+    joint_skinned_margin_m: float = 0.18
     # Feature-resolution labels: majority of each stride x stride block, or its centre sample.
     label_downsample: Literal["majority", "center"] = "majority"
     # Kernel layout used for kernel labels when none is passed (NBV's defaults).

@@ -12,7 +12,8 @@ from nbf_ros.config import NetConfig, SyntheticConfig, resolve_path
 from nbf_ros.data import appearance as app
 from nbf_ros.data.crops import downsample_labels, render_crop
 from nbf_ros.data.dataset import ShardDataset, SyntheticCropDataset, write_shards
-from nbf_ros.data.scene import body_labels, render_scene
+from nbf_ros.data.scene import (OCCLUDED_BY_OBJECT, SELF_OCCLUDED, VISIBLE, body_labels,
+                                joint_visibility_state, normalised_joint_visibility, render_scene)
 from nbf_ros.geometry.camera import project_points
 from nbf_ros.types import BodyParams
 
@@ -107,13 +108,19 @@ def test_occlusion_masks_cover_the_hidden_person(body, labels) -> None:
         s = render_crop(seed, cfg, body, labels)
         # Whatever hides the person is an occluder: occluded <= occluder coverage per block.
         assert np.all(s.occluded_mask <= s.occluder_mask + 1e-6)
-        assert np.all(s.joint_visibility <= s.joint_self_visibility + 1e-12)
+        assert np.all(s.joint_surface_seen <= s.joint_surface_self_seen + 1e-12)
+        hidden = s.joint_state == OCCLUDED_BY_OBJECT
+        assert np.all(s.joint_visibility[hidden] < 0.5) and np.all(s.joint_visibility[s.joint_state == VISIBLE] >= 0.5)
         assert np.all(s.kernel_index[s.person_mask == 0] == -1)
         seen_occlusion |= s.occluded_mask.sum() > 1
     assert seen_occlusion
     clean = render_crop(0, cfg, body, labels, occlusion=False)
     assert clean.occluder_mask.sum() == 0 and clean.occluded_mask.sum() == 0
-    np.testing.assert_allclose(clean.joint_visibility, clean.joint_self_visibility)
+    np.testing.assert_allclose(clean.joint_surface_seen, clean.joint_surface_self_seen)
+    assert not np.any(clean.joint_state == OCCLUDED_BY_OBJECT)
+    exposed = clean.joint_surface_self_seen >= 0.15
+    assert exposed.sum() > 5
+    np.testing.assert_allclose(clean.joint_visibility[exposed], 1.0)
 
 
 def test_scene_truth_is_consistent(body, labels) -> None:
@@ -198,10 +205,25 @@ def test_texture_and_photo_splits_are_disjoint() -> None:
     assert len(test) * 3 <= len(train) + 3
 
 
-def test_joint_visibility_state_rule() -> None:
-    from nbf_ros.data.scene import OCCLUDED_BY_OBJECT, SELF_OCCLUDED, VISIBLE, joint_visibility_state
+def test_joint_visibility_state_and_normalisation_rules() -> None:
+    seen = np.array([0.5, 0.1, 0.05, 0.3, 0.0])
+    own = np.array([0.5, 0.5, 0.05, 0.5, 0.0])
+    np.testing.assert_array_equal(joint_visibility_state(seen, own),
+                                  [VISIBLE, OCCLUDED_BY_OBJECT, SELF_OCCLUDED, VISIBLE, SELF_OCCLUDED])
+    np.testing.assert_allclose(normalised_joint_visibility(seen, own), [1.0, 0.2, 1 / 3, 0.6, 0.0])
 
-    vis = np.array([0.5, 0.1, 0.05, 0.3])
-    own = np.array([0.5, 0.5, 0.05, 0.5])
-    np.testing.assert_array_equal(joint_visibility_state(vis, own),
-                                  [VISIBLE, OCCLUDED_BY_OBJECT, SELF_OCCLUDED, VISIBLE])
+
+def test_exterior_vertices_exclude_hidden_geometry(labels) -> None:
+    from nbf_ros.data.occluders import box_mesh
+    from nbf_ros.data.scene import exterior_vertices
+
+    outer_v, outer_f = box_mesh(np.array([1.0, 1.0, 1.0]))
+    inner_v, inner_f = box_mesh(np.array([0.3, 0.3, 0.3]))
+    verts = np.concatenate([outer_v, inner_v])
+    faces = np.concatenate([outer_f, inner_f + len(outer_v)])
+    ext = exterior_vertices(verts, faces, size=64)
+    assert ext[:len(outer_v)].all() and not ext[len(outer_v):].any()
+    # The body: most vertices are outside, every joint has some nearby outer surface.
+    assert 0.8 < labels.exterior.mean() <= 1.0
+    assert np.all(labels.joint_region.sum(1) >= 20)
+    assert not np.any(labels.joint_region[:, ~labels.exterior])

@@ -29,6 +29,8 @@ from nbf_ros.data.scene import (MAX_CAMERA_TRIES, BodyLabels, CameraRig, PersonG
 from nbf_ros.geometry.camera import CropBox
 from nbf_ros.types import CameraIntrinsics
 
+INTEGER_FIELDS = ("joint_state",)
+"""Besides the *_index maps, fields returned as int64 tensors."""
 VISIBLE_BOX_RESOLUTION = 96
 """Pixels (at most) of the cheap render that finds the visible box."""
 
@@ -49,8 +51,12 @@ class CropSample:
         image_camera: (6,) fx, fy, cx, cy, width, height of the full image it was cut from.
         crop_box: (3,) x0, y0, side of the crop in full-image pixels.
         bbox: (4,) full-body box in crop pixels.
-        joint_visibility, joint_self_visibility: (24,) fraction of each joint's nearby surface
-            seen in the crop, with / without occluders.
+        joint_visibility: (24,) 1 = visible .. 0 = hidden (by occluders, by the body itself)
+            or outside the crop/image (``scene.Visibility.joint``).
+        joint_state: (24,) int VISIBLE (0) / OCCLUDED_BY_OBJECT (1) / SELF_OCCLUDED (2, also
+            out of view).
+        joint_surface_seen, joint_surface_self_seen: (24,) raw fraction of each joint's nearby
+            surface seen in the crop, with / without the other meshes.
         kernel_visibility: (K,) fraction of each kernel's vertices seen.
     """
 
@@ -72,19 +78,22 @@ class CropSample:
     crop_box: np.ndarray
     bbox: np.ndarray
     joint_visibility: np.ndarray
-    joint_self_visibility: np.ndarray
+    joint_state: np.ndarray
+    joint_surface_seen: np.ndarray
+    joint_surface_self_seen: np.ndarray
     kernel_visibility: np.ndarray
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
-        """The training dict: ``image`` 3 x S x S float32 in [0, 1]; label maps int64; the rest
-        float32 (see the class attributes for shapes)."""
+        """The training dict: ``image`` 3 x S x S float32 in [0, 1]; label maps and joint_state
+        int64; the rest float32 (see the class attributes for shapes)."""
         out: dict[str, torch.Tensor] = {
             "image": torch.from_numpy(self.image).permute(2, 0, 1).float().div_(255.0)}
         for name, value in self.__dict__.items():
             if name == "image":
                 continue
             arr = np.asarray(value)
-            out[name] = torch.from_numpy(arr.astype(np.int64 if name.endswith("_index") else np.float32))
+            integer = name.endswith("_index") or name in INTEGER_FIELDS
+            out[name] = torch.from_numpy(arr.astype(np.int64 if integer else np.float32))
         return out
 
 
@@ -196,7 +205,8 @@ def render_crop(seed: int, cfg: SyntheticConfig, body: torch.nn.Module, labels: 
         crop_camera=np.array([ccam.fx, ccam.fy, ccam.cx, ccam.cy]),
         image_camera=np.array([cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height], np.float64),
         crop_box=np.array([crop.x0, crop.y0, crop.side]), bbox=box_crop,
-        joint_visibility=vis.joint, joint_self_visibility=vis.joint_self,
+        joint_visibility=vis.joint, joint_state=vis.joint_state, joint_surface_seen=vis.joint_seen,
+        joint_surface_self_seen=vis.joint_self_seen,
         kernel_visibility=vis.kernel)
 
 

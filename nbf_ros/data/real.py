@@ -4,7 +4,8 @@ Both produce the same per-sample dict as the synthetic crops (``CropSample.to_te
 trainer can mix them. Real data has no dense labels: ``kernel_index``/``part_index`` are -1
 everywhere (the contrastive loss ignores them), ``person_mask``/``occluder_mask``/
 ``occluded_mask`` and ``kernel_visibility`` are 0, ``joint_visibility`` is 1 for joints inside
-the crop (and inside the image) and 0 otherwise.
+the crop (and inside the image) and 0 otherwise (``joint_state`` VISIBLE / SELF_OCCLUDED, the
+code for "out of view"), and the raw surface fractions are NaN (unknown).
 
 3DPW (von Marcard et al., ECCV 2018; sign-up required, never shipped here): each
 ``sequenceFiles/<split>/<name>.pkl`` is a Python-2 pickle of a dict with ``sequence``, ``betas``
@@ -45,6 +46,7 @@ from torch.utils.data import Dataset
 
 from nbf_ros.config import NetConfig
 from nbf_ros.data.crops import CropSample, inside_image_mask
+from nbf_ros.data.scene import SELF_OCCLUDED, VISIBLE
 from nbf_ros.geometry.camera import CropBox, extract_crop
 from nbf_ros.types import NUM_BETAS, NUM_JOINTS, BodyParams, CameraIntrinsics
 
@@ -146,7 +148,9 @@ def crop_real_instance(inst: RealInstance, net: NetConfig, num_kernels: int) -> 
         crop_camera=np.array([ccam.fx, ccam.fy, ccam.cx, ccam.cy]),
         image_camera=np.array([cam.fx, cam.fy, cam.cx, cam.cy, w, h], np.float64),
         crop_box=np.array([crop.x0, crop.y0, crop.side]), bbox=box_crop,
-        joint_visibility=visible.astype(np.float64), joint_self_visibility=visible.astype(np.float64),
+        joint_visibility=visible.astype(np.float64),
+        joint_state=np.where(visible, VISIBLE, SELF_OCCLUDED).astype(np.int64),
+        joint_surface_seen=np.full(NUM_JOINTS, np.nan), joint_surface_self_seen=np.full(NUM_JOINTS, np.nan),
         kernel_visibility=np.zeros(num_kernels))
 
 

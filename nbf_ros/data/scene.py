@@ -35,7 +35,7 @@ from nbf_ros.types import NUM_BETAS, NUM_JOINTS, BodyParams, CameraIntrinsics
 
 LOG = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Bumped whenever the same (seed, config, body, kernels) would render differently; include it
 in any cache key of rendered samples."""
 _SPLIT_CODE = {"train": 0, "test": 1}
@@ -62,7 +62,9 @@ class BodyLabels:
         rest_joints: 24 x 3. kernel_vertex_ids: (K,) vertices carrying the NBV kernels.
         vertex_kernel: (V,) nearest kernel of each vertex (rest pose).
         vertex_part: (V,) limb id (nbv.LIMBS) of each vertex. kernel_part: (K,).
-        joint_vertices: 24 x N the N rest-pose vertices nearest to each joint ("nearby surface").
+        exterior: (V,) bool, the vertex can be seen from outside the rest mesh (mouth interior
+            and similar hidden geometry is not).
+        joint_region: 24 x V bool, each joint's "nearby surface" (:func:`joint_regions`).
     """
 
     faces: np.ndarray
@@ -73,7 +75,8 @@ class BodyLabels:
     vertex_kernel: np.ndarray
     vertex_part: np.ndarray
     kernel_part: np.ndarray
-    joint_vertices: np.ndarray
+    exterior: np.ndarray
+    joint_region: np.ndarray
 
     @property
     def num_kernels(self) -> int:
@@ -82,9 +85,13 @@ class BodyLabels:
 
 def body_labels(body: torch.nn.Module, kernel_vertex_ids: Optional[np.ndarray] = None,
                 num_kernels: int = 858, kernel_seed: int = 0,
-                joint_surface_vertices: int = 40) -> BodyLabels:
-    """Truth tables for ``body``; kernels default to ``select_kernel_vertices(rest, K, seed)``
-    (pass the NBV's own ``kernel_vertex_ids`` to be sure both use the same kernels)."""
+                joint_surface_margin_m: float = 0.06,
+                joint_skinned_margin_m: float = 0.18) -> BodyLabels:
+    """Truth tables for ``body`` (~0.5 s; build once and share).
+
+    Kernels default to ``select_kernel_vertices(template, K, seed)``, exactly as
+    ``NeuralBodyVolume`` lays them out; pass the NBV's ``kernel_vertex_ids`` to be explicit.
+    """
     with torch.no_grad():
         out = body(BodyParams.zeros(1))
         # The template itself (as the NBV lays its kernels on it), not a re-skinned copy.
@@ -92,26 +99,70 @@ def body_labels(body: torch.nn.Module, kernel_vertex_ids: Optional[np.ndarray] =
         rest_t = rest_fn(torch.zeros(1, NUM_BETAS)) if callable(rest_fn) else out.vertices
     rest = rest_t[0].double().numpy()
     joints = out.joints[0].double().numpy()
+    faces = np.asarray(body.faces, dtype=np.int64)
     weights = np.asarray(torch.as_tensor(body.lbs_weights).detach().double().numpy())
     if kernel_vertex_ids is None:
         kernel_vertex_ids = select_kernel_vertices(rest, num_kernels, kernel_seed)
     ids = np.asarray(kernel_vertex_ids, dtype=np.int64)
-    all_vertices = np.arange(rest.shape[0])
-    n_near = min(joint_surface_vertices, rest.shape[0])
+    exterior = exterior_vertices(rest, faces)
+    return BodyLabels(faces=faces, lbs_weights=weights, rest_vertices=rest, rest_joints=joints,
+                      kernel_vertex_ids=ids, vertex_kernel=assign_vertices_to_kernels(rest, ids),
+                      vertex_part=kernel_parts(weights, np.arange(rest.shape[0])),
+                      kernel_part=kernel_parts(weights, ids), exterior=exterior,
+                      joint_region=joint_regions(rest, joints, exterior, weights,
+                                                 joint_surface_margin_m, joint_skinned_margin_m))
+
+
+def _view_directions() -> np.ndarray:
+    """26 unit directions: the faces, edges and corners of a cube seen from its centre."""
+    grid = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)
+                     if (i, j, k) != (0, 0, 0)], dtype=np.float64)
+    return grid / np.linalg.norm(grid, axis=1, keepdims=True)
+
+
+def exterior_vertices(rest: np.ndarray, faces: np.ndarray, size: int = 256,
+                      distance: float = 4.0) -> np.ndarray:
+    """(V,) bool: vertices seen in at least one of 26 views around the rest mesh."""
+    centre = 0.5 * (rest.min(0) + rest.max(0))
+    radius = float(np.linalg.norm(rest - centre, axis=1).max())
+    focal = 0.5 * size * distance / (radius * 1.05)
+    cam = CameraIntrinsics(focal, focal, (size - 1) / 2.0, (size - 1) / 2.0, size, size)
+    seen = np.zeros(rest.shape[0], bool)
+    for d in _view_directions():
+        z_axis = -d
+        helper = np.array([0.0, 1.0, 0.0]) if abs(z_axis[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
+        x_axis = np.cross(helper, z_axis)
+        x_axis /= np.linalg.norm(x_axis)
+        rot = np.stack([x_axis, np.cross(z_axis, x_axis), z_axis])   # rows: camera axes
+        verts = (rest - (centre + distance * d)) @ rot.T
+        raster = rasterize_mesh(verts, faces, cam)
+        tol = 0.005 + 1.5 * verts[:, 2] / focal
+        seen |= vertex_visibility(verts, cam, raster.depth, tol)
+    return seen
+
+
+def joint_regions(rest: np.ndarray, joints: np.ndarray, exterior: np.ndarray, lbs_weights: np.ndarray,
+                  margin: float, skinned_margin: float) -> np.ndarray:
+    """24 x V bool: each joint's nearby outer surface in the rest pose.
+
+    The exterior vertices within (nearest exterior distance + ``margin``) of the joint, plus the
+    exterior vertices the joint skins most within (nearest + ``skinned_margin``): a ball alone
+    would see only the back of the spine joints (they lie near the back) and miss the front of
+    the torso, which is what a camera in front of the person sees.
+    """
     dist = np.linalg.norm(rest[None] - joints[:, None], axis=2)          # 24 x V
-    joint_vertices = np.argsort(dist, axis=1)[:, :n_near]
-    return BodyLabels(faces=np.asarray(body.faces, dtype=np.int64), lbs_weights=weights,
-                      rest_vertices=rest, rest_joints=joints, kernel_vertex_ids=ids,
-                      vertex_kernel=assign_vertices_to_kernels(rest, ids),
-                      vertex_part=kernel_parts(weights, all_vertices),
-                      kernel_part=kernel_parts(weights, ids), joint_vertices=joint_vertices)
+    dist[:, ~exterior] = np.inf
+    nearest = dist.min(axis=1, keepdims=True)
+    skinned = np.argmax(lbs_weights, axis=1)[None] == np.arange(joints.shape[0])[:, None]
+    return (dist <= nearest + margin) | (skinned & (dist <= nearest + skinned_margin))
 
 
 def resolve_labels(body: torch.nn.Module, kernels, cfg: SyntheticConfig) -> BodyLabels:
     """``kernels`` may be a BodyLabels, a (K,) kernel vertex id array, or None (config's K)."""
     if isinstance(kernels, BodyLabels):
         return kernels
-    return body_labels(body, kernels, cfg.num_kernels, cfg.kernel_seed, cfg.joint_surface_vertices)
+    return body_labels(body, kernels, cfg.num_kernels, cfg.kernel_seed, cfg.joint_surface_margin_m,
+                       cfg.joint_skinned_margin_m)
 
 
 def pose_bodies(body: torch.nn.Module, betas: np.ndarray, global_orient: np.ndarray,
@@ -349,15 +400,36 @@ def pixel_labels(view: ViewRender, drawables: Sequence[Drawable], labels: BodyLa
     return PixelLabels(person.astype(np.int32), kernel.astype(np.int64), part.astype(np.int64), occluder)
 
 
+VISIBLE, OCCLUDED_BY_OBJECT, SELF_OCCLUDED = 0, 1, 2
+SELF_VISIBLE_MIN = 0.15
+"""A joint whose nearby surface is seen less than this even without other meshes is
+self-occluded (or outside the view). About half of a joint's nearby surface faces the camera when
+the joint is in plain view, so the raw seen fraction of an exposed joint is ~0.4-0.6."""
+
+
 @dataclass
 class Visibility:
-    """Visibility of one person's surface (fractions in [0, 1])."""
+    """Visibility of one person's surface.
 
-    vertex: np.ndarray        # (V,) bool seen (in the image, front-most among all meshes)
-    kernel: np.ndarray        # (K,) fraction of the kernel's vertices seen
-    joint: np.ndarray         # (24,) fraction of the joint's nearby vertices seen
-    joint_self: np.ndarray    # (24,) same with only the person's own mesh (self-occlusion only)
-    kernel_self: np.ndarray   # (K,)
+    Attributes:
+        vertex: (V,) bool, seen (in view, front-most among all meshes).
+        kernel: (K,) fraction of the kernel's vertices seen. kernel_self: (K,) same with the
+            person's own mesh only.
+        joint_seen, joint_self_seen: (24,) raw fraction of each joint's nearby surface seen with
+            all meshes / with the person's own mesh only.
+        joint: (24,) visibility in [0, 1] (1 = visible, 0 = hidden or out of view):
+            joint_seen / max(joint_self_seen, SELF_VISIBLE_MIN).
+        joint_state: (24,) VISIBLE / OCCLUDED_BY_OBJECT / SELF_OCCLUDED
+            (:func:`joint_visibility_state`).
+    """
+
+    vertex: np.ndarray
+    kernel: np.ndarray
+    kernel_self: np.ndarray
+    joint_seen: np.ndarray
+    joint_self_seen: np.ndarray
+    joint: np.ndarray
+    joint_state: np.ndarray
 
 
 def person_visibility(vertices: np.ndarray, own: MeshRaster, front: MeshRaster,
@@ -374,28 +446,32 @@ def person_visibility(vertices: np.ndarray, own: MeshRaster, front: MeshRaster,
     k = labels.num_kernels
     count = np.maximum(np.bincount(labels.vertex_kernel, minlength=k), 1)
     frac = lambda s: np.bincount(labels.vertex_kernel, s.astype(np.float64), minlength=k) / count  # noqa: E731
+    region = labels.joint_region.astype(np.float64)
+    size = np.maximum(region.sum(1), 1.0)
+    joint_seen, joint_self = region @ seen / size, region @ seen_self / size
     return Visibility(vertex=seen, kernel=frac(seen), kernel_self=frac(seen_self),
-                      joint=seen[labels.joint_vertices].mean(1),
-                      joint_self=seen_self[labels.joint_vertices].mean(1))
+                      joint_seen=joint_seen, joint_self_seen=joint_self,
+                      joint=normalised_joint_visibility(joint_seen, joint_self),
+                      joint_state=joint_visibility_state(joint_seen, joint_self))
 
 
-VISIBLE, OCCLUDED_BY_OBJECT, SELF_OCCLUDED = 0, 1, 2
-SELF_VISIBLE_MIN = 0.15
-"""A joint whose nearby surface is seen less than this even without occluders is self-occluded
-(or outside the image): about half of a joint's nearby surface faces the camera when it is in
-plain view, so self visibility of an exposed joint is ~0.4-0.6."""
+def normalised_joint_visibility(seen: np.ndarray, self_seen: np.ndarray) -> np.ndarray:
+    """Joint visibility in [0, 1]: the share of what the person alone shows of the joint's
+    surface that is not hidden by other meshes; joints the body itself hides (self seen below
+    SELF_VISIBLE_MIN) score at most seen / SELF_VISIBLE_MIN, out-of-view joints 0."""
+    return np.clip(np.asarray(seen) / np.maximum(np.asarray(self_seen), SELF_VISIBLE_MIN), 0.0, 1.0)
 
 
-def joint_visibility_state(joint_visibility: np.ndarray, joint_self_visibility: np.ndarray,
+def joint_visibility_state(joint_seen: np.ndarray, joint_self_seen: np.ndarray,
                            object_ratio: float = 0.5) -> np.ndarray:
-    """(..., 24) state per joint: VISIBLE (0), OCCLUDED_BY_OBJECT (1) or SELF_OCCLUDED (2).
+    """(..., 24) int64 state per joint: VISIBLE (0), OCCLUDED_BY_OBJECT (1), SELF_OCCLUDED (2).
 
-    Self-occluded (or out of view) when the self visibility is below SELF_VISIBLE_MIN;
-    occluded by an object when other meshes hide more than ``1 - object_ratio`` of what the
-    person alone would show; visible otherwise.
+    From the raw seen fractions: self-occluded (or out of view) when the self fraction is below
+    SELF_VISIBLE_MIN; occluded by an object when other meshes hide more than
+    ``1 - object_ratio`` of what the person alone shows; visible otherwise.
     """
-    vis = np.asarray(joint_visibility, dtype=np.float64)
-    own = np.asarray(joint_self_visibility, dtype=np.float64)
+    vis = np.asarray(joint_seen, dtype=np.float64)
+    own = np.asarray(joint_self_seen, dtype=np.float64)
     state = np.where(vis >= object_ratio * own, VISIBLE, OCCLUDED_BY_OBJECT)
     return np.where(own < SELF_VISIBLE_MIN, SELF_OCCLUDED, state).astype(np.int64)
 
@@ -411,8 +487,11 @@ class PersonTruth:
         joints3d: 24 x 3 metres. joints2d: 24 x 2 pixels (may lie outside the image).
         bbox: (4,) x0, y0, x1, y1 tight box of the whole projected body (occluded and
             out-of-image parts included). visible_bbox: (4,) box of its visible pixels (nan if
-            none). joint_visibility / joint_self_visibility: (24,) fraction of each joint's
-            nearby surface seen with / without the other meshes. kernel_visibility (K,).
+            none). joint_visibility: (24,) 1 = visible .. 0 = hidden or out of view (see
+            ``Visibility.joint``); joint_state: (24,) VISIBLE / OCCLUDED_BY_OBJECT /
+            SELF_OCCLUDED; joint_surface_seen / joint_surface_self_seen: (24,) raw fractions of
+            each joint's nearby surface seen with / without the other meshes.
+            kernel_visibility: (K,) fraction of each kernel's vertices seen.
         occluded_fraction: share of the person's own pixels hidden by other meshes.
         key_poses: names of the key poses the pose came from.
     """
@@ -426,7 +505,9 @@ class PersonTruth:
     bbox: np.ndarray
     visible_bbox: np.ndarray
     joint_visibility: np.ndarray
-    joint_self_visibility: np.ndarray
+    joint_state: np.ndarray
+    joint_surface_seen: np.ndarray
+    joint_surface_self_seen: np.ndarray
     kernel_visibility: np.ndarray
     occluded_fraction: float
     key_poses: tuple[str, ...] = ()
@@ -553,7 +634,8 @@ def _person_truth(p: PersonGeometry, index: int, view: ViewRender, maps: PixelLa
     truth = PersonTruth(betas=p.betas, global_orient=p.global_orient, body_pose=p.body_pose,
                         transl=p.transl, joints3d=p.joints, joints2d=project(p.joints, cam),
                         bbox=box_of(project(p.vertices, cam)), visible_bbox=visible_box,
-                        joint_visibility=vis.joint, joint_self_visibility=vis.joint_self,
+                        joint_visibility=vis.joint, joint_state=vis.joint_state,
+                        joint_surface_seen=vis.joint_seen, joint_surface_self_seen=vis.joint_self_seen,
                         kernel_visibility=vis.kernel, occluded_fraction=float(hidden.sum() / own_pixels),
                         key_poses=p.key_poses)
     return truth, hidden
