@@ -179,6 +179,9 @@ class TrainConfig:
     # Synthetic crops per epoch (crop i uses seed data_seed + i; cached under cache/crops).
     num_train_images: int = 20000
     data_seed: int = 0
+    # Training-crop cache directory; empty = cache/crops/<hash of the generator config>. Set it to
+    # reuse crops rendered by an earlier generator version (valid crops, other settings).
+    cache_dir: str = ""
     # Held-out crops (test split) evaluated at every checkpoint and logged to metrics.jsonl.
     val_images: int = 64
     num_workers: int = 0

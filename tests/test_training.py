@@ -312,3 +312,15 @@ def test_step_sampler_is_a_function_of_the_step() -> None:
     assert resumed == full[20:40]
     ranks = [list(islice(iter(StepSampler(10, 2, 0, seed=3, rank=r, world=2)), 4)) for r in (0, 1)]
     assert ranks == [[0, 1, 4, 5], [2, 3, 6, 7]]
+
+
+def test_kernel_remap_reorders_generator_labels_into_nbv_order() -> None:
+    from nbf_ros.training.data import kernel_remap
+
+    generator = np.array([10, 20, 30, 40])
+    nbv = np.array([10, 30, 20, 40])  # the same sites, two swapped
+    remap = kernel_remap(generator, nbv)
+    np.testing.assert_array_equal(remap, [0, 2, 1, 3])
+    np.testing.assert_array_equal(nbv[remap], generator)  # same vertex after re-indexing
+    with pytest.raises(ValueError, match="not the NBV's"):
+        kernel_remap(generator, np.array([10, 30, 20, 50]))

@@ -66,7 +66,7 @@ class SyntheticCrops(Dataset):
     """
 
     def __init__(self, cfg: NbfConfig, syn: SyntheticConfig, data: "DataBody", length: int,
-                 first_seed: int, cache: bool = True) -> None:
+                 first_seed: int, cache: bool = True, cache_dir: str = "") -> None:
         if length <= 0:
             raise ValueError(f"length must be positive, got {length}")
         from nbf_ros.data.dataset import SyntheticCropDataset
@@ -74,7 +74,8 @@ class SyntheticCrops(Dataset):
         self.source = SyntheticCropDataset(data.body, syn, cfg.net, length, first_seed, data.labels)
         self.remap = torch.from_numpy(np.append(data.remap, -1))  # index -1 -> -1
         self.length, self.first_seed = length, first_seed
-        self.cache = cache_dir_for(cfg, syn, data.labels.kernel_vertex_ids) if cache else None
+        self.cache = None if not cache else (resolve_path(cache_dir) if cache_dir else
+                                             cache_dir_for(cfg, syn, data.labels.kernel_vertex_ids))
         if self.cache is not None:
             self.cache.mkdir(parents=True, exist_ok=True)
 
@@ -183,7 +184,7 @@ def load_data_body(cfg: NbfConfig) -> DataBody:
 def train_dataset(cfg: NbfConfig, data: Optional[DataBody] = None) -> SyntheticCrops:
     t = cfg.train
     return SyntheticCrops(cfg, synthetic_for(cfg, "train", None), data or load_data_body(cfg),
-                          t.num_train_images, t.data_seed)
+                          t.num_train_images, t.data_seed, cache_dir=t.cache_dir)
 
 
 def make_train_loader(cfg: NbfConfig, start_step: int, rank: int = 0, world: int = 1,
