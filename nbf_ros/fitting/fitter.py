@@ -34,7 +34,7 @@ LOG = logging.getLogger(__name__)
 
 # Joint visibility classes (FitResult.joint_state).
 VISIBLE, OCCLUDED_BY_OBJECT, SELF_OCCLUDED = 0, 1, 2
-POSE_PRIOR_SAMPLES = 20000
+POSE_PRIOR_SAMPLES = 5000  # enough for a 69-d Gaussian with a ridge; ~1 s at start-up
 # Soft z-test of a kernel against the rendered surface: visible when it is at most this far behind.
 SURFACE_TOLERANCE_M = 0.05
 SURFACE_SOFTNESS_M = 0.01

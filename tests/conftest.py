@@ -1,0 +1,39 @@
+"""Shared fixtures: a small untrained network file, so pipeline tests never depend on the
+quality (or presence) of the shipped weights."""
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nbf_ros.config import NbfConfig, save_config
+
+
+@pytest.fixture(scope="session")
+def untrained_weights(tmp_path_factory):
+    """Path of an untrained NBFNet + memory bank (with background features) in the shipped format."""
+    from nbf_ros.nets.model import NBFNet
+    from nbf_ros.training.bank import MemoryBank
+    from nbf_ros.training.checkpoint import save_weights
+
+    cfg = NbfConfig()
+    torch.manual_seed(0)
+    net = NBFNet(cfg.net)
+    bank = MemoryBank(cfg.nbv.num_kernels, cfg.nbv.orientation_bins, cfg.net.feature_dim, 64)
+    bank.push_background(F.normalize(torch.randn(64, cfg.net.feature_dim), dim=-1))
+    path = tmp_path_factory.mktemp("weights") / "untrained_net.pt"
+    save_weights(net, bank, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def untrained_config(untrained_weights, tmp_path_factory) -> tuple[NbfConfig, str]:
+    """(config, YAML path) using the untrained weights, few fitting iterations, fixed boxes."""
+    cfg = NbfConfig()
+    cfg = dataclasses.replace(
+        cfg, inference=dataclasses.replace(cfg.inference, weights_path=str(untrained_weights)),
+        fit=dataclasses.replace(cfg.fit, max_iters=3, budget_ms=1e6),
+        detector=dataclasses.replace(cfg.detector, kind="full_frame"))
+    path = tmp_path_factory.mktemp("config") / "pipeline.yaml"
+    save_config(cfg, path)
+    return cfg, str(path)

@@ -1,0 +1,87 @@
+"""The pure-Python pipeline end to end (untrained weights: structure and conventions, not accuracy)."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from nbf_ros.config import SyntheticConfig
+from nbf_ros.data.scene import render_scene
+from nbf_ros.inference.io import InputError
+from nbf_ros.inference.pipeline import Pipeline
+from nbf_ros.types import CameraIntrinsics
+
+
+@pytest.fixture(scope="module")
+def pipeline(untrained_config):
+    return Pipeline.from_config(untrained_config[0])
+
+
+@pytest.fixture(scope="module")
+def scene(pipeline):
+    return render_scene(5, SyntheticConfig(split="test"), pipeline.body)
+
+
+def test_people_in_the_camera_frame(pipeline, scene):
+    boxes = np.stack([p.bbox for p in scene.people])
+    result = pipeline.process(scene.image, scene.camera, boxes=boxes, fit=True)
+    assert len(result.people) == len(scene.people)
+    cam = scene.camera
+    for person, box in zip(result.people, boxes):
+        assert person.joints3d.shape == (24, 3) and np.all(np.isfinite(person.joints3d))
+        assert np.all(person.joints3d[:, 2] > 0)  # in front of the camera
+        # joints2d is the pinhole projection of joints3d with the image's intrinsics
+        uv = person.joints3d[:, :2] / person.joints3d[:, 2:] * [cam.fx, cam.fy] + [cam.cx, cam.cy]
+        np.testing.assert_allclose(person.joints2d, uv, atol=1e-3)
+        np.testing.assert_array_equal(person.bbox, box)
+        assert 0 < person.fit.iterations <= 3 and person.fit.ms > 0
+        assert np.isfinite(person.fit.loss) and person.fit.loss <= person.fit.loss_init + 1e-6
+        assert np.all((person.joint_visibility >= 0) & (person.joint_visibility <= 1))
+        assert 0.0 <= person.confidence <= 1.0
+    assert {"detect", "crop", "network", "init", "fit", "people"} <= set(result.timings_ms)
+
+
+def test_regression_only_has_zero_iterations(pipeline, scene):
+    boxes = np.stack([p.bbox for p in scene.people])[:1]
+    result = pipeline.process(scene.image, scene.camera, boxes=boxes, fit=False)
+    assert result.people[0].fit.iterations == 0
+    assert result.people[0].fit.loss == result.people[0].fit.loss_init
+
+
+def test_no_boxes_gives_no_people(pipeline, scene):
+    assert pipeline.process(scene.image, scene.camera, boxes=np.zeros((0, 4))).people == []
+
+
+@pytest.mark.parametrize("camera", [
+    CameraIntrinsics(float("nan"), 500.0, 320.0, 240.0, 640, 480),
+    CameraIntrinsics(0.0, 0.0, 320.0, 240.0, 640, 480),
+])
+def test_bad_intrinsics_are_rejected(pipeline, scene, camera):
+    with pytest.raises(InputError):
+        pipeline.process(scene.image, camera)
+
+
+def test_bad_images_are_rejected(pipeline, scene):
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        pipeline.process(scene.image.astype(np.float32), scene.camera)
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        pipeline.process(scene.image[..., 0], scene.camera)
+
+
+def test_tracker_gives_stable_ids(pipeline, scene):
+    from nbf_ros.config import TrackerConfig
+    from nbf_ros.tracking import Tracker
+
+    tracker = Tracker(TrackerConfig())
+    boxes = np.stack([p.bbox for p in scene.people])
+    ids = [[p.id for p in pipeline.process(scene.image, scene.camera, tracker=tracker, boxes=boxes,
+                                           fit=False, stamp_s=t * 0.1).people] for t in range(3)]
+    assert ids[0] == ids[1] == ids[2] and len(set(ids[0])) == len(boxes)
+
+
+def test_missing_weights_fail_with_one_line(untrained_config, tmp_path):
+    cfg = untrained_config[0]
+    cfg = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference,
+                                                                 weights_path=str(tmp_path / "nope.pt")))
+    with pytest.raises(Exception) as info:
+        Pipeline.from_config(cfg)
+    assert "nope.pt" in str(info.value) and "\n" not in str(info.value)
