@@ -47,6 +47,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="wait until this many subscribers see the image topic (0: do not wait)")
     p.add_argument("--manifest", default="", help="write one JSON line per published frame here")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rendered", type=int, default=0,
+                   help="publish N scenes rendered with the body model (nbf_ros.data, up to --people "
+                   "people each, occluders included) instead of drawn people; each repeated "
+                   "frames/N times, truth = the people's joints3d")
     p.add_argument("--video", default="", help="publish this video's frames (looped) instead of "
                    "drawn people, at its own size (truth left empty)")
     return p.parse_args(argv)
@@ -71,7 +75,7 @@ def corrupt(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     return f
 
 
-def camera_info_msg(scene: SyntheticScene, header: Any, kind: str) -> Any:
+def camera_info_msg(scene: Any, header: Any, kind: str) -> Any:
     from sensor_msgs.msg import CameraInfo
 
     cam = scene.camera
@@ -82,7 +86,7 @@ def camera_info_msg(scene: SyntheticScene, header: Any, kind: str) -> Any:
         k = [0.0] * 9
     info = CameraInfo()
     info.header = header
-    info.width, info.height = scene.width, scene.height
+    info.width, info.height = cam.width, cam.height
     info.distortion_model = "plumb_bob"
     info.d = [0.0] * 5
     info.k = k
@@ -113,6 +117,38 @@ def wait_for_subscribers(node: Any, publishers: list, count: int) -> bool:
             return False
         rclpy.spin_once(node, timeout_sec=0.05)
     return True
+
+
+class RenderedFrames:
+    """Scenes rendered by ``nbf_ros.data.scene.render_scene`` (test split), each repeated so that
+    a tracker sees a static scene; truth carries the people's 3D joints and boxes."""
+
+    def __init__(self, count: int, max_people: int, width: int, height: int, seed: int, total: int) -> None:
+        import dataclasses
+
+        from nbf_ros.body.model import BodyModel
+        from nbf_ros.config import BodyConfig, SyntheticConfig, resolve_path
+        from nbf_ros.data.scene import render_scene
+
+        base = SyntheticConfig(split="test")
+        camera = dataclasses.replace(base.camera, image_sizes=((width, height),) * len(base.camera.image_sizes))
+        cfg = dataclasses.replace(base, camera=camera, max_people=max(1, max_people))
+        body = BodyModel(resolve_path(BodyConfig().model_path))
+        self.scenes = [render_scene(seed + i, cfg, body) for i in range(count)]
+        self.repeat = max(1, -(-total // count))
+
+    def scene(self) -> Any:
+        """The first scene's size and intrinsics (all share the image size; see camera_info_msg)."""
+        return self.scenes[0]
+
+    def frame(self, index: int) -> tuple[np.ndarray, list]:
+        scene = self.scenes[min(index // self.repeat, len(self.scenes) - 1)]
+        return scene.image, scene
+
+    @staticmethod
+    def truth(scene: Any) -> list[dict]:
+        return [{"box": [float(v) for v in p.bbox], "joints3d": np.asarray(p.joints3d).tolist(),
+                 "depth_m": float(p.joints3d[0][2])} for p in scene.people]
 
 
 class VideoFrames:
@@ -152,8 +188,11 @@ def run(args: argparse.Namespace) -> int:
     from nbf_ros.ros.conversions import encode_image
 
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable else qos_profile_sensor_data
+    total = args.frames if args.frames > 0 else int(round(args.duration * args.rate))
     scene = SyntheticScene(args.width, args.height, args.people, args.seed)
     video = VideoFrames(args.video) if args.video else None
+    if args.rendered:
+        video = RenderedFrames(args.rendered, args.people, args.width, args.height, args.seed, total)
     if video is not None:
         scene = video.scene()
     pattern = [k.strip() for k in args.pattern.split(",") if k.strip()]
@@ -162,7 +201,6 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"publisher: unknown pattern kinds {unknown}", file=sys.stderr)
         return 2
-    total = args.frames if args.frames > 0 else int(round(args.duration * args.rate))
     rclpy.init()
     node = rclpy.create_node("nbf_test_camera")
     manifest = open(args.manifest, "w") if args.manifest else None  # noqa: SIM115
@@ -184,6 +222,10 @@ def run(args: argparse.Namespace) -> int:
             header = Header(frame_id=args.frame_id)
             header.stamp.sec, header.stamp.nanosec = divmod(now_ns, 1_000_000_000)
             rgb, truth = video.frame(index) if video is not None else scene.frame(index)
+            if isinstance(video, RenderedFrames):
+                scene, truth = truth, RenderedFrames.truth(truth)
+            else:
+                truth = [{"box": list(p.box), "depth_m": p.depth_m} for p in truth]
             encoding = encodings[good_count % len(encodings)] if kind == GOOD else "rgb8"
             enc = encode_image(rgb, encoding)
             fields = corrupt(kind, {"encoding": enc.encoding, "height": enc.height, "width": enc.width,
@@ -197,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
                 manifest.write(json.dumps({
                     "index": index, "stamp_ns": now_ns, "kind": kind, "encoding": fields["encoding"],
                     "has_info": index >= args.info_from,
-                    "truth": [{"box": list(p.box), "depth_m": p.depth_m} for p in truth]}) + "\n")
+                    "truth": truth}) + "\n")
                 manifest.flush()
             rclpy.spin_once(node, timeout_sec=0.0)
             sleep = start + (index + 1) * period - time.monotonic()
