@@ -125,11 +125,9 @@ def test_to_smpl_root_relative_and_box():
     np.testing.assert_allclose(kp.joints3d[0], 0.0, atol=1e-12)
     np.testing.assert_allclose(kp.joints3d, bp.map_points(world) - bp.map_points(world)[0])
     assert kp.score == pytest.approx(0.8)
-    # A mask reaching past the landmarks widens the box; the box is clipped to the image.
-    mask = np.zeros((300, 400), np.float32)
-    mask[20:250, 150:399] = 1.0
-    wide = bp.pose_box(bp.BlazePoseResult(pixels, np.ones(33), world, mask), 400, 300, padding=0.0)
-    np.testing.assert_allclose(wide, [lo[0], 19.5, 398.5, 249.5])
+    # Clipped to the image.
+    far = bp.BlazePoseResult(pixels + [250, 0], np.ones(33), world)
+    assert bp.pose_box(far, 400, 300, padding=0.0)[2] == 399.5
     with pytest.raises(ValueError, match="landmarks"):
         bp.BlazePoseResult(np.zeros((24, 2)), np.zeros(33), np.zeros((33, 3)))
 

@@ -200,22 +200,16 @@ def map_confidence(visibility: np.ndarray) -> np.ndarray:
     return lowest * JOINT_RELIABILITY
 
 
-def pose_box(result: BlazePoseResult, width: int, height: int, padding: float,
-             mask_threshold: float = 0.5) -> np.ndarray:
-    """(4,) person box: extent of the landmarks (and of the mask where given), padded, clipped.
+def pose_box(result: BlazePoseResult, width: int, height: int, padding: float) -> np.ndarray:
+    """(4,) person box: extent of the 33 landmarks, padded, clipped to the image.
 
     Landmarks are joint centres, so the body's outline reaches past them (top of the head above
-    the eyes, soles below the heels): ``padding`` x the longer side is added on every side.
+    the eyes): ``padding`` x the longer side is added on every side. The segmentation mask is
+    not used: on real photos its bounding box often takes in background (a crowd, a doorway)
+    and doubled the box (docs/mediapipe.md).
     """
-    points = result.landmarks
-    x0, y0 = points.min(axis=0)
-    x1, y1 = points.max(axis=0)
-    if result.mask is not None and result.mask.shape == (height, width):
-        rows = np.flatnonzero((result.mask >= mask_threshold).any(axis=1))
-        cols = np.flatnonzero((result.mask >= mask_threshold).any(axis=0))
-        if len(rows) and len(cols):
-            x0, x1 = min(x0, cols[0] - 0.5), max(x1, cols[-1] + 0.5)
-            y0, y1 = min(y0, rows[0] - 0.5), max(y1, rows[-1] + 0.5)
+    x0, y0 = result.landmarks.min(axis=0)
+    x1, y1 = result.landmarks.max(axis=0)
     pad = padding * max(x1 - x0, y1 - y0)
     return clip_boxes(np.array([x0 - pad, y0 - pad, x1 + pad, y1 + pad]), width, height)[0]
 
