@@ -132,6 +132,8 @@ def test_scene_truth_is_consistent(body, labels) -> None:
         assert len(scene.people) >= 1
         np.testing.assert_array_equal(scene.kernel_index >= 0, scene.person_index >= 0)
         assert not np.any(scene.occluder_mask & (scene.person_index >= 0))
+        np.testing.assert_array_equal(scene.occluder_index >= 0, scene.occluder_mask)
+        assert scene.occluder_index.max() < len(scene.occluder_kinds)
         for i, person in enumerate(scene.people):
             out = body(person.params())
             np.testing.assert_allclose(out.joints[0].detach().numpy(), person.joints3d, atol=1e-5)

@@ -48,6 +48,7 @@ OPENCV_DOC_PHOTOS: tuple[str, ...] = (
     "sudoku.png",
 )
 HELD_OUT_EVERY = 4  # index % 4 == 3 in the sorted list -> held out
+PROCEDURAL_PIXELS = 65536  # procedural background textures are evaluated on this many points at most
 
 
 def texture_id(rng: np.random.Generator, split: Split) -> int:
@@ -305,22 +306,38 @@ class Background:
             out = cv2.warpAffine(self.photo, to_photo, (width, height), flags=cv2.INTER_LINEAR
                                  | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
             return out.astype(np.float64) / 255.0
-        u, v = _pixel_grid(crop_to_image, width, height)
+        colour = self._smooth(crop_to_image, width, height)
         img_w, img_h = self.size
-        x, y = u / img_w, v / img_h
-        colour = self.gradient[0] + self.gradient[1] * x[..., None] + self.gradient[2] * y[..., None]
         gh, gw = self.noise_grid.shape[:2]
         to_grid = _compose(np.array([[gw / img_w, 0, -0.5], [0, gh / img_h, -0.5]]), crop_to_image)
-        colour += cv2.warpAffine(self.noise_grid, to_grid, (width, height),
-                                 flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-                                 borderMode=cv2.BORDER_REFLECT)
-        pts = np.stack([u / 400.0, v / 400.0, np.zeros_like(u)], -1).reshape(-1, 3)
-        tex = self.texture(pts).reshape(height, width, 3)
-        colour = colour * (1 - self.texture_weight) + tex * self.texture_weight
+        noise = cv2.warpAffine(self.noise_grid, to_grid, (width, height),
+                               flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+        colour += noise * (1.0 - self.texture_weight)
+        u, v = _pixel_grid(crop_to_image, width, height)
+        x, y = u / img_w, v / img_h
         for x0, y0, x1, y1, *rgb in self.rects:
             inside = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
             colour[inside] = rgb
         return np.clip(colour, 0.0, 1.0)
+
+    def _smooth(self, crop_to_image: np.ndarray, width: int, height: int) -> np.ndarray:
+        """Gradient mixed with the texture; evaluated on a grid of at most ~PROCEDURAL_PIXELS
+        points and resized (the texture is the costly part of a large procedural background)."""
+        import cv2
+
+        factor = max(1, int(np.ceil(np.sqrt(width * height / PROCEDURAL_PIXELS))))
+        w, h = -(-width // factor), -(-height // factor)
+        to_full = np.array([[factor, 0.0, 0.5 * factor - 0.5], [0.0, factor, 0.5 * factor - 0.5]])
+        u, v = _pixel_grid(_compose(crop_to_image, to_full), w, h)
+        img_w, img_h = self.size
+        gradient = self.gradient[0] + self.gradient[1] * (u / img_w)[..., None] \
+            + self.gradient[2] * (v / img_h)[..., None]
+        pts = np.stack([u / 400.0, v / 400.0, np.zeros_like(u)], -1).reshape(-1, 3)
+        tex = self.texture(pts).reshape(h, w, 3)
+        out = gradient * (1.0 - self.texture_weight) + tex * self.texture_weight
+        if factor > 1:
+            out = cv2.resize(out, (w * factor, h * factor), interpolation=cv2.INTER_LINEAR)[:height, :width]
+        return np.ascontiguousarray(out)
 
 
 def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
@@ -393,7 +410,7 @@ def finish_image(image: np.ndarray, rng: np.random.Generator, cfg: SyntheticAppe
     gain = (1.0 + rng.normal(0, j, 3)) * (1.0 + rng.normal(0, j))
     img = (img - 0.5) * (1.0 + rng.normal(0, j)) + 0.5  # contrast
     img = img * gain.astype(np.float32) + np.float32(rng.normal(0, j * 0.5))
-    img = img + rng.normal(0, rng.uniform(*cfg.noise_std), img.shape).astype(np.float32)
+    img = img + np.float32(rng.uniform(*cfg.noise_std)) * rng.standard_normal(img.shape, dtype=np.float32)
     out = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if rng.random() < cfg.jpeg_prob:
         quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))

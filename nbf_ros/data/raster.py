@@ -197,16 +197,24 @@ def rasterize_mesh(vertices: np.ndarray, faces: np.ndarray, camera: CameraIntrin
 
 
 def composite(rasters: Sequence[MeshRaster]) -> MeshRaster:
-    """Front-most surface over several per-mesh rasters (same size); face ids stay per mesh."""
+    """Front-most surface over several per-mesh rasters (same size); face ids stay per mesh.
+
+    Ties in depth keep the earlier raster. Works incrementally, touching only the pixels a
+    nearer surface wins (full-image stacks of every raster would dominate the cost of scenes).
+    """
     if not rasters:
         raise ValueError("composite needs at least one raster")
-    depth = np.stack([r.depth for r in rasters])           # M x H x W
-    front = np.argmin(depth, axis=0)                        # H x W
-    take = lambda arrays: np.take_along_axis(arrays, front[None], 0)[0]  # noqa: E731
-    bary = np.stack([r.bary for r in rasters])
-    return MeshRaster(face_id=take(np.stack([r.face_id for r in rasters])),
-                      bary=np.take_along_axis(bary, front[None, ..., None], 0)[0],
-                      depth=take(depth), mesh_id=take(np.stack([r.mesh_id for r in rasters])))
+    first = rasters[0]
+    out = MeshRaster(first.face_id.copy(), first.bary.copy(), first.depth.copy(), first.mesh_id.copy())
+    for r in rasters[1:]:
+        if r.depth.shape != out.depth.shape:
+            raise ValueError(f"raster sizes differ: {r.depth.shape} vs {out.depth.shape}")
+        win = r.depth < out.depth
+        out.face_id[win] = r.face_id[win]
+        out.bary[win] = r.bary[win]
+        out.depth[win] = r.depth[win]
+        out.mesh_id[win] = r.mesh_id[win]
+    return out
 
 
 def vertex_visibility(vertices: np.ndarray, camera: CameraIntrinsics, depth: np.ndarray,

@@ -529,6 +529,9 @@ class SyntheticScene:
         occlusion_mask: H x W bool, a person's surface is hidden here by another mesh (an
             occluder or another person) -- "occluder pixels in front of a person".
         depth: H x W float32 z-buffer (inf = background).
+        occluder_index: H x W int32, which occluder (index into ``occluder_kinds``) is the
+            front-most surface (-1 = none): each occluder's own mask is occluder_index == i.
+        camera_height: metres above the ground.
     """
 
     seed: int
@@ -541,6 +544,7 @@ class SyntheticScene:
     occluder_mask: np.ndarray
     occlusion_mask: np.ndarray
     depth: np.ndarray
+    occluder_index: np.ndarray
     camera_height: float = 0.0
     occluder_kinds: list[str] = field(default_factory=list)
 
@@ -617,8 +621,17 @@ def render_scene(seed: int, cfg: SyntheticConfig, body: torch.nn.Module, kernels
     return SyntheticScene(seed=seed, image=image, camera=cam, people=truths,
                           person_index=maps.person, kernel_index=maps.kernel, part_index=maps.part,
                           occluder_mask=maps.occluder, occlusion_mask=hidden_any,
-                          depth=view.front.depth, camera_height=rig.height,
+                          depth=view.front.depth, occluder_index=_occluder_index(view, drawables),
+                          camera_height=rig.height,
                           occluder_kinds=[d.kind for d in drawables if d.person < 0])
+
+
+def _occluder_index(view: ViewRender, drawables: Sequence[Drawable]) -> np.ndarray:
+    """H x W int32 index of the front-most occluder among the occluder drawables, -1 if none."""
+    numbering = np.full(len(drawables) + 1, -1, np.int32)
+    occluders = [i for i, d in enumerate(drawables) if d.person < 0]
+    numbering[occluders] = np.arange(len(occluders), dtype=np.int32)
+    return numbering[view.front.mesh_id]
 
 
 def _person_truth(p: PersonGeometry, index: int, view: ViewRender, maps: PixelLabels,
