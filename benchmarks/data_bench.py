@@ -41,7 +41,8 @@ def _occlusion(cfg: SyntheticConfig, prob: float) -> SyntheticConfig:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--crops", type=int, default=60, help="crops per configuration")
     parser.add_argument("--scenes", type=int, default=15, help="full scenes")
     parser.add_argument("--seed", type=int, default=1000)

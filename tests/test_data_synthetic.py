@@ -110,7 +110,8 @@ def test_occlusion_masks_cover_the_hidden_person(body, labels) -> None:
         assert np.all(s.occluded_mask <= s.occluder_mask + 1e-6)
         assert np.all(s.joint_surface_seen <= s.joint_surface_self_seen + 1e-12)
         hidden = s.joint_state == OCCLUDED_BY_OBJECT
-        assert np.all(s.joint_visibility[hidden] < 0.5) and np.all(s.joint_visibility[s.joint_state == VISIBLE] >= 0.5)
+        assert np.all(s.joint_visibility[hidden] < 0.5)
+        assert np.all(s.joint_visibility[s.joint_state == VISIBLE] >= 0.5)
         assert np.all(s.kernel_index[s.person_mask == 0] == -1)
         seen_occlusion |= s.occluded_mask.sum() > 1
     assert seen_occlusion
@@ -141,7 +142,8 @@ def test_scene_truth_is_consistent(body, labels) -> None:
             if rows.size == 0:
                 continue
             x0, y0, x1, y1 = person.bbox
-            assert cols.min() >= x0 - 1 and cols.max() <= x1 + 1 and rows.min() >= y0 - 1 and rows.max() <= y1 + 1
+            assert cols.min() >= x0 - 1 and cols.max() <= x1 + 1
+            assert rows.min() >= y0 - 1 and rows.max() <= y1 + 1
             vx0, vy0, vx1, vy1 = person.visible_bbox
             assert vx0 >= x0 - 1.5 and vx1 <= x1 + 1.5 and vy0 >= y0 - 1.5 and vy1 <= y1 + 1.5
         # The occlusion mask marks pixels where some person's own surface is hidden.
@@ -229,3 +231,16 @@ def test_exterior_vertices_exclude_hidden_geometry(labels) -> None:
     assert 0.8 < labels.exterior.mean() <= 1.0
     assert np.all(labels.joint_region.sum(1) >= 20)
     assert not np.any(labels.joint_region[:, ~labels.exterior])
+
+
+def test_bad_generator_settings_are_rejected(body, labels) -> None:
+    bad = [dataclasses.replace(CFG, camera=dataclasses.replace(CFG.camera, distance_m=(5.0, 1.0))),
+           dataclasses.replace(CFG, occlusion=dataclasses.replace(CFG.occlusion, prob=1.5)),
+           dataclasses.replace(CFG, max_people=0)]
+    for cfg in bad:
+        with pytest.raises(ValueError, match="SyntheticConfig"):
+            render_crop(0, cfg, body, labels)
+    with pytest.raises(ValueError, match="split"):
+        render_crop(0, dataclasses.replace(CFG, split="val"), body, labels)
+    with pytest.raises(ValueError, match="multiple"):
+        render_crop(0, CFG, body, labels, NetConfig(crop_size=130, feature_stride=4))

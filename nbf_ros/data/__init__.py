@@ -12,7 +12,8 @@ from nbf_ros.data.scene import (GENERATOR_VERSION, BodyLabels, PersonTruth, Synt
                                 body_labels, render_scene)
 
 __all__ = [
-    "GENERATOR_VERSION", "BodyLabels", "CropSample", "JOINT_LIMITS", "PersonTruth", "PoseSampler", "ShardDataset",
+    "GENERATOR_VERSION", "BodyLabels", "CropSample", "JOINT_LIMITS", "PersonTruth", "PoseSampler",
+    "ShardDataset",
     "SyntheticCropDataset", "SyntheticScene", "body_labels", "joint_limit_violation", "render_crop",
     "render_scene", "write_shards",
 ]

@@ -24,8 +24,9 @@ from nbf_ros.config import NetConfig, SyntheticConfig
 from nbf_ros.data import appearance as app
 from nbf_ros.data.raster import composite, project, rasterize_mesh
 from nbf_ros.data.scene import (MAX_CAMERA_TRIES, BodyLabels, CameraRig, PersonGeometry, box_of,
-                                make_rng, person_drawable, person_visibility, pixel_labels,
-                                render_view, sample_camera, sample_occluders, sample_person)
+                                check_config, make_rng, person_drawable, person_visibility,
+                                pixel_labels, render_view, sample_camera, sample_occluders,
+                                sample_person)
 from nbf_ros.geometry.camera import CropBox
 from nbf_ros.types import CameraIntrinsics
 
@@ -165,6 +166,7 @@ def render_crop(seed: int, cfg: SyntheticConfig, body: torch.nn.Module, labels: 
         net: crop size, feature stride and crop scale (same crop rule as inference).
         occlusion: occluders on/off (None: ``cfg.occlusion.enabled``).
     """
+    check_config(cfg)
     size, stride = net.crop_size, net.feature_stride
     if size % stride:
         raise ValueError(f"crop_size {size} must be a multiple of feature_stride {stride}")

@@ -91,7 +91,8 @@ def write_shards(out_dir: str | Path, cfg: SyntheticConfig, count: int, seed: in
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dataset = SyntheticCropDataset(body, cfg, net, count, seed, kernels, occlusion)
-    meta = {"version": META_VERSION, "generator_version": GENERATOR_VERSION, "count": count, "seed": seed, "shard_size": shard_size,
+    meta = {"version": META_VERSION, "generator_version": GENERATOR_VERSION, "count": count,
+            "seed": seed, "shard_size": shard_size,
             "crop_size": net.crop_size, "feature_stride": net.feature_stride,
             "crop_scale": net.crop_scale, "num_kernels": dataset.labels.num_kernels,
             "occlusion": cfg.occlusion.enabled if occlusion is None else occlusion,

@@ -130,14 +130,16 @@ def crop_real_instance(inst: RealInstance, net: NetConfig, num_kernels: int) -> 
     crop = CropBox.around_bbox(inst.box, net.crop_scale)
     ccam = crop.crop_intrinsics(cam, size)
     z = np.maximum(inst.joints3d[:, 2], 1e-6)
-    uv = np.stack([ccam.fx * inst.joints3d[:, 0] / z + ccam.cx, ccam.fy * inst.joints3d[:, 1] / z + ccam.cy], 1)
+    uv = np.stack([ccam.fx * inst.joints3d[:, 0] / z + ccam.cx,
+                   ccam.fy * inst.joints3d[:, 1] / z + ccam.cy], 1)
     inside = inside_image_mask(crop, cam, size)
     cols, rows = np.rint(uv[:, 0]).astype(int), np.rint(uv[:, 1]).astype(int)
     in_crop = (cols >= 0) & (cols < size) & (rows >= 0) & (rows < size) & (inst.joints3d[:, 2] > 0)
     visible = in_crop & inside[np.clip(rows, 0, size - 1), np.clip(cols, 0, size - 1)]
     r = size // stride
     affine = crop.affine(size)
-    box_crop = (np.asarray(inst.box, dtype=np.float64).reshape(2, 2) @ affine[:, :2].T + affine[:, 2]).reshape(-1)
+    corners = np.asarray(inst.box, dtype=np.float64).reshape(2, 2)
+    box_crop = (corners @ affine[:, :2].T + affine[:, 2]).reshape(-1)
     return CropSample(
         image=extract_crop(image, crop, size), kernel_index=np.full((r, r), -1, np.int64),
         part_index=np.full((r, r), -1, np.int64), person_mask=np.zeros((r, r), np.float32),
@@ -197,7 +199,8 @@ def read_generic_npz(path: str | Path, body: Optional[torch.nn.Module] = None) -
         raise ValueError(f"{path} has no joints3d: pass the body model to compute them")
     root = path.parent
     return [RealInstance(image_path=_resolve(root, _str(arr["image_paths"][i])),
-                         camera=arr["intrinsics"][i].astype(np.float64), box=arr["boxes"][i].astype(np.float64),
+                         camera=arr["intrinsics"][i].astype(np.float64),
+                         box=arr["boxes"][i].astype(np.float64),
                          betas=arr["betas"][i].astype(np.float64),
                          global_orient=arr["global_orient"][i].astype(np.float64),
                          body_pose=arr["body_pose"][i].astype(np.float64),

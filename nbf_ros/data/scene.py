@@ -45,6 +45,36 @@ _PLACEMENT_SUBSAMPLE = 7  # every n-th vertex tests a placement
 MAX_CAMERA_TRIES = 20  # cameras tried before giving up on placing anyone
 
 
+def check_config(cfg: SyntheticConfig) -> None:
+    """Raise ValueError naming the first SyntheticConfig value the generator cannot use."""
+    c, a, o = cfg.camera, cfg.appearance, cfg.occlusion
+    ranges = {"camera.hfov_deg": c.hfov_deg, "camera.height_m": c.height_m,
+              "camera.pitch_deg": c.pitch_deg, "camera.distance_m": c.distance_m,
+              "appearance.ambient": a.ambient, "appearance.blur_sigma_px": a.blur_sigma_px,
+              "appearance.noise_std": a.noise_std, "appearance.jpeg_quality": a.jpeg_quality,
+              "occlusion.size_frac": o.size_frac}
+    for name, (lo, hi) in ranges.items():
+        if not lo <= hi:
+            raise ValueError(f"SyntheticConfig.{name} = ({lo}, {hi}) is not an ordered range")
+    probabilities = {"camera.truncation_prob": c.truncation_prob, "camera.min_joints_in_frame":
+                     c.min_joints_in_frame, "pose.interp_prob": cfg.pose.interp_prob,
+                     "pose.random_pose_prob": cfg.pose.random_pose_prob,
+                     "appearance.photo_background_prob": a.photo_background_prob,
+                     "appearance.texture_prob": a.texture_prob, "appearance.blur_prob": a.blur_prob,
+                     "appearance.jpeg_prob": a.jpeg_prob, "occlusion.prob": o.prob,
+                     "visible_box_prob": cfg.visible_box_prob}
+    for name, value in probabilities.items():
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"SyntheticConfig.{name} = {value} must lie in [0, 1]")
+    if c.distance_m[0] <= 0 or c.hfov_deg[0] <= 0 or c.hfov_deg[1] >= 180:
+        raise ValueError("SyntheticConfig.camera: distances must be > 0 and the FOV in (0, 180) deg")
+    if cfg.max_people < 1 or o.max_occluders < 1 or c.max_placement_tries < 1:
+        raise ValueError("SyntheticConfig: max_people, occlusion.max_occluders and "
+                         "camera.max_placement_tries must be >= 1")
+    if any(w <= 0 or h <= 0 for w, h in c.image_sizes):
+        raise ValueError(f"SyntheticConfig.camera.image_sizes must be positive, got {c.image_sizes}")
+
+
 def make_rng(seed: int, split: str, stream: int = 0) -> np.random.Generator:
     """The generator of one sample: seeds are mixed with the split (and a stream id)."""
     if split not in _SPLIT_CODE:
@@ -445,7 +475,10 @@ def person_visibility(vertices: np.ndarray, own: MeshRaster, front: MeshRaster,
     seen_self = vertex_visibility(vertices, camera, own.depth, tol, valid)
     k = labels.num_kernels
     count = np.maximum(np.bincount(labels.vertex_kernel, minlength=k), 1)
-    frac = lambda s: np.bincount(labels.vertex_kernel, s.astype(np.float64), minlength=k) / count  # noqa: E731
+
+    def frac(s: np.ndarray) -> np.ndarray:
+        return np.bincount(labels.vertex_kernel, s.astype(np.float64), minlength=k) / count
+
     region = labels.joint_region.astype(np.float64)
     size = np.maximum(region.sum(1), 1.0)
     joint_seen, joint_self = region @ seen / size, region @ seen_self / size
@@ -599,6 +632,7 @@ def render_scene(seed: int, cfg: SyntheticConfig, body: torch.nn.Module, kernels
         kernels: a BodyLabels from :func:`body_labels` (reuse it: building it costs ~0.1 s), the
             NBV's (K,) kernel vertex ids, or None for ``select_kernel_vertices`` with the config.
     """
+    check_config(cfg)
     labels = resolve_labels(body, kernels, cfg)
     rng = make_rng(seed, cfg.split, stream=1)
     rig, people = _camera_and_people(rng, cfg, body, labels)
