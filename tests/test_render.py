@@ -299,3 +299,17 @@ def test_input_validation() -> None:
     out = render_gaussians(means, precisions, features, cam, 8, 8)
     with pytest.raises(ValueError):
         sample_to_kernels(out, torch.zeros(1, 8, 9, 2, dtype=F64))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nothing_in_view_renders_empty(method: str) -> None:
+    means = torch.tensor([[[5.0, 0.0, 3.0], [0.0, 0.0, -3.0]]], dtype=F64)  # off-screen, behind
+    features = torch.randn(1, 2, 4, dtype=F64, requires_grad=True)
+    out = render_gaussians(means, _isotropic(means), features, _camera(1, 50.0, 50.0, 8.0, 8.0),
+                           16, 16, RenderConfig(), method)
+    out.features.sum().backward()
+    assert out.features.abs().sum() == 0 and out.coverage.abs().sum() == 0
+    assert torch.all(out.kernel_ids == -1) and torch.all(out.kernel_visibility == 0)
+    assert torch.all(features.grad == 0)
+    if method == "culled":
+        assert out.pairs_evaluated == 0

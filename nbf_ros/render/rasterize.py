@@ -210,7 +210,7 @@ def _kept_terms(ids: torch.Tensor, table: torch.Tensor, px: torch.Tensor, py: to
     ray_x = px.reshape(-1).index_select(0, batch_of * width + col)[:, None]  # Pa x 1
     ray_y = py.reshape(-1).index_select(0, batch_of * height + row)[:, None]
     kernel = (batch_of[:, None] * num_kernels + kept.clamp(min=0)).reshape(-1)
-    rows_table = table.reshape(table.shape[0], -1).index_select(1, kernel).reshape(-1, *kept.shape)
+    rows_table = table.reshape(table.shape[0], -1).index_select(1, kernel).reshape(table.shape[0], *kept.shape)
     a, l, q = ray_kernel_terms(rows_table, ray_x, ray_y)  # Pa x M
     peak = torch.where(valid, torch.exp(-q), torch.zeros_like(q))
     return peak, l, a.sqrt(), rows
