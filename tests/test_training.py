@@ -23,6 +23,15 @@ from nbf_ros.training.trainer import BodyContext, Trainer
 T = 0.07
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread avoids OpenMP barrier stalls on a busy shared CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _unit(*shape: int, seed: int = 0) -> torch.Tensor:
     return F.normalize(torch.randn(*shape, generator=torch.Generator().manual_seed(seed)), dim=-1)
 
@@ -177,7 +186,7 @@ def test_heatmap_targets_peak_at_the_joint() -> None:
 
 # --- trainer, checkpoints and weights ---------------------------------------------------------
 K, O = 12, 2
-NET = NetConfig(crop_size=64, feature_dim=8, base_channels=8, head_channels=8,
+NET = NetConfig(crop_size=32, feature_dim=8, base_channels=8, head_channels=8,
                 regressor_reduced_channels=4, regressor_hidden=16)
 
 
@@ -203,15 +212,15 @@ def _context() -> BodyContext:
 
 def _batch(seed: int, b: int = 2) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return {"image": torch.rand(b, 3, 64, 64, generator=g),
-            "kernel_index": torch.randint(-1, K, (b, 16, 16), generator=g),
-            "joints2d": torch.rand(b, 24, 2, generator=g) * 64,
+    return {"image": torch.rand(b, 3, 32, 32, generator=g),
+            "kernel_index": torch.randint(-1, K, (b, 8, 8), generator=g),
+            "joints2d": torch.rand(b, 24, 2, generator=g) * 32,
             "joints3d": torch.randn(b, 24, 3, generator=g) * 0.3,
             "betas": torch.randn(b, 10, generator=g),
             "global_orient": torch.randn(b, 3, generator=g),
             "body_pose": torch.randn(b, 69, generator=g) * 0.2,
             "transl": torch.tensor([[0.1, 0.2, 3.0]]).repeat(b, 1),
-            "crop_camera": torch.tensor([[100.0, 100.0, 31.5, 31.5]]).repeat(b, 1)}
+            "crop_camera": torch.tensor([[50.0, 50.0, 15.5, 15.5]]).repeat(b, 1)}
 
 
 def _config(tmp_path) -> NbfConfig:
@@ -261,7 +270,7 @@ def test_weights_round_trip_and_strict_errors(tmp_path) -> None:
     net, bank = load_network(path, NET)
     assert not net.training
     torch.testing.assert_close(bank.kernel_features, trainer.bank.kernel_features, atol=1e-3, rtol=0)
-    x = torch.rand(1, 3, 64, 64)
+    x = torch.rand(1, 3, 32, 32)
     trainer.net.eval()
     with torch.no_grad():  # float16 storage: features agree to ~1e-2
         torch.testing.assert_close(net(x).features, trainer.net(x).features, atol=2e-2, rtol=0)
