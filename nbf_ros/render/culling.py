@@ -72,7 +72,8 @@ def screen_bounds(means: torch.Tensor, precisions: torch.Tensor, fx: torch.Tenso
         PixelBounds with B x K inclusive boxes clipped to the image.
     """
     mu = means.double()
-    cov = torch.linalg.inv(precisions.double())
+    precisions = precisions.double()
+    cov = torch.linalg.inv(0.5 * (precisions + precisions.transpose(-1, -2)))  # as voge.kernel_table
     mx, my, mz = mu.unbind(-1)
     sxx, syy, szz = cov[..., 0, 0], cov[..., 1, 1], cov[..., 2, 2]
     sxz, syz = cov[..., 0, 2], cov[..., 1, 2]
