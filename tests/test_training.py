@@ -207,7 +207,7 @@ def _context() -> BodyContext:
     adjacency = torch.eye(K, dtype=torch.bool)
     adjacency[torch.arange(K - 1), torch.arange(1, K)] = True
     adjacency = adjacency | adjacency.T
-    return BodyContext(joints_fn, orientation, adjacency, torch.randn(K, 3) * 0.3)
+    return BodyContext(joints_fn, orientation, adjacency, torch.randn(K, 3) * 0.3, torch.arange(K) % 3)
 
 
 def _batch(seed: int, b: int = 2) -> dict[str, torch.Tensor]:
@@ -303,8 +303,9 @@ def test_feature_counts_on_a_constructed_map() -> None:
     adjacency = torch.eye(3, dtype=torch.bool)
     adjacency[1, 2] = adjacency[2, 1] = True
     sites = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.05, 0.0, 0.0]])
-    c = feature_counts(feats, kernel_index, bins, bank, proto, adjacency, sites)
+    c = feature_counts(feats, kernel_index, bins, bank, proto, adjacency, sites, torch.tensor([0, 1, 2]))
     assert (c.fg_pixels, c.kernel_correct, c.neighbour_correct, c.within_10cm) == (3, 2, 3, 3)
+    assert c.part_correct == 2
     assert c.bin_correct == 1  # pixel 0 (bin 1 of kernel 0) right; pixel 2 has bin 1, truth 0
     assert (c.bg_pixels, c.bg_correct) == (1, 1)
 

@@ -52,5 +52,6 @@ def build_context(cfg: NbfConfig, device: torch.device) -> tuple[BodyContext, Bo
         return orientation_weights(limbs, c.orientation_bins, c.orientation_scheme,
                                    c.orientation_sharpness, nbv.bin_directions)
 
-    context = BodyContext(make_joints_fn(body), orientation, adjacency.to(device), sites.to(device))
+    context = BodyContext(make_joints_fn(body), orientation, adjacency.to(device), sites.to(device),
+                          nbv.kernel_part)
     return context, body, nbv

@@ -48,7 +48,7 @@ def evaluate_batches(net: NBFNet, bank: MemoryBank, ctx: BodyContext,
         counts.add(feature_counts(out.features, batch["kernel_index"],
                                   ctx.orientation_weights(batch["joints3d"]),
                                   bank.kernel_features, prototype, ctx.adjacency,
-                                  ctx.kernel_sites))
+                                  ctx.kernel_sites, ctx.kernel_part))
         samples += batch["image"].shape[0]
     net.train(was_training)
     if samples == 0:

@@ -52,6 +52,7 @@ class FeatureCounts:
     kernel_correct: int = 0
     neighbour_correct: int = 0
     within_10cm: int = 0
+    part_correct: int = 0
     bin_correct: int = 0
     bg_pixels: int = 0
     bg_correct: int = 0
@@ -65,6 +66,7 @@ class FeatureCounts:
         return {"kernel_top1": self.kernel_correct / fg,
                 "kernel_top1_within_1hop": self.neighbour_correct / fg,
                 "kernel_top1_within_10cm": self.within_10cm / fg,
+                "part_top1": self.part_correct / fg,
                 "bin_acc_given_kernel": self.bin_correct / max(self.kernel_correct, 1),
                 "background_acc": self.bg_correct / bg}
 
@@ -72,7 +74,7 @@ class FeatureCounts:
 @torch.no_grad()
 def feature_counts(features: torch.Tensor, kernel_index: torch.Tensor, bin_weights: torch.Tensor,
                    bank: torch.Tensor, prototype: torch.Tensor, adjacency: torch.Tensor,
-                   kernel_sites: torch.Tensor) -> FeatureCounts:
+                   kernel_sites: torch.Tensor, kernel_part: torch.Tensor) -> FeatureCounts:
     """Nearest-bank-entry classification of every feature pixel.
 
     A foreground pixel (kernel k >= 0) is correct when its most similar entry among all K x O
@@ -88,6 +90,8 @@ def feature_counts(features: torch.Tensor, kernel_index: torch.Tensor, bin_weigh
         prototype: (D,) background feature.
         adjacency: K x K bool (1-hop neighbours incl. self).
         kernel_sites: K x 3 rest-pose kernel positions (metres) for the within-10-cm rate.
+        kernel_part: (K,) limb id of each kernel: "part_top1" counts a nearest kernel on the right
+            limb (a 9-way readout of the same features: what a coarser part contrast must reach).
     """
     b, d, h, w = features.shape
     k, o, _ = bank.shape
@@ -106,6 +110,7 @@ def feature_counts(features: torch.Tensor, kernel_index: torch.Tensor, bin_weigh
         counts.kernel_correct = int(right.sum())
         counts.neighbour_correct = int(adjacency[kid, bk].sum())
         counts.within_10cm = int(((kernel_sites[kid] - kernel_sites[bk]).norm(dim=-1) <= NEAR_M).sum())
+        counts.part_correct = int((kernel_part[kid] == kernel_part[bk]).sum())
         counts.bin_correct = int((right & (bo == true_bin)).sum())
     if counts.bg_pixels:
         bg_sim = flat[~fg] @ prototype

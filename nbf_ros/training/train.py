@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -73,6 +74,23 @@ def _apply_overrides(cfg: NbfConfig, args: argparse.Namespace) -> NbfConfig:
     return replace(cfg, train=replace(cfg.train, **changes)) if changes else cfg
 
 
+class GracefulStop:
+    """SIGTERM/SIGINT ask the loop to stop after the current step, with a checkpoint (so a run
+    can be stopped and resumed, e.g. with another ``--steps``, without losing work)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        LOG.info("signal %d: stopping after this step (checkpoint follows)", signum)
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 class Distributed:
     """Rank/world/device from torchrun's environment variables (world 1 without them)."""
 
@@ -123,6 +141,7 @@ def run(cfg: NbfConfig, env: Distributed) -> Path:
     loader: Iterator[dict[str, Any]] = make_train_loader(cfg, start, env.rank, env.world)
     log_file = (out / "metrics.jsonl").open("a") if env.main else None
     bar = _progress(t.steps, start, env.main)
+    stop = GracefulStop()
     t0 = time.perf_counter()
     step = start
     try:
@@ -131,7 +150,8 @@ def run(cfg: NbfConfig, env: Distributed) -> Path:
             terms = trainer.train_step(batch, step, env.rank)
             images += batch["image"].shape[0] * env.world
             elapsed = elapsed0 + time.perf_counter() - t0
-            done = step + 1 == t.steps or (t.time_limit_min > 0 and elapsed > 60.0 * t.time_limit_min)
+            done = (step + 1 == t.steps or stop.requested
+                    or (t.time_limit_min > 0 and elapsed > 60.0 * t.time_limit_min))
             if env.main and ((step + 1) % t.log_every == 0 or done):
                 record = {"step": step + 1, "images": images, "elapsed_s": round(elapsed, 1),
                           "images_per_s": round(images / max(elapsed, 1e-6), 2),
@@ -149,6 +169,7 @@ def run(cfg: NbfConfig, env: Distributed) -> Path:
             if done:
                 break
     finally:
+        stop.restore()
         bar.close()
         if log_file is not None:
             log_file.close()

@@ -37,6 +37,7 @@ class BodyContext:
     orientation_weights: OrientationFn
     adjacency: torch.Tensor  # K x K bool, 1-hop kernel neighbours incl. self
     kernel_sites: torch.Tensor  # K x 3 rest-pose kernel positions (metres), for metrics
+    kernel_part: torch.Tensor  # (K,) limb id of each kernel, for metrics
 
 
 @dataclass
