@@ -1,10 +1,10 @@
 """Track ids across frames: gated optimal assignment on box overlap and 3D root distance.
 
 Why both cues: box IoU is reliable at high frame rates and needs no 3D estimate, but it collapses
-when an occluder shrinks a person's box or two people cross in the image; the 3D root (pelvis)
-(the body translation) separates people at different depths and is unaffected by the box shrinking. A pair (track, box)
-is a candidate when either gate admits it; among candidates the Hungarian algorithm
-(scipy.optimize.linear_sum_assignment) minimises
+when an occluder shrinks a person's box or two people cross in the image; the 3D root (the body
+translation ``transl``) separates people at different depths and is unaffected by the box
+shrinking. A pair (track, box) is a candidate when either gate admits it; among candidates the
+Hungarian algorithm (scipy.optimize.linear_sum_assignment) minimises
 
     cost = iou_weight * (1 - IoU) + distance_weight * min(d / distance_gate_m, 1)
 

@@ -19,7 +19,7 @@ from nbf_ros.ros import conversions as conv  # noqa: E402
 from nbf_ros.ros import params as P  # noqa: E402
 from nbf_ros.ros.latest import LatestSlot  # noqa: E402
 from nbf_ros.ros.stats import ERROR, OK, WARN, NodeStats, Thresholds, input_status, processing_status  # noqa: E402
-from nbf_ros.types import JOINT_PARENTS, NUM_JOINTS, CameraIntrinsics, Person  # noqa: E402
+from nbf_ros.types import JOINT_PARENTS, NUM_JOINTS, Person  # noqa: E402
 
 
 def rgb_image(h: int = 5, w: int = 7, seed: int = 0) -> np.ndarray:

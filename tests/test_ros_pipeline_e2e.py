@@ -1,9 +1,10 @@
 """End to end with the REAL pipeline: a second process publishes people rendered with the body
 model (known 3D truth, occluders included); the node runs ``Pipeline.from_config``.
 
-Skipped only when the network weights are not installed (``models/nbf_net.pt``). Set
-``NBF_E2E_CONFIG`` to a pipeline YAML to run it with other weights; the accuracy check (root
-depth against the rendered truth) applies to the shipped weights only.
+With the shipped weights (``models/nbf_net.pt``) it also checks accuracy (root depth against the
+rendered truth); without them it runs the same flow on an untrained network (conftest's
+``untrained_weights``), which checks everything but accuracy. ``NBF_E2E_CONFIG`` names another
+pipeline YAML (flow checks only).
 """
 from __future__ import annotations
 
@@ -31,20 +32,18 @@ DEPTH_TOLERANCE = 0.3
 
 
 @pytest.fixture(scope="module")
-def pipeline():
-    from nbf_ros.errors import NbfError
+def pipeline(untrained_weights):
+    from nbf_ros.config import resolve_path
     from nbf_ros.inference.pipeline import Pipeline
 
     override = os.environ.get("NBF_E2E_CONFIG", "")
     config = load_config(override or None)
+    shipped = not override and resolve_path(config.inference.weights_path).is_file()
+    if not override and not shipped:
+        config = dataclasses.replace(config, inference=dataclasses.replace(
+            config.inference, weights_path=str(untrained_weights)))
     config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, max_iters=MAX_ITERS))
-    try:
-        built = Pipeline.from_config(config)
-    except (NbfError, FileNotFoundError) as exc:
-        if "weights" in str(exc) or "nbf_net" in str(exc):
-            pytest.skip(f"network weights not installed: {exc}")
-        raise
-    return built, not override
+    return Pipeline.from_config(config), shipped
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -402,7 +402,3 @@ def draw_overlay(rgb: np.ndarray, people: Sequence[Person]) -> np.ndarray:
             cv2.circle(out, tuple(pts[j]), 4, colour, -1, cv2.LINE_AA)
     return out
 
-
-def optional_float(value: Optional[float], default: float) -> float:
-    """``value`` if it is a finite float, else ``default`` (diagnostics formatting helper)."""
-    return float(value) if value is not None and math.isfinite(float(value)) else default
