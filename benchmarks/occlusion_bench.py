@@ -130,8 +130,11 @@ def build_cases(args, config: NbfConfig, body: BodyModel, regressor: Regressor) 
 
 
 def method_configs(config: NbfConfig) -> dict[str, NbfConfig]:
-    fit = config.fit
+    """Every method with the same iteration budget and no wall-clock cut-off, so results do not
+    depend on the machine's load (time per person is measured and reported instead)."""
     r = dataclasses.replace
+    config = r(config, fit=r(config.fit, budget_ms=1e9))
+    fit = config.fit
     return {
         "regression": config,
         "keypoint-fit": r(config, fit=r(fit, feature_weight=0.0, keypoint_weight=1.0)),
