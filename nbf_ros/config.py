@@ -263,6 +263,9 @@ class SyntheticAppearanceConfig:
     # Emulate inference-time upsampling of small people: a crop whose image side is below the
     # crop size is rendered, downsampled to that side and upsampled back (bilinear).
     emulate_resolution: bool = True
+    # Add the Debian opencv-doc sample photos to the background pool when that package is
+    # installed (never committed). Turn off to get the same images on every machine.
+    opencv_doc_photos: bool = True
 
 
 @dataclass(frozen=True)

@@ -63,10 +63,11 @@ def split_names(names: tuple[str, ...], split: Split) -> tuple[str, ...]:
     return tuple(held) if split == "test" else tuple(n for n in ordered if n not in held)
 
 
-def photo_sources(split: Split) -> tuple[str, ...]:
-    """Photo keys of the split: 'skimage:<name>' and, when installed, 'opencv:<file>'."""
+def photo_sources(split: Split, opencv_doc: bool = True) -> tuple[str, ...]:
+    """Photo keys of the split: 'skimage:<name>' and, if ``opencv_doc`` and the Debian package
+    is installed, 'opencv:<file>'."""
     keys = [f"skimage:{n}" for n in split_names(SKIMAGE_PHOTOS, split)]
-    if OPENCV_DOC_DIR.is_dir():
+    if opencv_doc and OPENCV_DOC_DIR.is_dir():
         present = tuple(n for n in OPENCV_DOC_PHOTOS if (OPENCV_DOC_DIR / n).is_file())
         keys += [f"opencv:{n}" for n in split_names(present, split)]
     return tuple(keys)
@@ -358,7 +359,7 @@ def random_background(rng: np.random.Generator, split: Split, size: tuple[int, i
     """A photo (random crop, scale, flip of a split photo) or a procedural background."""
     width, height = size
     photo, affine = None, np.zeros((2, 3))
-    sources = photo_sources(split)
+    sources = photo_sources(split, cfg.opencv_doc_photos)
     if sources and rng.random() < cfg.photo_background_prob:
         photo = load_photo(sources[int(rng.integers(len(sources)))])
         if photo is not None:
