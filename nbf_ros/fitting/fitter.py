@@ -178,15 +178,19 @@ class Fitter:
 
     # -- the fit -------------------------------------------------------------------------------
     def fit(self, net, index: int, camera: CameraIntrinsics, init: BodyParams,
-            warm_start: Optional[Person] = None, iterate: bool = True) -> FitResult:
+            warm_start: Optional[Person] = None, iterate: bool = True,
+            keypoints: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> FitResult:
         """Fit person ``index`` of a network batch (``NetArrays``), starting from ``init`` (1).
 
         Hypotheses: the regressor's body, its flipped twin and the track's previous body (warm
-        start); the one with the lowest objective is optimised. With ``iterate=False`` only the
+        start); the one with the lowest objective is optimised. ``keypoints`` (1 x 24 x 2 crop
+        pixels, 1 x 24 confidence) replace the network's heatmap keypoints when given. With ``iterate=False`` only the
         regressor's body is evaluated (regression-only output with fit-based visibility).
         """
         start = time.perf_counter()
         obs = self.observe(net.features[index], net.heatmaps[index], camera)
+        if keypoints is not None:  # an external 2D source (e.g. BlazePose) replaces the heatmaps
+            obs.keypoints, obs.keypoint_conf = keypoints
         kp_weight = self.cfg.keypoint_weight
         candidates = [init]
         if iterate:

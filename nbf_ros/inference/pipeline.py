@@ -91,6 +91,10 @@ class Pipeline:
         from nbf_ros.detection import make_detector
         from nbf_ros.fitting.fitter import Fitter
 
+        if config.fit.keypoint_source == "mediapipe" and config.detector.kind != "mediapipe":
+            from nbf_ros.config import ConfigError
+
+            raise ConfigError("fit.keypoint_source 'mediapipe' needs detector.kind 'mediapipe'")
         body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
         backend = make_backend(config)
         fitter = Fitter.from_config(config, body, backend)
@@ -109,6 +113,19 @@ class Pipeline:
             pixels[i] = extract_crop(image_rgb, box, size).transpose(2, 0, 1) / 255.0
         cameras = [box.crop_intrinsics(camera, size) for box in crop_boxes]
         return CropBatch(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), crop_boxes, pixels, cameras)
+
+    def external_keypoints(self, image_rgb: np.ndarray, crops: CropBatch) -> list:
+        """Per person (1 x 24 x 2 crop pixels, 1 x 24 confidence) from the configured external
+        source, or None (the fitter then uses the network's heatmaps)."""
+        none = [None] * len(crops.boxes)
+        if self.config.fit.keypoint_source != "mediapipe":
+            return none
+        source = self.detector.keypoints  # a MediaPipeDetector (checked in from_config)
+        from nbf_ros.keypoints.blazepose import crop_keypoints
+
+        size = self.config.net.crop_size
+        return [None if kp is None else crop_keypoints(kp, box, size)
+                for kp, box in zip(source(image_rgb, crops.boxes), crops.crop_boxes)]
 
     def people_from_params(self, params: BodyParams, boxes: np.ndarray, camera: CameraIntrinsics,
                            ids: list[int], fits: list) -> list[Person]:
@@ -162,9 +179,11 @@ class Pipeline:
         ids, previous = list(range(len(boxes))), [None] * len(boxes)
         if tracker is not None:
             ids, previous = tracker.assign(boxes, init.transl.numpy(), stamp_s)
+        with stage("keypoints"):
+            keypoints = self.external_keypoints(image_rgb, crops)
         with stage("fit"):
-            fits = [self.fitter.fit(net, i, crops.cameras[i], init.index(i),
-                                    warm_start=previous[i], iterate=fit) for i in range(len(boxes))]
+            fits = [self.fitter.fit(net, i, crops.cameras[i], init.index(i), warm_start=previous[i],
+                                    iterate=fit, keypoints=keypoints[i]) for i in range(len(boxes))]
             params = BodyParams.cat([f.params for f in fits])
         with stage("people"):
             people = self.people_from_params(params, boxes, camera, ids, fits)
