@@ -88,12 +88,41 @@ class FitConfig:
     """Bounded-iteration neural body fitting (method.md steps 6-8)."""
 
     max_iters: int = 30
+    # Wall-clock budget per person per frame; the best iterate so far is returned when it ends.
     budget_ms: float = 250.0
+    # Share of the iterations spent on stage 1 (global orientation + translation only).
+    stage1_fraction: float = 0.33
+    # Adam step for rotations (radians); 0.01 beat 0.02 on the fitting test scenes (see
+    # docs/results.md), as the feasibility probe also found at this crop scale.
     lr: float = 0.01
+    # Translation steps are scaled by depth (metres per step at 1 m), so far people move as much
+    # on screen as near ones.
+    transl_lr: float = 0.003
+    # Weight of the feature likelihood; 0 gives keypoint-only fitting (SMPLify-style baseline).
+    feature_weight: float = 1.0
     use_occlusion_model: bool = True
     # Where the 2D keypoints of the keypoint term come from: the network's heatmaps, or MediaPipe
     # BlazePose mapped onto SMPL's joints (nbf_ros/keypoints; needs MediaPipe, docs/mediapipe.md).
     keypoint_source: Literal["network", "mediapipe"] = "network"
+    # Soft-maximum temperature of the occlusion (outlier) process (method.md: 0.1).
+    occlusion_temperature: float = 0.1
+    keypoint_weight: float = 0.3
+    # Geman-McClure scale, as a fraction of the crop side (paper: 100 px at its scale).
+    keypoint_sigma: float = 0.1
+    keypoint_min_joints: int = 7
+    joint_limit_weight: float = 0.1
+    pose_prior_weight: float = 0.002
+    # Try the 180-degree rotated, left-right mirrored twin of the initial body (method.md step 8).
+    flip_hypothesis: bool = True
+    # Kernels nearest to each joint (rest pose) that decide its visibility.
+    kernels_per_joint: int = 8
+    # Share of a joint's surrounding kernels that face the camera when nothing hides it.
+    facing_fraction: float = 0.5
+    # A joint counts as visible when its visibility is at least this.
+    visible_threshold: float = 0.5
+    # Logistic calibration of confidence from the feature agreement (see docs/results.md).
+    confidence_scale: float = 8.0
+    confidence_offset: float = 0.45
 
 
 @dataclass(frozen=True)
@@ -314,7 +343,7 @@ class SyntheticConfig:
     joint_surface_margin_m: float = 0.06
     joint_skinned_margin_m: float = 0.18
     # Feature-resolution labels: majority of each stride x stride block, or its centre sample.
-    label_downsample: Literal["majority", "center"] = "majority"
+    label_downsample: Literal["majority", "foreground", "center"] = "majority"
     # Kernel layout used for kernel labels when none is passed (NBV's defaults).
     num_kernels: int = 858
     kernel_seed: int = 0
