@@ -74,3 +74,20 @@ def test_corrupt_image_and_bad_config(untrained_config, tmp_path):
     cfg.write_text("fit:\n  max_iterz: 3\n")
     proc = run_cli("estimate", "--image", str(bad), "--json", str(tmp_path / "o.json"), "--config", str(cfg))
     assert proc.returncode == 1
+
+
+def test_video_frames_are_tracked(image_file, untrained_config, tmp_path):
+    frame = cv2.imread(str(image_file))
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (frame.shape[1], frame.shape[0]))
+    for _ in range(3):
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "v.json"
+    proc = run_cli("estimate", "--video", str(video), "--json", str(out), "--config", untrained_config[1],
+                   "--no-fit")
+    assert proc.returncode == 0, proc.stderr
+    images = json.loads(out.read_text())["images"]
+    assert [im["path"] for im in images] == [f"{video}#{i}" for i in range(3)]
+    ids = [[p["id"] for p in im["people"]] for im in images]
+    assert ids[0] == ids[1] == ids[2]  # the tracker keeps the id across frames
