@@ -176,6 +176,16 @@ def test_downsample_labels_majority_matches_brute_force() -> None:
             values, counts = np.unique(block, return_counts=True)
             assert got[i, j] == values[np.argmax(counts)]  # np.unique sorts: ties -> smaller
     np.testing.assert_array_equal(downsample_labels(labels, 4, "center"), labels[2::4, 2::4])
+    fg = downsample_labels(labels, 4, "foreground")
+    for i in range(2):
+        for j in range(3):
+            block = labels[4 * i:4 * i + 4, 4 * j:4 * j + 4].ravel()
+            values, counts = np.unique(block[block >= 0], return_counts=True)
+            expected = values[np.argmax(counts)] if (block >= 0).mean() >= 0.25 else -1
+            assert fg[i, j] == expected
+    thin = np.full((4, 4), -1)
+    thin[:, 1] = 7  # a one-pixel-wide limb: background wins the plain majority
+    assert downsample_labels(thin, 4)[0, 0] == -1 and downsample_labels(thin, 4, "foreground")[0, 0] == 7
 
 
 def test_dataset_workers_and_shards_round_trip(body, labels, tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ upsampled back, as inference upsamples small people.
 
 Labels at the feature stride (``NetConfig.feature_stride``): ``kernel_index``/``part_index``
 take the majority label of each stride x stride block (``cfg.label_downsample == "majority"``,
-ties to the smaller label, so background -1 wins a tie) or the block's centre pixel
-(``"center"``: pixel stride*i + stride//2); masks are the covered fraction of each block.
+ties to the smaller label, so background -1 wins a tie), the majority among labelled pixels of
+blocks at least 25% labelled (``"foreground"``) or the block's centre pixel (``"center"``:
+pixel stride*i + stride//2); masks are the covered fraction of each block.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from nbf_ros.data.scene import (MAX_CAMERA_TRIES, BodyLabels, CameraRig, PersonG
 from nbf_ros.geometry.camera import CropBox
 from nbf_ros.types import CameraIntrinsics
 
+FOREGROUND_MIN_FRACTION = 0.25
+"""label_downsample "foreground": a block is labelled when at least this share of it is."""
 INTEGER_FIELDS = ("joint_state",)
 """Besides the *_index maps, fields returned as int64 tensors."""
 VISIBLE_BOX_RESOLUTION = 96
@@ -99,19 +102,30 @@ class CropSample:
 
 
 def downsample_labels(labels: np.ndarray, stride: int, mode: str = "majority") -> np.ndarray:
-    """H x W int labels -> (H/stride) x (W/stride) by block majority or centre sample."""
+    """H x W int labels (-1 = none) -> (H/stride) x (W/stride).
+
+    Modes: "majority" (most frequent label of the block, -1 included; ties to the smaller),
+    "foreground" (most frequent label >= 0 when at least FOREGROUND_MIN_FRACTION of the block
+    is labelled, else -1: thin limbs keep their labels), "center" (pixel stride*i + stride//2).
+    """
     h, w = labels.shape
     if h % stride or w % stride:
         raise ValueError(f"label map {labels.shape} is not divisible by stride {stride}")
     if mode == "center":
         return labels[stride // 2::stride, stride // 2::stride].copy()
-    if mode != "majority":
+    if mode not in ("majority", "foreground"):
         raise ValueError(f"unknown label_downsample {mode!r}")
     blocks = labels.reshape(h // stride, stride, w // stride, stride).transpose(0, 2, 1, 3)
     blocks = np.sort(blocks.reshape(h // stride, w // stride, stride * stride), axis=-1)
     counts = (blocks[..., :, None] == blocks[..., None, :]).sum(-1)   # ... x n: votes of each entry
+    if mode == "foreground":
+        counts = np.where(blocks >= 0, counts, 0)
     best = np.argmax(counts, axis=-1)                                  # first max = smallest label
-    return np.take_along_axis(blocks, best[..., None], -1)[..., 0]
+    out = np.take_along_axis(blocks, best[..., None], -1)[..., 0]
+    if mode == "foreground":
+        labelled = (blocks >= 0).mean(-1)
+        out = np.where(labelled >= FOREGROUND_MIN_FRACTION, out, -1)
+    return out
 
 
 def downsample_mask(mask: np.ndarray, stride: int) -> np.ndarray:
