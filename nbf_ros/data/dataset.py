@@ -180,3 +180,4 @@ class ShardDataset(Dataset):
 def with_split(cfg: SyntheticConfig, split: str) -> SyntheticConfig:
     """``cfg`` with another split (train / test)."""
     return replace(cfg, split=split)
+
