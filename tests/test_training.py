@@ -306,6 +306,8 @@ def test_feature_counts_on_a_constructed_map() -> None:
     c = feature_counts(feats, kernel_index, bins, bank, proto, adjacency, sites, torch.tensor([0, 1, 2]))
     assert (c.fg_pixels, c.kernel_correct, c.neighbour_correct, c.within_10cm) == (3, 2, 3, 3)
     assert c.part_correct == 2
+    assert c.true_bin_counts == [1, 1]  # right pixels: kernel 0 (true bin 1), kernel 1 (true bin 0)
+    assert c.summary()["bin_majority_baseline"] == 0.5
     assert c.bin_correct == 1  # pixel 0 (bin 1 of kernel 0) right; pixel 2 has bin 1, truth 0
     assert (c.bg_pixels, c.bg_correct) == (1, 1)
 

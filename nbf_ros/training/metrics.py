@@ -4,7 +4,7 @@ Used by the trainer's periodic validation and by ``benchmarks/train_eval.py``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -53,13 +53,20 @@ class FeatureCounts:
     neighbour_correct: int = 0
     within_10cm: int = 0
     part_correct: int = 0
+    # Per-bin counts of the true bins of correctly identified kernel pixels: the majority bin's
+    # share is the accuracy of always guessing the most common bin (the baseline of bin_acc).
+    true_bin_counts: list[int] = field(default_factory=list)
     bin_correct: int = 0
     bg_pixels: int = 0
     bg_correct: int = 0
 
     def add(self, other: "FeatureCounts") -> None:
         for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            if name != "true_bin_counts":
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+        n = max(len(self.true_bin_counts), len(other.true_bin_counts))
+        pad = lambda c: list(c) + [0] * (n - len(c))  # noqa: E731
+        self.true_bin_counts = [a + b for a, b in zip(pad(self.true_bin_counts), pad(other.true_bin_counts))]
 
     def summary(self) -> dict[str, float]:
         fg, bg = max(self.fg_pixels, 1), max(self.bg_pixels, 1)
@@ -68,6 +75,7 @@ class FeatureCounts:
                 "kernel_top1_within_10cm": self.within_10cm / fg,
                 "part_top1": self.part_correct / fg,
                 "bin_acc_given_kernel": self.bin_correct / max(self.kernel_correct, 1),
+                "bin_majority_baseline": max(self.true_bin_counts, default=0) / max(self.kernel_correct, 1),
                 "background_acc": self.bg_correct / bg}
 
 
@@ -112,6 +120,7 @@ def feature_counts(features: torch.Tensor, kernel_index: torch.Tensor, bin_weigh
         counts.within_10cm = int(((kernel_sites[kid] - kernel_sites[bk]).norm(dim=-1) <= NEAR_M).sum())
         counts.part_correct = int((kernel_part[kid] == kernel_part[bk]).sum())
         counts.bin_correct = int((right & (bo == true_bin)).sum())
+        counts.true_bin_counts = torch.bincount(true_bin[right], minlength=o).tolist()
     if counts.bg_pixels:
         bg_sim = flat[~fg] @ prototype
         counts.bg_correct = int((bg_sim > sim[~fg].max(1).values).sum())
