@@ -69,7 +69,7 @@ class SequenceConfig:
     occluder_distance_m: float = 2.0
     occluder_size_m: tuple[float, float, float] = (0.55, 1.05, 0.35)
     occluder_travel_m: float = 1.8
-    # Mild camera artefacts, the same every frame (no flicker): noise only.
+    # Camera noise (fraction of full scale); other artefacts are off.
     noise_std: float = 0.01
 
     def validate(self) -> None:
@@ -184,8 +184,11 @@ def render_sequence(cfg: SequenceConfig, body: torch.nn.Module,
     rng = np.random.default_rng([cfg.seed, 0x5E0])
     actors = _actors(cfg, rig, labels, rng)
     texture = app.make_texture(app.texture_id(rng, SPLIT), texture_prob=1.0)
-    look = dataclasses.replace(SyntheticAppearanceConfig(), blur_prob=0.0, jpeg_prob=0.0, colour_jitter=0.0,
-                               noise_std=(cfg.noise_std, cfg.noise_std), emulate_resolution=False)
+    # Procedural background (photos depend on optional packages: the same images on every
+    # machine), and no per-frame artefact draws (no flicker).
+    look = dataclasses.replace(SyntheticAppearanceConfig(), photo_background_prob=0.0, blur_prob=0.0,
+                               jpeg_prob=0.0, colour_jitter=0.0, noise_std=(cfg.noise_std, cfg.noise_std),
+                               emulate_resolution=False)
     identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])
     background = app.random_background(rng, SPLIT, (cam.width, cam.height), look).render(
         identity, cam.width, cam.height)
