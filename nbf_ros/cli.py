@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 LOG = logging.getLogger("nbf_ros")
 
@@ -111,25 +111,26 @@ def add_estimate(sub) -> None:
 
 
 # -- other subcommands ----------------------------------------------------------------------------
-def _delegate(module: str, func: str = "main") -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        import importlib
+# Subcommands that own their argument parsing: `nbf-ros NAME ARGS...` calls MODULE.main(ARGS).
+DELEGATES: dict[str, tuple[str, str]] = {
+    "train": ("nbf_ros.training.train", "train the network (see nbf-ros train --help)"),
+    "node": ("nbf_ros.ros.node", "run the ROS 2 node (ROS arguments accepted)"),
+    "demo": ("nbf_ros.demo", "the main job: the node on bundled input, outputs saved"),
+    "render-demo": ("nbf_ros.render.demo", "render the Neural Body Volume for a few poses"),
+    "export": ("nbf_ros.inference.export", "export ONNX / build a TensorRT engine"),
+}
 
-        return int(getattr(importlib.import_module(module), func)(args.rest) or 0)
-    return run
+
+def run_delegate(name: str, argv: list[str]) -> int:
+    import importlib
+
+    return int(importlib.import_module(DELEGATES[name][0]).main(argv) or 0)
 
 
 def add_delegates(sub) -> None:
-    for name, module, text in [
-        ("train", "nbf_ros.training.train", "train the network (see --help)"),
-        ("node", "nbf_ros.ros.node", "run the ROS 2 node (ROS arguments accepted)"),
-        ("demo", "nbf_ros.demo", "the main job: the node on bundled input, outputs saved"),
-        ("render-demo", "nbf_ros.render.demo", "render the Neural Body Volume for a few poses"),
-        ("export", "nbf_ros.inference.export", "export ONNX / build a TensorRT engine"),
-    ]:
-        p = sub.add_parser(name, help=text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=_delegate(module))
+    """Listed in --help only; main() hands their arguments over untouched."""
+    for name, (_, text) in DELEGATES.items():
+        sub.add_parser(name, help=text, add_help=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,21 +143,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = bool(argv) and argv[0] in ("-v", "--verbose")
+    rest = argv[1:] if verbose else argv
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="[%(levelname)s] %(name)s: %(message)s", stream=sys.stderr)
     from nbf_ros.errors import USER_ERRORS
 
+    if rest and rest[0] in DELEGATES:
+        command, call = rest[0], (lambda: run_delegate(rest[0], rest[1:]))
+    else:
+        args = build_parser().parse_args(argv)
+        command, call = args.command, (lambda: args.func(args))
     start = time.perf_counter()
     try:
-        code = args.func(args)
+        code = call()
     except (CliError, *USER_ERRORS) as exc:
-        print(f"nbf-ros {args.command}: error: {exc}", file=sys.stderr)
+        print(f"nbf-ros {command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
-    LOG.debug("%s took %.1f s", args.command, time.perf_counter() - start)
+    LOG.debug("%s took %.1f s", command, time.perf_counter() - start)
     return code
 
 
