@@ -523,20 +523,37 @@ def run_player(args: argparse.Namespace, bag: Path, manifest: Path, env: dict[st
     return [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
 
 
+def node_finished(counts: dict[str, str], published: int) -> bool:
+    """From the node's own diagnostics: it received every published frame and each one was
+    processed, dropped (replaced while busy) or skipped, so no more outputs will come."""
+    try:
+        received, processed, dropped = (int(counts[k]) for k in
+                                        ("frames_received", "frames_processed", "frames_dropped"))
+        skipped = sum(int(item.split("=")[1]) for item in counts.get("skipped_total", "0").split(", ")
+                      if "=" in item)
+    except (KeyError, ValueError):
+        return False
+    return received >= published and processed + dropped + skipped >= received
+
+
 def wait_for_outputs(rec: Recording, stamps: list[int]) -> None:
-    """After the player ended: until every published stamp has its outputs, or nothing new
-    arrived for SETTLE_S plus twice the worst latency so far (MAX_WAIT_S before the first
-    output). Frames replaced while the node was busy never produce any."""
+    """After the player ended: until the node's diagnostics say every frame is accounted for and
+    its outputs are here, or nothing new arrived for SETTLE_S plus twice the worst latency so far
+    (MAX_WAIT_S before the first output)."""
     with rec.lock:
         rec.last_activity = time.monotonic()
     while True:
         with rec.lock:
-            done = all(s in rec.by_stamp and rec.by_stamp[s].joints is not None
-                       and rec.by_stamp[s].debug_image is not None for s in stamps)
+            complete = [s for s in stamps if s in rec.by_stamp and rec.by_stamp[s].joints is not None
+                        and rec.by_stamp[s].debug_image is not None]
+            counts = _node_counts(rec.last_diagnostics)
             lat = [e.latency_ms for e in rec.by_stamp.values() if np.isfinite(e.latency_ms)]
             idle = time.monotonic() - rec.last_activity
-        limit = SETTLE_S + 2e-3 * max(lat) if lat else MAX_WAIT_S
-        if done or idle > limit:
+        if len(complete) == len(stamps) or (node_finished(counts, len(stamps))
+                                            and len(complete) >= int(counts["frames_processed"])):
+            return
+        if idle > (SETTLE_S + 2e-3 * max(lat) if lat else MAX_WAIT_S):
+            LOG.warning("stopped waiting for outputs after %.0f s without any", idle)
             return
         time.sleep(0.1)
 
