@@ -244,18 +244,6 @@ def outfit_colours(outfit: Outfit, rest_points: np.ndarray, point_vertex: np.nda
 
 
 # --- shading ---------------------------------------------------------------------------------
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """V x 3 unit normals: area-weighted sums of the counter-clockwise face normals."""
-    tri = vertices[faces]
-    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        for axis in range(3):
-            normals[:, axis] += np.bincount(faces[:, k], face_n[:, axis], minlength=len(vertices))
-    norm = np.linalg.norm(normals, axis=1, keepdims=True)
-    return normals / np.maximum(norm, 1e-12)
-
-
 @dataclass(frozen=True)
 class Light:
     """A directional light (unit vector from the surface towards the light, camera frame)."""
