@@ -106,7 +106,11 @@ def build_cases(args, config: NbfConfig, body: BodyModel, regressor: Regressor) 
     from nbf_ros.config import SyntheticConfig
 
     size = config.net.crop_size
-    synth = dataclasses.replace(SyntheticConfig(), split="test", box_jitter_shift=0.0, box_jitter_scale=0.0)
+    base = SyntheticConfig()
+    # Held-out split, no box jitter (the inference crop rule), and no opencv-doc photos, so the
+    # test images are identical on every machine whether or not Debian's opencv-doc is installed.
+    synth = dataclasses.replace(base, split="test", box_jitter_shift=0.0, box_jitter_scale=0.0,
+                                appearance=dataclasses.replace(base.appearance, opencv_doc_photos=False))
     labels = body_labels(body, num_kernels=config.nbv.num_kernels)
     cases: list[Case] = []
     grids = {s: patch_grid(size, s) for s in (40, 80)}
