@@ -420,23 +420,34 @@ def _fixed_box(truths: list[list[Any]], camera: Any) -> tuple[float, float, floa
             float(min(x1 + mx, camera.width)), float(min(y1 + my, camera.height)))
 
 
-def pipeline_yaml(args: argparse.Namespace, scene: Scene, path: Path) -> Any:
-    """Write the node's pipeline config (the user's or the defaults, with the demo's overrides)."""
-    from nbf_ros.config import load_config, resolve_path, save_config
+def pipeline_config(args: argparse.Namespace) -> Any:
+    """The node's pipeline config: the user's (or the defaults) with the demo's overrides; raises
+    DemoError before anything is rendered when a model file is missing."""
+    from nbf_ros.config import load_config, resolve_path
 
     cfg = load_config(args.config)
     if args.weights:
         cfg = dataclasses.replace(cfg, inference=dataclasses.replace(
             cfg.inference, weights_path=str(Path(args.weights).resolve())))
     if args.detector != "config":
-        cfg = dataclasses.replace(cfg, detector=dataclasses.replace(
-            cfg.detector, kind=args.detector, fixed_box=scene.fixed_box))
+        cfg = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, kind=args.detector))
     if args.max_iters is not None:
         cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, max_iters=args.max_iters))
-    for what, p in (("network weights", cfg.inference.weights_path), ("body model", cfg.body.model_path)):
-        if cfg.inference.backend == "torch" or what == "body model":
-            if not resolve_path(p).is_file():
-                raise DemoError(f"{what} not found: {resolve_path(p)} (pass --weights NET.pt or a --config)")
+    needed = [("body model", cfg.body.model_path)]
+    if cfg.inference.backend == "torch":
+        needed.append(("network weights", cfg.inference.weights_path))
+    for what, p in needed:
+        if not resolve_path(p).is_file():
+            raise DemoError(f"{what} not found: {resolve_path(p)} (pass --weights NET.pt or a --config)")
+    return cfg
+
+
+def save_pipeline_yaml(cfg: Any, scene: Scene, path: Path) -> Any:
+    """Write ``cfg`` with the fixed region set from the scene (the node reads this file)."""
+    from nbf_ros.config import save_config
+
+    if cfg.detector.kind == "fixed" and not any(cfg.detector.fixed_box):
+        cfg = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, fixed_box=scene.fixed_box))
     save_config(cfg, path)
     return cfg
 
@@ -593,16 +604,14 @@ def _node_counts(diag: Any) -> dict[str, str]:
 
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     """The whole demo; returns the summary dict (raises DemoError with a one-line reason)."""
-    from nbf_ros.config import load_config, resolve_path
+    from nbf_ros.config import resolve_path
 
     start = time.perf_counter()
+    cfg = pipeline_config(args)
     paths = _fresh(Path(args.out))
-    body_path = resolve_path(load_config(args.config).body.model_path)
-    if not body_path.is_file():
-        raise DemoError(f"body model not found: {body_path}")
     LOG.info("rendering %d frames (%d people, moving occluder) ...", args.frames, args.people)
-    scene = render_input(args, body_path, paths["input_bag"], paths["truth"])
-    cfg = pipeline_yaml(args, scene, paths["pipeline"])
+    scene = render_input(args, resolve_path(cfg.body.model_path), paths["input_bag"], paths["truth"])
+    cfg = save_pipeline_yaml(cfg, scene, paths["pipeline"])
     env = _ros_env(args.domain_id)
     LOG.info("starting the node (detector %s, weights %s) ...", cfg.detector.kind, cfg.inference.weights_path)
     session = RosSession(paths["pipeline"], not args.no_fit, paths["output_bag"])

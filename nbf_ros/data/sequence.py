@@ -12,7 +12,6 @@ nothing is written to disk here.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -29,8 +28,6 @@ from nbf_ros.data.scene import (BodyLabels, CameraRig, PersonGeometry, PersonTru
                                 body_labels, occluder_drawable, person_drawable, pixel_labels,
                                 place_on_ground, pose_bodies, render_view)
 from nbf_ros.types import CameraIntrinsics
-
-LOG = logging.getLogger(__name__)
 
 SPLIT = "test"
 """Held-out textures and background photos: the demo never shows training material."""
