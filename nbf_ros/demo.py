@@ -54,6 +54,7 @@ DEFAULT_DETECTOR = "fixed"
 FIXED_BOX_MARGIN = 0.15
 """The fixed region is the main person's unoccluded box grown by this fraction per side."""
 DISCOVERY_TIMEOUT_S = 20.0
+FIRST_OUTPUT_TIMEOUT_S = 60.0
 INPUT_DEPTH = 5
 SETTLE_S = 5.0
 """After the player ends, wait this long (plus twice the worst latency) for the last outputs."""
@@ -113,11 +114,15 @@ def play(bag: Path, rate_hz: float, manifest: Path, wait_subscribers: int) -> in
 
     Writes one JSON line per image to ``manifest``: its index in the bag, the bag stamp and the
     stamp it was published with, so outputs can be matched to the truth by stamp.
+
+    The node's first frame is slow (first-call set-up in torch and the fitter), so the player
+    waits for the node's first output (up to FIRST_OUTPUT_TIMEOUT_S) before pacing the rest:
+    frames are then dropped only when the node cannot keep up with ``rate_hz``.
     """
     import rclpy
     from rclpy.serialization import deserialize_message
     from rosbags.rosbag2 import Reader
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from nbf_ros.ros.publisher import wait_for_subscribers
 
@@ -126,11 +131,20 @@ def play(bag: Path, rate_hz: float, manifest: Path, wait_subscribers: int) -> in
     try:
         image_pub = node.create_publisher(Image, IMAGE_TOPIC, input_qos())
         info_pub = node.create_publisher(CameraInfo, INFO_TOPIC, input_qos())
+        outputs: list[Any] = []
+        node.create_subscription(PointCloud2, OUTPUT_TOPICS["joints"][0], outputs.append, input_qos())
         if wait_subscribers and not wait_for_subscribers(node, [image_pub, info_pub], wait_subscribers):
             print("demo player: no subscriber matched", file=sys.stderr)
             return 3
+
+        def first_output() -> None:
+            deadline = time.monotonic() + FIRST_OUTPUT_TIMEOUT_S
+            while not outputs and time.monotonic() < deadline:
+                rclpy.spin_once(node, timeout_sec=0.05)
+
         with Reader(bag) as reader, open(manifest, "w") as out:
-            _replay(reader, node, image_pub, info_pub, rate_hz, out, deserialize_message, (Image, CameraInfo))
+            _replay(reader, node, (image_pub, info_pub), rate_hz, out, deserialize_message,
+                    (Image, CameraInfo), first_output)
         time.sleep(0.3)  # let the last best-effort samples leave before the participant goes
     finally:
         node.destroy_node()
@@ -138,8 +152,9 @@ def play(bag: Path, rate_hz: float, manifest: Path, wait_subscribers: int) -> in
     return 0
 
 
-def _replay(reader: Any, node: Any, image_pub: Any, info_pub: Any, rate_hz: float, out: Any,
-            deserialize: Any, types: tuple[Any, Any]) -> None:
+def _replay(reader: Any, node: Any, pubs: tuple[Any, Any], rate_hz: float, out: Any,
+            deserialize: Any, types: tuple[Any, Any], after_first: Any) -> None:
+    image_pub, info_pub = pubs
     image_type, info_type = types
     info = None
     index, start = 0, time.monotonic()
@@ -160,6 +175,9 @@ def _replay(reader: Any, node: Any, image_pub: Any, info_pub: Any, rate_hz: floa
                               "stamp_ns": now.sec * 1_000_000_000 + now.nanosec}) + "\n")
         out.flush()
         index += 1
+        if index == 1:
+            after_first()
+            start = time.monotonic() - 1.0 / rate_hz
         sleep = start + index / rate_hz - time.monotonic()
         if sleep > 0:
             time.sleep(sleep)
@@ -526,7 +544,7 @@ def run_player(args: argparse.Namespace, bag: Path, manifest: Path, env: dict[st
     """Replay ``bag`` from a second process; returns its manifest (one dict per published frame)."""
     cmd = [sys.executable, "-m", "nbf_ros.demo", "--play", str(bag), "--rate", str(args.rate),
            "--manifest", str(manifest), "--wait-subscribers", "2"]
-    timeout = DISCOVERY_TIMEOUT_S + args.frames / args.rate + 30.0
+    timeout = DISCOVERY_TIMEOUT_S + FIRST_OUTPUT_TIMEOUT_S + args.frames / args.rate + 30.0
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
