@@ -54,6 +54,8 @@ class RunResult:
     rss_slope_mb_per_min: float
     latency_slope_ms_per_min: float
     people_per_frame: float
+    latency_p50_by_minute: list = field(default_factory=list)
+    rss_mb_by_minute: list = field(default_factory=list)
     samples: list = field(default_factory=list, repr=False)
 
 
@@ -74,6 +76,16 @@ def slope_per_min(times_s: list[float], values: list[float]) -> float:
     if len(times_s) < 3:
         return float("nan")
     return float(np.polyfit(np.asarray(times_s) / 60.0, np.asarray(values), 1)[0])
+
+
+def by_minute(pairs: list[tuple[float, float]], reduce: Callable) -> list[float]:
+    """``reduce`` of the values in each whole minute of the run (drift at a glance)."""
+    out = []
+    for minute in range(int(max((t for t, _ in pairs), default=0.0) // 60.0) + 1):
+        values = [v for t, v in pairs if minute * 60.0 <= t < (minute + 1) * 60.0]
+        if values:
+            out.append(round(float(reduce(values)), 1))
+    return out
 
 
 def isolate_domain() -> dict[str, str]:
@@ -183,6 +195,8 @@ def run_case(args: argparse.Namespace, env: dict[str, str], factory: Callable, r
                                            [s[2] for s in samples[len(samples) // 5:]]),
         latency_slope_ms_per_min=slope_per_min([t for t, _, _ in latencies], lat),
         people_per_frame=float(np.mean([p for _, _, p in latencies])) if latencies else 0.0,
+        latency_p50_by_minute=by_minute([(t, ms) for t, ms, _ in latencies], np.median),
+        rss_mb_by_minute=by_minute([(t, r) for t, _, r in samples], np.max),
         samples=[(round(t, 1), round(r, 1)) for t, _, r in samples])
 
 
@@ -223,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[bench] {args.pipeline}: {rate:g} Hz, {people} people, {args.duration:g} s ...", flush=True)
             results.append(run_case(args, env, factory, rate, people))
     print_table(results)
+    for r in results:
+        print(f"[bench] {r.rate_hz:g} Hz, {r.people} people: latency p50 by minute {r.latency_p50_by_minute} ms; "
+              f"RSS by minute {r.rss_mb_by_minute} MB")
     if args.out:
         Path(args.out).write_text(json.dumps([asdict(r) for r in results], indent=1))
     return 0

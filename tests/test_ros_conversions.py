@@ -296,3 +296,11 @@ def test_yaml_file_declares_every_parameter():
     for name, value in params.items():
         assert P.validate(name, value, "unconfigured") is None, name
         assert type(value) is type(P.SPECS[name].default), name
+
+
+def test_docs_describe_every_parameter():
+    from nbf_ros.config import PACKAGE_ROOT
+
+    text = (PACKAGE_ROOT / "docs" / "ros_node.md").read_text()
+    missing = [s.name for s in P.PARAMS if f"| `{s.name}` |" not in text]
+    assert not missing, f"docs/ros_node.md lacks parameters {missing}"
