@@ -383,6 +383,7 @@ def summarise(published: int, evals: list[FrameEval], frame_ids: set[str], files
         "root_error_m": _stat([m["root_error_m"] for m in matches]),
         "mpjpe_mm": _stat([m["mpjpe_mm"] for m in matches]),
         "main_person": {"occluded_frames": len(occl), "clear_frames": len(clear),
+                        "track_ids": sorted({int(m["id"]) for _, m in main}),
                         "root_error_m_occluded": _stat([m["root_error_m"] for m in occl])["mean"],
                         "root_error_m_clear": _stat([m["root_error_m"] for m in clear])["mean"],
                         "mpjpe_mm_occluded": _stat([m["mpjpe_mm"] for m in occl])["mean"],
@@ -670,7 +671,7 @@ def print_summary(s: dict[str, Any]) -> None:
     print(f"  main person, occluded frames ({main['occluded_frames']}): root "
           f"{fmt(main['root_error_m_occluded'], 100, ' cm')}, MPJPE {fmt(main['mpjpe_mm_occluded'], 1, ' mm')}; "
           f"clear frames ({main['clear_frames']}): root {fmt(main['root_error_m_clear'], 100, ' cm')}, "
-          f"MPJPE {fmt(main['mpjpe_mm_clear'], 1, ' mm')}")
+          f"MPJPE {fmt(main['mpjpe_mm_clear'], 1, ' mm')}; track ids {main['track_ids']}")
     print(f"  files: {s['files']['output_bag']} (input + outputs, MCAP), {s['files']['overlays']}/ "
           f"({s['overlays_written']} PNG), {s['files']['input_bag']}, {s['files']['summary']}")
     print(json.dumps(s, separators=(",", ":")))

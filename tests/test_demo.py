@@ -115,6 +115,7 @@ def test_demo_end_to_end(untrained_weights, tmp_path, monkeypatch, capsys):
     assert 1 <= processed <= 3 and summary["frames_dropped"] == 3 - processed
     assert summary["people_per_frame"] == [1] * processed  # the fixed region: the main person
     assert summary["frame_ids"] == [FRAME_ID]
+    assert summary["main_person"]["track_ids"]  # the main person got a track id
     for frame in summary["per_frame"]:
         assert frame["matches"] and frame["matches"][0]["truth"] == 0
         assert np.isfinite(frame["matches"][0]["root_error_m"]) and frame["latency_ms"] > 0
