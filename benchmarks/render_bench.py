@@ -7,7 +7,7 @@ Forward = render_gaussians; forward+backward adds a feature + coverage loss and 
 the kernel means and features. Median wall time (and process CPU time) over repeats, torch
 threads = 2; speedup = dense / culled median forward+backward wall time in the same run.
 
-Usage: python benchmarks/render_bench.py [--repeats 15] [--dense-repeats 3]
+Usage: python benchmarks/render_bench.py [--repeats 15] [--dense-repeats 3] [--threads 2]
 Prints a table, then one JSON line with every row.
 """
 from __future__ import annotations
@@ -102,8 +102,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--dense-repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help="torch threads (2 = the target; 1 is faster when other jobs load the cores)")
     args = parser.parse_args()
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     rows = []
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
           f"load before {os.getloadavg()[0]:.2f}")
@@ -130,7 +132,7 @@ def main() -> None:
                 else:
                     print(f"{num_kernels:>5} {size:>4} {method:>7}   skipped ({dense_pairs} pairs > {DENSE_MAX_PAIRS})")
     print(f"load after {os.getloadavg()[0]:.2f}")
-    print(json.dumps({"threads": THREADS, "torch": torch.__version__, "rows": rows}))
+    print(json.dumps({"threads": args.threads, "torch": torch.__version__, "rows": rows}))
 
 
 if __name__ == "__main__":
