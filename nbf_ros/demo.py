@@ -192,14 +192,11 @@ class Received:
     frame_id: str = ""
     latency_ms: float = float("nan")
     debug_image: Optional[np.ndarray] = None
-    markers: int = 0
-    poses: int = -1
 
 
 @dataclass
 class Recording:
     by_stamp: dict[int, Received] = field(default_factory=dict)
-    inputs: int = 0
     last_diagnostics: Any = None
     last_activity: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -215,7 +212,8 @@ def _stamp_ns(header: Any) -> int:
 
 class Recorder:
     """Subscribes to the inputs and every output; writes them all into an MCAP bag as they
-    arrive (bag time = receive time) and keeps what the evaluation needs, by input stamp."""
+    arrive (bag time = receive time) and keeps what the evaluation needs (joints, debug image,
+    by input stamp; the last diagnostics)."""
 
     def __init__(self, context: Any, bag_path: Path) -> None:
         import rclpy
@@ -269,23 +267,15 @@ class Recorder:
     def _keep(self, name: str, received_ns: int, msg: Any) -> None:
         from nbf_ros.ros.conversions import image_to_rgb, pointcloud_to_array
 
-        if name in INPUT_TOPICS:
-            self.rec.inputs += name == "image"
-        elif name == "diagnostics":
+        if name == "diagnostics":
             self.rec.last_diagnostics = msg
-        elif name == "markers":
-            if msg.markers:  # a MarkerArray has no header of its own
-                self.rec.entry(_stamp_ns(msg.markers[0].header)).markers = len(msg.markers)
-        else:
+        elif name == "joints":
             entry = self.rec.entry(_stamp_ns(msg.header))
-            if name == "joints":
-                entry.joints = np.array(pointcloud_to_array(msg))
-                entry.frame_id = msg.header.frame_id
-                entry.latency_ms = (received_ns - _stamp_ns(msg.header)) * 1e-6
-            elif name == "debug_image":
-                entry.debug_image = image_to_rgb(msg)
-            elif name == "people":
-                entry.poses = len(msg.poses)
+            entry.joints = np.array(pointcloud_to_array(msg))
+            entry.frame_id = msg.header.frame_id
+            entry.latency_ms = (received_ns - _stamp_ns(msg.header)) * 1e-6
+        elif name == "debug_image":
+            self.rec.entry(_stamp_ns(msg.header)).debug_image = image_to_rgb(msg)
 
     def outputs_matched(self) -> bool:
         return all(sub.get_publisher_count() >= 1 for sub in self.output_subs)
@@ -308,22 +298,33 @@ class FrameEval:
     matches: list[dict[str, float]]
 
 
-def people_from_cloud(points: np.ndarray) -> dict[int, np.ndarray]:
-    """~/joints cloud -> {person id: 24 x 3 joints (metres, camera frame)}."""
+@dataclass
+class CloudPerson:
+    """One person of a ~/joints cloud: 24 x 3 joints (metres, camera frame), (24,) visibility."""
+
+    joints: np.ndarray
+    visibility: np.ndarray
+
+
+def people_from_cloud(points: np.ndarray) -> dict[int, CloudPerson]:
+    """~/joints cloud (structured array, interfaces.md fields) -> {person id: CloudPerson}."""
     from nbf_ros.types import NUM_JOINTS
 
-    people: dict[int, np.ndarray] = {}
+    people: dict[int, CloudPerson] = {}
     for pid in np.unique(points["person_id"]) if len(points) else []:
         rows = points[points["person_id"] == pid]
-        joints = np.full((NUM_JOINTS, 3), np.nan)
-        joints[rows["joint_id"]] = np.stack([rows["x"], rows["y"], rows["z"]], axis=1)
-        people[int(pid)] = joints
+        person = CloudPerson(np.full((NUM_JOINTS, 3), np.nan), np.full(NUM_JOINTS, np.nan))
+        person.joints[rows["joint_id"]] = np.stack([rows["x"], rows["y"], rows["z"]], axis=1)
+        person.visibility[rows["joint_id"]] = rows["visibility"]
+        people[int(pid)] = person
     return people
 
 
-def match_people(pred: dict[int, np.ndarray], truth: list[Any], camera: Any) -> list[dict[str, float]]:
+def match_people(pred: dict[int, CloudPerson], truth: list[Any], camera: Any,
+                 visible_threshold: float = 0.5) -> list[dict[str, float]]:
     """Pair predictions with truth people by the image distance of their projected roots
-    (Hungarian); per pair: truth index, id, root position error (m) and root-aligned MPJPE (mm)."""
+    (Hungarian). Per pair: truth index, id, root position error (m), root-aligned MPJPE (mm) and
+    the share of joints whose visible/hidden call (at ``visible_threshold``) matches the truth."""
     from scipy.optimize import linear_sum_assignment
 
     from nbf_ros.data.raster import project
@@ -332,16 +333,18 @@ def match_people(pred: dict[int, np.ndarray], truth: list[Any], camera: Any) -> 
     if not pred or not truth:
         return []
     ids = sorted(pred)
-    pred_uv = project(np.stack([pred[i][0] for i in ids]), camera)
+    pred_uv = project(np.stack([pred[i].joints[0] for i in ids]), camera)
     truth_uv = project(np.stack([t.joints3d[0] for t in truth]), camera)
     cost = np.linalg.norm(pred_uv[:, None] - truth_uv[None], axis=2)
     rows, cols = linear_sum_assignment(np.nan_to_num(cost, nan=1e9))
     out = []
     for r, c in zip(rows, cols):
-        joints, true = pred[ids[r]], truth[c].joints3d
+        person, true = pred[ids[r]], truth[c]
+        agree = (person.visibility >= visible_threshold) == (np.asarray(true.joint_visibility) >= visible_threshold)
         out.append({"truth": int(c), "id": int(ids[r]),
-                    "root_error_m": float(np.linalg.norm(joints[0] - true[0])),
-                    "mpjpe_mm": float(root_aligned_error(joints, true).mean() * 1e3)})
+                    "root_error_m": float(np.linalg.norm(person.joints[0] - true.joints3d[0])),
+                    "mpjpe_mm": float(root_aligned_error(person.joints, true.joints3d).mean() * 1e3),
+                    "visibility_agreement": float(agree.mean())})
     return out
 
 
@@ -387,7 +390,9 @@ def summarise(published: int, evals: list[FrameEval], frame_ids: set[str], files
                         "root_error_m_occluded": _stat([m["root_error_m"] for m in occl])["mean"],
                         "root_error_m_clear": _stat([m["root_error_m"] for m in clear])["mean"],
                         "mpjpe_mm_occluded": _stat([m["mpjpe_mm"] for m in occl])["mean"],
-                        "mpjpe_mm_clear": _stat([m["mpjpe_mm"] for m in clear])["mean"]},
+                        "mpjpe_mm_clear": _stat([m["mpjpe_mm"] for m in clear])["mean"],
+                        "visibility_agreement_occluded": _stat([m["visibility_agreement"] for m in occl])["mean"],
+                        "visibility_agreement_clear": _stat([m["visibility_agreement"] for m in clear])["mean"]},
         "per_frame": [{"frame": e.index, "occluded": round(e.occluded, 3), "people": e.people_out,
                        "latency_ms": round(e.latency_ms, 1),
                        "matches": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}
@@ -672,6 +677,9 @@ def print_summary(s: dict[str, Any]) -> None:
           f"{fmt(main['root_error_m_occluded'], 100, ' cm')}, MPJPE {fmt(main['mpjpe_mm_occluded'], 1, ' mm')}; "
           f"clear frames ({main['clear_frames']}): root {fmt(main['root_error_m_clear'], 100, ' cm')}, "
           f"MPJPE {fmt(main['mpjpe_mm_clear'], 1, ' mm')}; track ids {main['track_ids']}")
+    print(f"  main person, joints called visible/hidden as in the truth: occluded frames "
+          f"{fmt(main['visibility_agreement_occluded'], 100, ' %')}, clear frames "
+          f"{fmt(main['visibility_agreement_clear'], 100, ' %')}")
     print(f"  files: {s['files']['output_bag']} (input + outputs, MCAP), {s['files']['overlays']}/ "
           f"({s['overlays_written']} PNG), {s['files']['input_bag']}, {s['files']['summary']}")
     print(json.dumps(s, separators=(",", ":")))

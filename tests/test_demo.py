@@ -79,18 +79,24 @@ def test_cloud_to_people_and_matching_against_brute_force():
 
     rng = np.random.default_rng(0)
     camera = CameraIntrinsics(500.0, 500.0, 320.0, 240.0, 640, 480)
-    truth = [SimpleNamespace(joints3d=rng.normal(0, 0.3, (24, 3)) + [x, 0.0, 4.0]) for x in (-1.0, 1.0)]
+    hidden = np.arange(24) < 6  # truth: the first 6 joints of person 0 are hidden
+    truth = [SimpleNamespace(joints3d=rng.normal(0, 0.3, (24, 3)) + [x, 0.0, 4.0],
+                             joint_visibility=np.where(hidden & (x < 0), 0.1, 0.9)) for x in (-1.0, 1.0)]
     pred_joints = {7: truth[1].joints3d + [0.05, 0.0, 0.0], 3: truth[0].joints3d + 0.01 * rng.normal(size=(24, 3))}
-    people = [SimpleNamespace(id=pid, joints3d=j, joint_confidence=np.ones(24), joint_visibility=np.ones(24))
+    pred_vis = {7: np.full(24, 0.8), 3: np.where(np.arange(24) < 3, 0.2, 0.7)}  # 3 of 6 hidden found
+    people = [SimpleNamespace(id=pid, joints3d=j, joint_confidence=np.ones(24), joint_visibility=pred_vis[pid])
               for pid, j in pred_joints.items()]
     decoded = people_from_cloud(people_to_joint_array(people))
     assert sorted(decoded) == [3, 7]
-    assert all(np.allclose(decoded[k], pred_joints[k], atol=1e-6) for k in decoded)
+    assert all(np.allclose(decoded[k].joints, pred_joints[k], atol=1e-6) for k in decoded)
+    assert all(np.allclose(decoded[k].visibility, pred_vis[k], atol=1e-6) for k in decoded)
     matches = {m["id"]: m for m in match_people(decoded, truth, camera)}
     assert matches[7]["truth"] == 1 and matches[3]["truth"] == 0
     assert matches[7]["root_error_m"] == pytest.approx(0.05, abs=1e-5)
     assert matches[7]["mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)  # a pure shift: root-aligned error 0
-    offsets = decoded[3] - truth[0].joints3d
+    assert matches[7]["visibility_agreement"] == 1.0
+    assert matches[3]["visibility_agreement"] == pytest.approx(21 / 24)
+    offsets = decoded[3].joints - truth[0].joints3d
     brute = np.mean(np.linalg.norm(offsets - offsets[0], axis=1)) * 1e3
     assert matches[3]["mpjpe_mm"] == pytest.approx(brute, rel=1e-6)
 
