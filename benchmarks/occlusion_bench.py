@@ -220,6 +220,38 @@ def confidence_quality(items: list[dict], good_mm: float = 100.0) -> dict:
     return {"spearman": float(rho), "bins": bins}
 
 
+def fit_confidence_calibration(items: list[dict], good_mm: float = 150.0) -> dict:
+    """Logistic fit of P(MPJPE < good_mm) on the fit's feature agreement (maximum likelihood).
+
+    Gives the (scale, offset) of ``FitConfig.confidence_scale/offset``; people with no visible
+    joint (agreement nan) get confidence 0 by construction and are left out of the fit.
+    """
+    from scipy.optimize import minimize
+
+    agree = np.array([it["agreement"] for it in items], dtype=np.float64)
+    good = np.array([it["mpjpe"] < good_mm for it in items], dtype=np.float64)
+    keep = np.isfinite(agree)
+    agree, good = agree[keep], good[keep]
+    if len(agree) < 10 or good.min() == good.max():
+        return {"fitted": False, "people": int(len(agree))}
+
+    def nll(theta: np.ndarray) -> float:
+        z = theta[0] * (agree - theta[1])
+        return float(np.mean(np.logaddexp(0.0, -z) * good + np.logaddexp(0.0, z) * (1 - good)))
+
+    res = minimize(nll, x0=np.array([8.0, float(np.median(agree))]), method="Nelder-Mead")
+    scale, offset = (float(v) for v in res.x)
+    prob = 1.0 / (1.0 + np.exp(-scale * (agree - offset)))
+    bins = []
+    for lo, hi in ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01)):
+        sel = (prob >= lo) & (prob < hi)
+        if sel.any():
+            bins.append({"predicted": f"{lo:.2f}-{min(hi, 1.0):.2f}", "people": int(sel.sum()),
+                         "mean_predicted": float(prob[sel].mean()), "observed": float(good[sel].mean())})
+    return {"fitted": True, "good_mm": good_mm, "scale": scale, "offset": offset, "people": int(len(agree)),
+            "bins": bins}
+
+
 def format_table(table: list[dict]) -> str:
     head = ("| condition | method | people | MPJPE | MPJPE vis | PA-MPJPE | PA-MPJPE vis | PVE | PCKh@0.5 "
             "| iters | ms/person | ms/iter |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -265,8 +297,10 @@ def main(argv: list[str] | None = None) -> int:
                 evaluate_case(case, fitters[name], net, init, body, iterate=name != "regression"))
     table = summarise(rows)
     vis = {c: visibility_quality(rows[(c, "nbf")]) for c in ("clean", "occluders", "advocc40", "advocc80")}
-    conf = confidence_quality([it for (c, m), items in rows.items() if m == "nbf" for it in items])
-    summary = {"table": table, "visibility": vis, "confidence": conf,
+    nbf_items = [it for (c, m), items in rows.items() if m == "nbf" for it in items]
+    conf = confidence_quality(nbf_items)
+    calibration = fit_confidence_calibration(nbf_items)
+    summary = {"table": table, "visibility": vis, "confidence": conf, "calibration": calibration,
                "regression_ms_per_crop": float(np.mean(reg_ms)), "test_set_build_s": build_s,
                "people": args.people, "ablation_people": args.ablation_people,
                "config": {"fit": dataclasses.asdict(config.fit), "nbv": dataclasses.asdict(config.nbv)}}
@@ -286,6 +320,17 @@ def write_results(args, summary: dict, table_text: str) -> None:
     conf = summary["confidence"]
     conf_lines = "\n".join(f"| {b['confidence']} | {b['people']} | {b['mpjpe']:.1f} | "
                            f"{list(b.values())[3]:.2f} |" for b in conf["bins"])
+    cal = summary["calibration"]
+    if cal.get("fitted"):
+        cal_lines = "\n".join(f"| {b['predicted']} | {b['people']} | {b['mean_predicted']:.2f} | {b['observed']:.2f} |"
+                              for b in cal["bins"])
+        cal_text = (f"Logistic fit of P(MPJPE < {cal['good_mm']:.0f} mm) on the feature agreement over "
+                    f"{cal['people']} NBF fits: `fit.confidence_scale: {cal['scale']:.2f}`, "
+                    f"`fit.confidence_offset: {cal['offset']:.3f}` (reliability of the fitted map below; "
+                    f"the shipped config uses these values when they came from this run).\n\n"
+                    f"| predicted | people | mean predicted | observed share |\n|---|---:|---:|---:|\n{cal_lines}")
+    else:
+        cal_text = f"Not fitted (too few people or one outcome only: {cal.get('people', 0)} fits)."
     command = "  .venv/bin/python benchmarks/occlusion_bench.py " + " ".join(sys.argv[1:])
     doc = f"""# Occlusion benchmark results
 
@@ -317,6 +362,10 @@ Spearman correlation of confidence with -MPJPE: {conf['spearman']:.3f}
 | confidence | people | MPJPE | share below 100 mm |
 |---|---:|---:|---:|
 {conf_lines}
+
+### Calibration
+
+{cal_text}
 """
     Path(args.out).write_text(doc)
 
