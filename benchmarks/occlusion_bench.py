@@ -268,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--people", type=int, default=300)
     parser.add_argument("--ablation-people", type=int, default=100)
     parser.add_argument("--config", default=None)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: robust on a shared 2-core CPU, docs/performance.md)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
     parser.add_argument("--json-out", default=str(ROOT / "out" / "occlusion_bench.json"))
     args = parser.parse_args(argv)

@@ -95,6 +95,8 @@ class Pipeline:
             from nbf_ros.config import ConfigError
 
             raise ConfigError("fit.keypoint_source 'mediapipe' needs detector.kind 'mediapipe'")
+        if config.inference.num_threads > 0:
+            torch.set_num_threads(config.inference.num_threads)
         body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
         backend = make_backend(config)
         fitter = Fitter.from_config(config, body, backend)
