@@ -27,10 +27,6 @@ import torch
 _WEIGHT_NORMALISER = math.exp(0.5)
 
 
-KERNEL_TABLE_SIZE = 9
-"""Per-kernel row used by ``ray_kernel_terms``: L00, L10, L20, L11, L21, L22, y0, y1, y2."""
-
-
 def kernel_table(means: torch.Tensor, precisions: torch.Tensor) -> torch.Tensor:
     """Cholesky factor L (A = L L', lower) and whitened centre y = L' mu, packed per kernel.
 
@@ -38,7 +34,8 @@ def kernel_table(means: torch.Tensor, precisions: torch.Tensor) -> torch.Tensor:
         means: ... x 3; precisions: ... x 3 x 3 SPD. Its symmetric part (A + A')/2 is used, so
             the gradient is symmetric and matches finite differences of any single entry.
     Returns:
-        9 x ... table (component first, so that gathering kernels gives contiguous rows).
+        9 x ... table, rows L00, L10, L20, L11, L21, L22, y0, y1, y2 (component first, so that
+        gathering kernels gives contiguous rows).
     """
     lower = torch.linalg.cholesky(0.5 * (precisions + precisions.transpose(-1, -2)))
     y = torch.einsum("...ji,...j->...i", lower, means)  # y_i = sum_j L_ji mu_j
