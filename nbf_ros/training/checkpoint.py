@@ -127,6 +127,24 @@ def load_network(weights_path: str | Path, cfg: NetConfig) -> tuple[NBFNet, Memo
     return net.eval(), bank.eval()
 
 
+def config_changes(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Keys whose value differs or that disappeared between a stored and the current config.
+
+    Keys only the current config has are not changes: code that gained a setting (with its
+    default) can still resume a run written before it existed.
+    """
+    changes = []
+    for key, old in stored.items():
+        name = f"{prefix}{key}"
+        if key not in current:
+            changes.append(f"{name} removed")
+        elif isinstance(old, dict) and isinstance(current[key], dict):
+            changes += config_changes(old, current[key], f"{name}.")
+        elif old != current[key]:
+            changes.append(f"{name}: {old!r} -> {current[key]!r}")
+    return changes
+
+
 @dataclass
 class TrainState:
     """What a checkpoint restores: step count and the optimiser's state (modules load in place)."""
@@ -162,9 +180,11 @@ def load_checkpoint(path: str | Path, net: nn.Module, bank: MemoryBank,
     data = _read(Path(path), "checkpoint")
     if data.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path}: not an nbf_ros checkpoint (format {data.get('format')!r})")
-    if expected_config is not None and data.get("config") != expected_config:
-        raise WeightsError(f"{path}: checkpoint was written with a different configuration; "
-                           "use a new out_dir or the same config")
+    if expected_config is not None:
+        changed = config_changes(data.get("config") or {}, expected_config)
+        if changed:
+            raise WeightsError(f"{path}: checkpoint was written with a different configuration "
+                               f"({', '.join(changed[:3])}); use a new out_dir or the same config")
     load_state_strict(net, data["model"], f"{path} (network)")
     load_state_strict(bank, data["bank"], f"{path} (memory bank)")
     return TrainState(int(data["step"]), int(data["images_seen"]), float(data["elapsed_s"]),

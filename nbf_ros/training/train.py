@@ -32,7 +32,8 @@ import torch.distributed as dist
 
 from nbf_ros.config import NbfConfig, load_config, resolve_path, save_config, to_dict
 from nbf_ros.errors import NbfError
-from nbf_ros.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from nbf_ros.training.checkpoint import (config_changes, load_checkpoint, save_checkpoint,
+                                         save_weights)
 from nbf_ros.training.trainer import Trainer
 
 LOG = logging.getLogger("nbf_ros.train")
@@ -186,8 +187,9 @@ def _maybe_resume(cfg: NbfConfig, trainer: Trainer, out: Path, env: Distributed)
         return 0, 0, 0.0
     if (out / "config.yaml").is_file():
         stored = load_config(out / "config.yaml")  # strict: a malformed file is an error
-        if resume_key(stored) != resume_key(cfg):
-            raise NbfError(f"{out}: holds a run with a different configuration; "
+        changed = config_changes(resume_key(stored), resume_key(cfg))
+        if changed:
+            raise NbfError(f"{out}: holds a run with a different configuration ({', '.join(changed[:3])}); "
                            "use another train.out_dir (or --out-dir) or the same config")
     state = load_checkpoint(ckpt, trainer.net, trainer.bank, resume_key(cfg))
     trainer.optimizer.load_state_dict(state.optimizer)
