@@ -323,7 +323,8 @@ def people_from_cloud(points: np.ndarray) -> dict[int, CloudPerson]:
 def match_people(pred: dict[int, CloudPerson], truth: list[Any], camera: Any,
                  visible_threshold: float = 0.5) -> list[dict[str, float]]:
     """Pair predictions with truth people by the image distance of their projected roots
-    (Hungarian). Per pair: truth index, id, root position error (m), root-aligned MPJPE (mm) and
+    (Hungarian), a pair only when that distance is below the truth person's box height (a
+    prediction elsewhere in the image is not that person). Per pair: truth index, id, root position error (m), root-aligned MPJPE (mm) and
     the share of joints whose visible/hidden call (at ``visible_threshold``) matches the truth."""
     from scipy.optimize import linear_sum_assignment
 
@@ -335,10 +336,13 @@ def match_people(pred: dict[int, CloudPerson], truth: list[Any], camera: Any,
     ids = sorted(pred)
     pred_uv = project(np.stack([pred[i].joints[0] for i in ids]), camera)
     truth_uv = project(np.stack([t.joints3d[0] for t in truth]), camera)
-    cost = np.linalg.norm(pred_uv[:, None] - truth_uv[None], axis=2)
-    rows, cols = linear_sum_assignment(np.nan_to_num(cost, nan=1e9))
+    cost = np.nan_to_num(np.linalg.norm(pred_uv[:, None] - truth_uv[None], axis=2), nan=np.inf)
+    gate = np.array([t.bbox[3] - t.bbox[1] for t in truth])
+    rows, cols = linear_sum_assignment(np.where(cost < gate[None], cost, 1e9))
     out = []
     for r, c in zip(rows, cols):
+        if not cost[r, c] < gate[c]:
+            continue
         person, true = pred[ids[r]], truth[c]
         agree = (person.visibility >= visible_threshold) == (np.asarray(true.joint_visibility) >= visible_threshold)
         out.append({"truth": int(c), "id": int(ids[r]),

@@ -73,14 +73,14 @@ def test_sequence_rejects_bad_settings():
 def test_cloud_to_people_and_matching_against_brute_force():
     from types import SimpleNamespace
 
-    from nbf_ros.demo import match_people, people_from_cloud
+    from nbf_ros.demo import CloudPerson, match_people, people_from_cloud
     from nbf_ros.ros.conversions import people_to_joint_array
     from nbf_ros.types import CameraIntrinsics
 
     rng = np.random.default_rng(0)
     camera = CameraIntrinsics(500.0, 500.0, 320.0, 240.0, 640, 480)
     hidden = np.arange(24) < 6  # truth: the first 6 joints of person 0 are hidden
-    truth = [SimpleNamespace(joints3d=rng.normal(0, 0.3, (24, 3)) + [x, 0.0, 4.0],
+    truth = [SimpleNamespace(joints3d=rng.normal(0, 0.3, (24, 3)) + [x, 0.0, 4.0], bbox=np.array([0, 0, 80, 200.0]),
                              joint_visibility=np.where(hidden & (x < 0), 0.1, 0.9)) for x in (-1.0, 1.0)]
     pred_joints = {7: truth[1].joints3d + [0.05, 0.0, 0.0], 3: truth[0].joints3d + 0.01 * rng.normal(size=(24, 3))}
     pred_vis = {7: np.full(24, 0.8), 3: np.where(np.arange(24) < 3, 0.2, 0.7)}  # 3 of 6 hidden found
@@ -96,6 +96,8 @@ def test_cloud_to_people_and_matching_against_brute_force():
     assert matches[7]["mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)  # a pure shift: root-aligned error 0
     assert matches[7]["visibility_agreement"] == 1.0
     assert matches[3]["visibility_agreement"] == pytest.approx(21 / 24)
+    far = {9: CloudPerson(truth[0].joints3d + [2.0, 0.0, 0.0], np.ones(24))}  # 250 px off: no pair
+    assert match_people(far, truth[:1], camera) == []
     offsets = decoded[3].joints - truth[0].joints3d
     brute = np.mean(np.linalg.norm(offsets - offsets[0], axis=1)) * 1e3
     assert matches[3]["mpjpe_mm"] == pytest.approx(brute, rel=1e-6)
