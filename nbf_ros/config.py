@@ -230,6 +230,9 @@ class TrainConfig:
     bank_momentum: float = 0.9
     background_bank_size: int = 2000
     background_negative_weight: float = 5e-3
+    # Kernels within this rest-pose distance (metres) are not negatives of each other, besides the
+    # 1-hop mesh neighbours (0 = the paper's 1-hop rule only). See docs/training.md.
+    neighbour_radius_m: float = 0.0
     # Foreground pixels per batch in the contrast (random subset; bounds the N x K x O logits).
     max_contrast_pixels: int = 2048
     background_pixels_per_image: int = 16

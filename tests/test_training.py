@@ -338,3 +338,15 @@ def test_kernel_remap_reorders_generator_labels_into_nbv_order() -> None:
     np.testing.assert_array_equal(nbv[remap], generator)  # same vertex after re-indexing
     with pytest.raises(ValueError, match="not the NBV's"):
         kernel_remap(generator, np.array([10, 30, 20, 50]))
+
+
+def test_radius_exclusion_adds_nearby_kernels_only() -> None:
+    from nbf_ros.training.trainer import excluded_negatives
+
+    ctx = _context()
+    ctx.kernel_sites = torch.zeros(K, 3)
+    ctx.kernel_sites[:, 0] = torch.arange(K) * 0.04  # kernels 4 cm apart on a line
+    assert torch.equal(excluded_negatives(ctx, 0.0), ctx.adjacency)
+    wide = excluded_negatives(ctx, 0.10)
+    assert bool(wide[0, 2]) and not bool(wide[0, 3])  # 8 cm in, 12 cm out
+    assert bool((wide | ~ctx.adjacency).all())  # a superset of the 1-hop rule

@@ -59,6 +59,19 @@ class StepResult:
     bg_features: torch.Tensor
 
 
+def excluded_negatives(ctx: BodyContext, radius_m: float) -> torch.Tensor:
+    """K x K bool: kernels that are not negatives of each other in the contrast.
+
+    Always the 1-hop mesh neighbours (and each kernel itself), as in the paper; with
+    ``radius_m`` > 0 also every kernel within that rest-pose distance: a tolerant contrast for
+    feature maps too coarse to separate kernels a few centimetres apart.
+    """
+    if radius_m <= 0:
+        return ctx.adjacency
+    sites = ctx.kernel_sites.to(ctx.adjacency.device)
+    return ctx.adjacency | (torch.cdist(sites, sites) <= radius_m)
+
+
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
     """The step's random source: a pure function of (seed, step, rank)."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 131 + rank)
@@ -120,7 +133,7 @@ class Trainer:
         k = int(ctx.adjacency.shape[0])
         self.bank = MemoryBank(k, cfg.nbv.orientation_bins, cfg.net.feature_dim,
                                self.tcfg.background_bank_size, seed=self.tcfg.seed).to(device)
-        self.adjacency = ctx.adjacency.to(device)
+        self.adjacency = excluded_negatives(ctx, self.tcfg.neighbour_radius_m).to(device)
         decay, no_decay = [], []
         for name, p in self.net.named_parameters():
             (no_decay if p.dim() <= 1 else decay).append(p)
