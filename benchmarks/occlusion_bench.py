@@ -43,7 +43,7 @@ from nbf_ros.evaluation.occlusion import (Patch, joints_under_patch, paste_patch
 from nbf_ros.fitting.fitter import Fitter  # noqa: E402
 from nbf_ros.geometry.camera import project_points  # noqa: E402
 from nbf_ros.inference.backends import make_backend  # noqa: E402
-from nbf_ros.inference.pipeline import initial_body  # noqa: E402
+from nbf_ros.inference.pipeline import initial_body, with_weights_config  # noqa: E402
 from nbf_ros.types import BodyParams, CameraIntrinsics  # noqa: E402
 
 LOG = logging.getLogger("occlusion_bench")
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = load_config(args.config)
+    config = with_weights_config(load_config(args.config))
     body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
     backend = make_backend(config)
     regressor = Regressor(backend, body, config.net.crop_size)

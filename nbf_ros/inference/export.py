@@ -25,6 +25,9 @@ def export_onnx(config: NbfConfig, out_path: str | Path, check: bool = True) -> 
     from nbf_ros.nets.model import INPUT_NAME, OUTPUT_NAMES, ExportWrapper
     from nbf_ros.training.checkpoint import load_network
 
+    from nbf_ros.inference.pipeline import with_weights_config
+
+    config = with_weights_config(config)
     net, _ = load_network(resolve_path(config.inference.weights_path), config.net)
     wrapper = ExportWrapper(net.eval())
     size = config.net.crop_size

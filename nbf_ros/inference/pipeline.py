@@ -69,6 +69,31 @@ def initial_body(net: NetArrays, cameras: list[CameraIntrinsics], crop_size: int
                       transl=transl)
 
 
+def with_weights_config(config: NbfConfig) -> NbfConfig:
+    """``config`` with the network architecture of the weights file it names.
+
+    The trainer saves the full config beside the weights (``nbf_net.pt`` -> ``nbf_net.yaml``);
+    the architecture (``net``) is taken from there, loaded strictly, so a user config never has
+    to repeat it and cannot silently disagree with it. NBV settings the weights fix (kernel count,
+    feature size, orientation bins; O = 1 is the allowed pose-independent ablation) must match.
+    """
+    import dataclasses
+
+    from nbf_ros.config import ConfigError, load_config
+
+    weights = resolve_path(config.inference.weights_path)
+    beside = weights.with_suffix(".yaml")
+    if not beside.is_file():
+        return config
+    stored = load_config(beside)
+    for name in ("num_kernels", "feature_dim", "orientation_bins"):
+        mine, theirs = getattr(config.nbv, name), getattr(stored.nbv, name)
+        if mine != theirs and not (name == "orientation_bins" and mine == 1):
+            raise ConfigError(f"nbv.{name} is {mine} but {weights.name} was trained with {theirs} "
+                              f"({beside}); remove it from your config or retrain")
+    return dataclasses.replace(config, net=stored.net)
+
+
 class Pipeline:
     """Occlusion-robust 3D people from one RGB image.
 
@@ -87,6 +112,7 @@ class Pipeline:
     @classmethod
     def from_config(cls, config: NbfConfig) -> "Pipeline":
         """Load the body model, network backend, detector and fitter; raises on bad files."""
+        config = with_weights_config(config)
         from nbf_ros.body.model import BodyModel
         from nbf_ros.detection import make_detector
         from nbf_ros.fitting.fitter import Fitter
