@@ -11,7 +11,9 @@ Hungarian algorithm (scipy.optimize.linear_sum_assignment) minimises
 where the distance term is a neutral 1 when either side has no 3D root.
 
 Time handling (stamps are image stamps in seconds, not wall time):
-- tracks not updated for ``timeout_s`` are dropped; ids are monotonic and never reused;
+- tracks not updated for ``timeout_s`` and missing from at least ``min_missed_frames`` processed
+  frames are dropped (a pipeline slower than the timeout keeps its tracks); ids are monotonic and
+  never reused;
 - a stamp earlier than the latest one by more than ``max_backward_jump_s`` is a clock reset (a
   bag looping, a simulator restarting): every track is dropped and tracking starts afresh;
 - a smaller step back (frames reordered by the transport) is tolerated: tracks are matched as
@@ -46,6 +48,8 @@ class Track:
     root: Optional[np.ndarray]
     last_seen_s: float
     person: Person
+    missed: int = 0
+    """Frames processed (``update`` calls) since this track was last seen."""
 
 
 class Tracker:
@@ -74,6 +78,8 @@ class Tracker:
                 raise ValueError(f"TrackerConfig.{name} must be > 0, got {getattr(cfg, name)}")
         if cfg.iou_weight < 0 or cfg.distance_weight < 0 or cfg.max_backward_jump_s < 0:
             raise ValueError("TrackerConfig weights and max_backward_jump_s must be >= 0")
+        if cfg.min_missed_frames < 1:
+            raise ValueError(f"TrackerConfig.min_missed_frames must be >= 1, got {cfg.min_missed_frames}")
 
     @property
     def track_ids(self) -> list[int]:
@@ -122,6 +128,10 @@ class Tracker:
     def update(self, people: list[Person], stamp_s: float) -> None:
         """Record the people estimated this frame (their ``id`` from ``assign``) as track states."""
         stamp_s = float(stamp_s)
+        present = {int(p.id) for p in people}
+        for track in self._tracks.values():  # one processed frame: count it for the absent
+            if track.id not in present:
+                track.missed += 1
         for person in people:
             root = np.asarray(person.transl, dtype=np.float64).reshape(3)
             track = self._tracks.get(int(person.id))
@@ -141,7 +151,8 @@ class Tracker:
             self.resets += 1
         now = stamp_s if self._latest_s is None else max(self._latest_s, stamp_s)
         self._latest_s = now
-        expired = [tid for tid, t in self._tracks.items() if now - t.last_seen_s > self.config.timeout_s]
+        expired = [tid for tid, t in self._tracks.items()
+                   if now - t.last_seen_s > self.config.timeout_s and t.missed >= self.config.min_missed_frames]
         for tid in expired:
             del self._tracks[tid]
 

@@ -76,14 +76,27 @@ def test_assignment_is_optimal_against_brute_force():
 
 
 def test_new_ids_for_far_boxes_and_monotonic_never_reused():
-    tracker = Tracker(TrackerConfig(timeout_s=0.5))
+    tracker = Tracker(TrackerConfig(timeout_s=0.5, min_missed_frames=2))
     ids0, _ = step(tracker, [[0, 0, 50, 100]], [[0, 0, 3]], 0.0)
     ids1, _ = step(tracker, [[400, 0, 450, 100]], [[3, 0, 3]], 0.1)  # no overlap, 3 m away
     assert ids1[0] != ids0[0]
+    for t in (0.2, 0.3):  # two empty frames: both tracks missed >= 2 frames
+        step(tracker, [], None, t)
     # Both tracks time out; the same place later gets a fresh id, never an old one.
     ids2, warm2 = step(tracker, [[0, 0, 50, 100]], [[0, 0, 3]], 2.0)
     assert ids2[0] > max(ids0[0], ids1[0]) and warm2 == [None]
     assert tracker.track_ids == [ids2[0]]
+
+
+def test_slow_pipeline_keeps_tracks_longer_than_the_timeout():
+    """Frames 2 s apart with a 1 s timeout: the person is in every frame, so the id stays."""
+    tracker = Tracker(TrackerConfig(timeout_s=1.0, min_missed_frames=3))
+    ids = [step(tracker, [[100 + t, 0, 150 + t, 100]], [[0, 0, 3]], 2.0 * t)[0][0] for t in range(5)]
+    assert len(set(ids)) == 1
+    # Once absent for 3 processed frames and > 1 s, the track goes.
+    for t in range(5, 8):
+        step(tracker, [], None, 2.0 * t)
+    assert step(tracker, [[100, 0, 150, 100]], [[0, 0, 3]], 16.0)[0][0] != ids[0]
 
 
 def test_occluded_shrunken_box_keeps_id_through_3d_gate():

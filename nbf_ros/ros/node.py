@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from typing import Any, Callable, Optional, Sequence
 
 import rclpy
@@ -42,11 +43,19 @@ NODE_NAME = "nbf"
 OUTPUT_DEPTH = 5
 """Publishers are reliable with a small depth (ros.md): a slow subscriber cannot grow memory."""
 LOG_THROTTLE_S = 5.0
+INFO_HISTORY = 16
+"""CameraInfos kept by stamp, so an image uses the one published with it (bounded)."""
+INFO_WAIT_S = 0.1
+"""How long an image waits for its own CameraInfo, only while infos come with every image."""
 WORKER_POLL_S = 0.1
 
 PipelineFactory = Callable[[Any], Any]
 """NbfConfig -> object with ``process(image_rgb, camera, tracker=, fit=, stamp_s=) -> FrameResult``
 and ``backend_name``."""
+
+
+def _stamp_ns(stamp: Any) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def default_pipeline_factory(config: Any) -> Any:
@@ -79,6 +88,9 @@ class NbfNode(LifecycleNode):
         self._state = "unconfigured"
         self._camera: Optional[conv.CameraIntrinsics] = None
         self._camera_error: Optional[str] = None
+        self._infos: OrderedDict[int, tuple[Optional[conv.CameraIntrinsics], Optional[str]]] = OrderedDict()
+        self._info_cond = threading.Condition()
+        self._info_synced = False
         self._last_stamp_s: Optional[float] = None
         self._published_ids: set[int] = set()
         self._last_header: Any = None
@@ -157,11 +169,11 @@ class NbfNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos = self.input_qos()
-        self._subs = [
-            self.create_subscription(Image, "image", self._on_image, qos,
-                                     event_callbacks=self._event_callbacks("image")),
+        self._subs = [  # camera_info first: when both are ready, the executor takes it first
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos,
                                      event_callbacks=self._event_callbacks("camera_info")),
+            self.create_subscription(Image, "image", self._on_image, qos,
+                                     event_callbacks=self._event_callbacks("image")),
         ]
         self._last_stamp_s = None
         self._tracker.reset()
@@ -215,6 +227,9 @@ class NbfNode(LifecycleNode):
         self._pubs = {}
         self._pipeline = self._tracker = self._config = self._tf = None
         self._camera, self._camera_error = None, None
+        with self._info_cond:
+            self._infos.clear()
+            self._info_synced = False
 
     def destroy_node(self) -> None:
         self._stop_worker()
@@ -254,13 +269,34 @@ class NbfNode(LifecycleNode):
         return SubscriptionEventCallbacks(incompatible_qos=incompatible)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        """Keep the latest CameraInfo, and the recent ones by stamp (see ``_camera_for``)."""
         try:
-            camera = conv.camera_info_to_intrinsics(msg)
+            entry: tuple[Optional[conv.CameraIntrinsics], Optional[str]] = (
+                conv.camera_info_to_intrinsics(msg), None)
         except conv.CameraInfoError as exc:
-            self._camera, self._camera_error = None, str(exc)
+            entry = (None, str(exc))
             self.get_logger().error(f"camera_info: {exc}", throttle_duration_sec=LOG_THROTTLE_S)
-            return
-        self._camera, self._camera_error = camera, None
+        with self._info_cond:
+            self._camera, self._camera_error = entry
+            self._infos[_stamp_ns(msg.header.stamp)] = entry
+            while len(self._infos) > INFO_HISTORY:
+                self._infos.popitem(last=False)
+            self._info_cond.notify_all()
+
+    def _camera_for(self, stamp_ns: int) -> tuple[Optional[conv.CameraIntrinsics], Optional[str]]:
+        """The CameraInfo with the image's stamp if there is one, else the latest.
+
+        Camera drivers publish CameraInfo and Image with the same stamp, but the two topics may
+        be delivered in either order; while every image has found its own info, a briefly
+        missing one is waited for (INFO_WAIT_S), so a calibration change applies to the right
+        frame. Drivers that publish CameraInfo less often never wait.
+        """
+        with self._info_cond:
+            if stamp_ns not in self._infos and self._info_synced:
+                self._info_cond.wait_for(lambda: stamp_ns in self._infos, timeout=INFO_WAIT_S)
+            entry = self._infos.get(stamp_ns)
+            self._info_synced = entry is not None
+            return entry if entry is not None else (self._camera, self._camera_error)
 
     def _on_image(self, msg: Image) -> None:
         """Executor thread: store and return (latest wins)."""
@@ -310,7 +346,7 @@ class NbfNode(LifecycleNode):
         except conv.ImageError as exc:
             self._skip(exc.reason, str(exc))
             return False
-        camera = self._intrinsics(rgb.shape[1], rgb.shape[0])
+        camera = self._intrinsics(_stamp_ns(msg.header.stamp), rgb.shape[1], rgb.shape[0])
         if camera is None:
             return False
         result = self._run_pipeline(rgb, camera, stamp_s)
@@ -338,8 +374,8 @@ class NbfNode(LifecycleNode):
                    "last processed frame")
         return False
 
-    def _intrinsics(self, width: int, height: int) -> Optional[conv.CameraIntrinsics]:
-        camera, error = self._camera, self._camera_error
+    def _intrinsics(self, stamp_ns: int, width: int, height: int) -> Optional[conv.CameraIntrinsics]:
+        camera, error = self._camera_for(stamp_ns)
         if error is not None:
             self._skip("camera_info_invalid", error)
             return None
