@@ -179,8 +179,11 @@ class TrackerConfig:
     distance_gate_m: float = 0.75
     iou_weight: float = 1.0
     distance_weight: float = 1.0
-    # Tracks not seen for timeout_s (image-stamp seconds) are dropped; their ids are never reused.
+    # Tracks not seen for timeout_s (image-stamp seconds) AND missing from at least
+    # min_missed_frames processed frames are dropped (ids are never reused): the frame count keeps
+    # a pipeline slower than the timeout from dropping every track between its own frames.
     timeout_s: float = 1.0
+    min_missed_frames: int = 3
     # A stamp earlier than the last update by more than this is a clock reset (bag loop, sim
     # restart): all tracks are dropped. Smaller steps back (reordered frames) are ignored.
     max_backward_jump_s: float = 0.5
