@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -350,3 +351,24 @@ def test_radius_exclusion_adds_nearby_kernels_only() -> None:
     wide = excluded_negatives(ctx, 0.10)
     assert bool(wide[0, 2]) and not bool(wide[0, 3])  # 8 cm in, 12 cm out
     assert bool((wide | ~ctx.adjacency).all())  # a superset of the 1-hop rule
+
+
+def test_data_mean_body_keeps_upright_root_and_averages_joints() -> None:
+    from nbf_ros.geometry.rotations import rotation_6d_to_matrix
+    from nbf_ros.training.trainer import data_mean_body
+
+    batch = _batch(4, b=2)
+    batch["body_pose"] = torch.zeros(2, 69)
+    batch["body_pose"][0, 0] = 0.4   # joint 1 about x: +0.4 and -0.4 average to the identity
+    batch["body_pose"][1, 0] = -0.4
+    batch["body_pose"][:, 3 * 5 + 1] = 0.3  # joint 6 about y in both samples
+    pose6d, cam = data_mean_body(batch, 32)
+    rot = rotation_6d_to_matrix(pose6d)
+    torch.testing.assert_close(rot[0], torch.diag(torch.tensor([1.0, -1.0, -1.0])))
+    torch.testing.assert_close(rot[1], torch.eye(3), atol=1e-6, rtol=0)
+    torch.testing.assert_close(rot[6], axis_angle_to_matrix(torch.tensor([0.0, 0.3, 0.0])), atol=1e-6, rtol=0)
+    assert cam.shape == (3,)
+    net = Trainer(_config(Path("/tmp")), _context(), torch.device("cpu")).net
+    net.regressor.set_initial(pose6d, torch.zeros(10), cam)
+    with pytest.raises(ValueError):
+        net.regressor.set_initial(pose6d[:5], torch.zeros(10), cam)

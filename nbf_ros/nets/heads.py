@@ -72,6 +72,17 @@ class IterativeRegressor(nn.Module):
                           torch.tensor([INIT_CAM_SCALE, 0.0, 0.0])])
         self.register_buffer("init_params", init)
 
+    @torch.no_grad()
+    def set_initial(self, pose6d: torch.Tensor, betas: torch.Tensor, cam: torch.Tensor) -> None:
+        """Replace the start body (HMR starts from the training data's mean body).
+
+        Args: pose6d 24 x 6, betas (10,), cam (3,).
+        """
+        if pose6d.shape != (NUM_JOINTS, 6) or betas.shape != (NUM_BETAS,) or cam.shape != (CAM_SIZE,):
+            raise ValueError(f"expected 24 x 6, (10,), (3,); got {tuple(pose6d.shape)}, "
+                             f"{tuple(betas.shape)}, {tuple(cam.shape)}")
+        self.init_params.copy_(torch.cat([pose6d.flatten(), betas, cam]).to(self.init_params))
+
     def forward(self, deep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         code = self.encode(self.reduce(deep).flatten(1))
         params = self.init_params.unsqueeze(0).expand(deep.shape[0], -1)

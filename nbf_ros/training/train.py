@@ -38,6 +38,7 @@ from nbf_ros.training.trainer import Trainer
 
 LOG = logging.getLogger("nbf_ros.train")
 # Fields that may change between a run and its resumption (they do not change what is computed).
+MEAN_BODY_SAMPLES = 512
 RESUMABLE_CHANGES = ("steps", "time_limit_min", "log_every", "checkpoint_every", "num_workers")
 
 
@@ -136,6 +137,8 @@ def run(cfg: NbfConfig, env: Distributed) -> Path:
         trainer.model = DistributedDataParallel(trainer.net, device_ids=[env.device.index]
                                                 if env.device.type == "cuda" else None)
     start, images, elapsed0 = _maybe_resume(cfg, trainer, out, env)
+    if start == 0:
+        _init_regressor_from_data(cfg, trainer)
     if env.main:
         save_config(cfg, out / "config.yaml")
     val = [_to_device(b, env.device) for b in make_val_batches(cfg)] if env.main else []
@@ -179,6 +182,23 @@ def run(cfg: NbfConfig, env: Distributed) -> Path:
         save_config(cfg, out / "nbf_net.yaml")
         LOG.info("finished at step %d (%d images); weights in %s", step + 1, images, out / "nbf_net.pt")
     return out
+
+
+def _init_regressor_from_data(cfg: NbfConfig, trainer: Trainer) -> None:
+    """Start the regressor from the mean body of the first ``MEAN_BODY_SAMPLES`` training crops
+    (the same on every rank: the crops are fixed by seed)."""
+    from torch.utils.data import DataLoader
+
+    from nbf_ros.training.data import train_dataset
+    from nbf_ros.training.trainer import data_mean_body
+
+    ds = train_dataset(cfg)
+    count = min(MEAN_BODY_SAMPLES, len(ds))
+    batch = next(iter(DataLoader(torch.utils.data.Subset(ds, range(count)), batch_size=count)))
+    pose6d, cam = data_mean_body(batch, cfg.net.crop_size)
+    trainer.net.regressor.set_initial(pose6d.to(trainer.device), torch.zeros(10, device=trainer.device),
+                                      cam.to(trainer.device))
+    LOG.info("regressor starts from the mean body of %d crops (cam %s)", count, cam.tolist())
 
 
 def _maybe_resume(cfg: NbfConfig, trainer: Trainer, out: Path, env: Distributed) -> tuple[int, int, float]:

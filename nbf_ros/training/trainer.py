@@ -16,7 +16,9 @@ from torch import nn
 
 from nbf_ros.config import NbfConfig, TrainConfig
 from nbf_ros.geometry.camera import translation_to_weak_perspective
-from nbf_ros.geometry.rotations import axis_angle_to_matrix, rotation_6d_to_matrix
+from nbf_ros.geometry.rotations import (axis_angle_to_matrix, matrix_to_rotation_6d,
+                                        rotation_6d_to_matrix)
+from nbf_ros.nets.heads import mean_pose6d
 from nbf_ros.nets.model import NBFNet, NetOutput
 from nbf_ros.training.bank import MemoryBank, bank_statistics
 from nbf_ros.training.losses import (background_loss, gaussian_heatmap_targets, heatmap_loss,
@@ -113,6 +115,20 @@ def target_cam(batch: dict[str, torch.Tensor], size: int) -> torch.Tensor:
     """B x 3 weak-perspective camera equivalent to the true translation in the crop camera."""
     cam = batch["crop_camera"]  # B x 4 (fx, fy, cx, cy)
     return translation_to_weak_perspective(batch["transl"], cam[:, 0], cam[:, 2:4], size)
+
+
+@torch.no_grad()
+def data_mean_body(batch: dict[str, torch.Tensor], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """HMR's start body from a batch of training samples: (pose6d 24 x 6, cam (3,)).
+
+    Body joints: the per-joint mean of the true rotation matrices' 6D columns, re-orthonormalised.
+    The root stays upright and facing the camera: with every yaw in the data, a mean root
+    rotation is meaningless. The camera is the mean weak-perspective camera of the crops.
+    """
+    mean6d = matrix_to_rotation_6d(target_rotmats(batch)).mean(0)  # 24 x 6
+    pose6d = matrix_to_rotation_6d(rotation_6d_to_matrix(mean6d))
+    pose6d[0] = mean_pose6d()[0]
+    return pose6d, target_cam(batch, size).mean(0)
 
 
 class Trainer:
