@@ -26,6 +26,7 @@ BAD_KINDS = ("bad_encoding", "short_data", "long_data", "small_step", "zero_size
 """Frames the node must skip (and survive): see ``corrupt``."""
 HUGE_SIDE = 8192
 DISCOVERY_TIMEOUT_S = 20.0
+ACK_TIMEOUT_S = 10.0
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -245,7 +246,13 @@ def run(args: argparse.Namespace) -> int:
             sleep = start + (index + 1) * period - time.monotonic()
             if sleep > 0:
                 time.sleep(sleep)
-        time.sleep(0.3)  # let best-effort samples leave before the participant goes away
+        # Reliable: wait until the subscribers acknowledged everything (a writer that goes away
+        # early takes its unacknowledged samples with it); best effort: a moment to leave.
+        from rclpy.duration import Duration
+
+        for pub in (info_pub, image_pub):
+            pub.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S))
+        time.sleep(0.3)
     finally:
         if manifest is not None:
             manifest.close()
