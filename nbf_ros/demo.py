@@ -51,8 +51,12 @@ BAG_START_NS = 1_700_000_000_000_000_000
 """Stamp of frame 0 in the input bag (fixed, so the bag is reproducible); replay restamps."""
 DEFAULT_RATE_HZ = 1.0
 DEFAULT_DETECTOR = "fixed"
-FIXED_BOX_MARGIN = 0.15
-"""The fixed region is the main person's unoccluded box grown by this fraction per side."""
+FIXED_BOX_MARGIN = 0.0
+"""The fixed region is the main person's full-body box (union over the frames) grown by this
+fraction per side. The network learned from crops around tight person boxes (a few per cent of
+jitter): a looser region makes the person look smaller in the crop than in training, and the
+network puts them too near (root error 0.76 m with a 15 % margin, 0.28 m without, in a preview
+run with partly trained weights)."""
 DISCOVERY_TIMEOUT_S = 20.0
 FIRST_OUTPUT_TIMEOUT_S = 60.0
 INPUT_DEPTH = 5
