@@ -37,7 +37,7 @@ from nbf_ros.config import NbfConfig, load_config, resolve_path  # noqa: E402
 from nbf_ros.data import appearance as app  # noqa: E402
 from nbf_ros.data.crops import render_crop  # noqa: E402
 from nbf_ros.data.scene import body_labels  # noqa: E402
-from nbf_ros.evaluation.occlusion import (Patch, joints_under_patch, paste_patch, patch_grid,  # noqa: E402
+from nbf_ros.evaluation.occlusion import (joints_under_patch, paste_patch, patch_grid,  # noqa: E402
                                           pck_head, procrustes_aligned, root_aligned_error,
                                           worst_patch)
 from nbf_ros.fitting.fitter import Fitter  # noqa: E402

@@ -24,14 +24,13 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from nbf_ros.body.nbv import assign_vertices_to_kernels, kernel_parts, select_kernel_vertices
-from nbf_ros.config import NetConfig, SyntheticCameraConfig, SyntheticConfig
+from nbf_ros.config import SyntheticCameraConfig, SyntheticConfig
 from nbf_ros.data import appearance as app
 from nbf_ros.data.occluders import (OccluderMesh, choose_kind, make_occluder, sample_placement)
 from nbf_ros.data.poses import PoseSampler, upright_orientation
 from nbf_ros.data.raster import (MeshRaster, composite, empty_raster, project, rasterize_mesh,
                                  vertex_visibility)
-from nbf_ros.geometry.camera import CropBox
-from nbf_ros.types import NUM_BETAS, NUM_JOINTS, BodyParams, CameraIntrinsics
+from nbf_ros.types import NUM_BETAS, BodyParams, CameraIntrinsics
 
 LOG = logging.getLogger(__name__)
 

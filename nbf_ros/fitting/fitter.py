@@ -132,7 +132,7 @@ class Fitter:
                 rest.joints[0].numpy(), sites, self.cfg.kernels_per_joint))
 
     @classmethod
-    def from_config(cls, config: NbfConfig, body: BodyModel, backend=None) -> "Fitter":
+    def from_config(cls, config: NbfConfig, body: BodyModel) -> "Fitter":
         """Build the NBV with the trained kernel features and background from the weights file."""
         from nbf_ros.training.checkpoint import load_memory_bank
 

@@ -19,7 +19,7 @@ from nbf_ros.geometry.camera import CropBox, extract_crop, project_points, weak_
 from nbf_ros.geometry.rotations import matrix_to_axis_angle, rotation_6d_to_matrix
 from nbf_ros.inference.backends import NetArrays, NetworkBackend, make_backend
 from nbf_ros.inference.io import validate_intrinsics
-from nbf_ros.types import BodyParams, CameraIntrinsics, FitInfo, FrameResult, NUM_JOINTS, Person
+from nbf_ros.types import BodyParams, CameraIntrinsics, FrameResult, Person
 
 LOG = logging.getLogger(__name__)
 
@@ -112,11 +112,11 @@ class Pipeline:
     @classmethod
     def from_config(cls, config: NbfConfig) -> "Pipeline":
         """Load the body model, network backend, detector and fitter; raises on bad files."""
-        config = with_weights_config(config)
         from nbf_ros.body.model import BodyModel
         from nbf_ros.detection import make_detector
         from nbf_ros.fitting.fitter import Fitter
 
+        config = with_weights_config(config)
         if config.fit.keypoint_source == "mediapipe" and config.detector.kind != "mediapipe":
             from nbf_ros.config import ConfigError
 
@@ -125,7 +125,7 @@ class Pipeline:
             torch.set_num_threads(config.inference.num_threads)
         body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
         backend = make_backend(config)
-        fitter = Fitter.from_config(config, body, backend)
+        fitter = Fitter.from_config(config, body)
         return cls(config, backend, make_detector(config.detector), body, fitter)
 
     def model_info(self) -> dict[str, str]:

@@ -198,7 +198,7 @@ def _kept_terms(ids: torch.Tensor, table: torch.Tensor, px: torch.Tensor, py: to
     Returns:
         (peak, depth, sqrt_a) Pa x M with peak 0 in empty slots, and the Pa active pixel rows.
     """
-    (batch, width), height = px.shape, py.shape[1]
+    width, height = px.shape[1], py.shape[1]
     num_kernels = table.shape[-1]
     rows = (ids[:, 0] >= 0).nonzero().squeeze(1)
     kept = ids.index_select(0, rows)
