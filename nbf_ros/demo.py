@@ -59,6 +59,7 @@ network puts them too near (root error 0.76 m with a 15 % margin, 0.28 m without
 run with partly trained weights)."""
 DISCOVERY_TIMEOUT_S = 20.0
 FIRST_OUTPUT_TIMEOUT_S = 60.0
+ACK_TIMEOUT_S = 10.0
 INPUT_DEPTH = 5
 SETTLE_S = 5.0
 """After the player ends, wait this long (plus twice the worst latency) for the last outputs."""
@@ -149,7 +150,11 @@ def play(bag: Path, rate_hz: float, manifest: Path, wait_subscribers: int) -> in
         with Reader(bag) as reader, open(manifest, "w") as out:
             _replay(reader, node, (image_pub, info_pub), rate_hz, out, deserialize_message,
                     (Image, CameraInfo), first_output)
-        time.sleep(0.3)  # let the last best-effort samples leave before the participant goes
+        # A reliable writer that goes away early takes its unacknowledged samples with it.
+        from rclpy.duration import Duration
+
+        for pub in (info_pub, image_pub):
+            pub.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S))
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
@@ -558,7 +563,7 @@ def run_player(args: argparse.Namespace, bag: Path, manifest: Path, env: dict[st
     """Replay ``bag`` from a second process; returns its manifest (one dict per published frame)."""
     cmd = [sys.executable, "-m", "nbf_ros.demo", "--play", str(bag), "--rate", str(args.rate),
            "--manifest", str(manifest), "--wait-subscribers", "2"]
-    timeout = DISCOVERY_TIMEOUT_S + FIRST_OUTPUT_TIMEOUT_S + args.frames / args.rate + 30.0
+    timeout = DISCOVERY_TIMEOUT_S + FIRST_OUTPUT_TIMEOUT_S + ACK_TIMEOUT_S + args.frames / args.rate + 30.0
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
