@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_table(r: dict) -> None:
     keys = ("mpjpe_mm", "pa_mpjpe_mm", "start_body_mpjpe_mm", "start_body_pa_mpjpe_mm", "heatmap_px", "kernel_top1", "kernel_top1_within_1hop",
-            "kernel_top1_within_10cm", "part_top1",
+            "kernel_top1_within_10cm", "part_top1", "kernel_rank_percentile",
             "bin_acc_given_kernel", "bin_majority_baseline", "background_acc")
     print(f"{'metric':28s} {'clean':>10s} {'occluded':>10s}")
     for k in keys:

@@ -309,6 +309,12 @@ def test_feature_counts_on_a_constructed_map() -> None:
     c = feature_counts(feats, kernel_index, bins, bank, proto, adjacency, sites, torch.tensor([0, 1, 2]))
     assert (c.fg_pixels, c.kernel_correct, c.neighbour_correct, c.within_10cm) == (3, 2, 3, 3)
     assert c.part_correct == 2
+    # Pixel 0 and 2 match their own kernel exactly (2 of 3 kernels below: 2/3); pixel 1's kernel
+    # is less similar than kernel 2 but more than kernel 0 or not: checked against brute force.
+    per_kernel = (feats.reshape(4, 4).T[:3] @ bank.reshape(6, 4).T).reshape(3, 3, 2).max(-1).values
+    truth = torch.tensor([0, 1, 1])
+    want = sum(float((per_kernel[i] < per_kernel[i, truth[i]]).float().mean()) for i in range(3))
+    assert c.rank_sum == pytest.approx(want)
     assert c.true_bin_counts == [1, 1]  # right pixels: kernel 0 (true bin 1), kernel 1 (true bin 0)
     assert c.summary()["bin_majority_baseline"] == 0.5
     assert c.bin_correct == 1  # pixel 0 (bin 1 of kernel 0) right; pixel 2 has bin 1, truth 0

@@ -53,6 +53,10 @@ class FeatureCounts:
     neighbour_correct: int = 0
     within_10cm: int = 0
     part_correct: int = 0
+    # Sum over foreground pixels of the share of kernels less similar than the true one (each
+    # kernel at its best bin): 0.5 on average is chance, 1.0 perfect; a graded readout of the
+    # features that top-1 hides.
+    rank_sum: float = 0.0
     # Per-bin counts of the true bins of correctly identified kernel pixels: the majority bin's
     # share is the accuracy of always guessing the most common bin (the baseline of bin_acc).
     true_bin_counts: list[int] = field(default_factory=list)
@@ -74,6 +78,7 @@ class FeatureCounts:
                 "kernel_top1_within_1hop": self.neighbour_correct / fg,
                 "kernel_top1_within_10cm": self.within_10cm / fg,
                 "part_top1": self.part_correct / fg,
+                "kernel_rank_percentile": self.rank_sum / fg,
                 "bin_acc_given_kernel": self.bin_correct / max(self.kernel_correct, 1),
                 "bin_majority_baseline": max(self.true_bin_counts, default=0) / max(self.kernel_correct, 1),
                 "background_acc": self.bg_correct / bg}
@@ -119,6 +124,9 @@ def feature_counts(features: torch.Tensor, kernel_index: torch.Tensor, bin_weigh
         counts.neighbour_correct = int(adjacency[kid, bk].sum())
         counts.within_10cm = int(((kernel_sites[kid] - kernel_sites[bk]).norm(dim=-1) <= NEAR_M).sum())
         counts.part_correct = int((kernel_part[kid] == kernel_part[bk]).sum())
+        per_kernel = sim[fg].reshape(-1, k, o).max(-1).values  # N x K
+        true_sim = per_kernel.gather(1, kid[:, None])
+        counts.rank_sum = float((per_kernel < true_sim).float().mean(1).sum())
         counts.bin_correct = int((right & (bo == true_bin)).sum())
         counts.true_bin_counts = torch.bincount(true_bin[right], minlength=o).tolist()
     if counts.bg_pixels:
