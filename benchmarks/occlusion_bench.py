@@ -47,7 +47,9 @@ from nbf_ros.inference.pipeline import initial_body, with_weights_config  # noqa
 from nbf_ros.types import BodyParams, CameraIntrinsics  # noqa: E402
 
 LOG = logging.getLogger("occlusion_bench")
-TEST_SEED_BASE = 900_000  # test seeds never used in training (training uses seeds from 0 upwards)
+# Test-split seeds; training uses the train split from seed 0. Fitting settings were tuned on
+# seeds 900000-900007 (docs/results.md, "Tuning"), so the reported run starts at 950000.
+TEST_SEED_BASE = 950_000
 
 
 @dataclass

@@ -92,9 +92,9 @@ class FitConfig:
     budget_ms: float = 250.0
     # Share of the iterations spent on stage 1 (global orientation + translation only).
     stage1_fraction: float = 0.33
-    # Adam step for rotations (radians); 0.01 beat 0.02 on the fitting test scenes (see
-    # docs/results.md), as the feasibility probe also found at this crop scale.
-    lr: float = 0.01
+    # Adam step for rotations (radians). Tuned on a validation range of synthetic people
+    # (docs/results.md, "Tuning"): 0.005 beat 0.01 and 0.02, as the feasibility probe found.
+    lr: float = 0.005
     # Translation steps are scaled by depth (metres per step at 1 m), so far people move as much
     # on screen as near ones.
     transl_lr: float = 0.003
@@ -106,12 +106,12 @@ class FitConfig:
     keypoint_source: Literal["network", "mediapipe"] = "network"
     # Soft-maximum temperature of the occlusion (outlier) process (method.md: 0.1).
     occlusion_temperature: float = 0.1
-    keypoint_weight: float = 0.3
+    keypoint_weight: float = 0.1
     # Geman-McClure scale, as a fraction of the crop side (paper: 100 px at its scale).
     keypoint_sigma: float = 0.1
     keypoint_min_joints: int = 7
     joint_limit_weight: float = 0.1
-    pose_prior_weight: float = 0.002
+    pose_prior_weight: float = 0.02
     # Try the 180-degree rotated, left-right mirrored twin of the initial body (method.md step 8).
     flip_hypothesis: bool = True
     # Kernels nearest to each joint (rest pose) that decide its visibility.
