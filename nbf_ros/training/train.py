@@ -51,7 +51,8 @@ def resume_key(cfg: NbfConfig) -> dict[str, Any]:
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="nbf-ros train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="nbf-ros train", description="Train NBFNet and its memory bank "
+                                     "(resumable; see docs/training.md).")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="YAML file (NbfConfig; the train: section)")
     source.add_argument("--resume", metavar="OUT_DIR",
