@@ -239,6 +239,17 @@ class TrainConfig:
     # Kernels within this rest-pose distance (metres) are not negatives of each other, besides the
     # 1-hop mesh neighbours (0 = the paper's 1-hop rule only). See docs/training.md.
     neighbour_radius_m: float = 0.0
+    # What the contrast teaches a foreground pixel's feature (docs/training.md, "Feature targets"):
+    #   "kernel":  its own kernel among all K x O bank entries (the paper's CoKe contrast);
+    #   "surface": a continuous surface embedding: soft targets over the K x O entries, Gaussian in
+    #              geodesic distance on the rest-pose surface (surface_sigma_m), so neighbouring
+    #              kernels are taught similar features instead of being pushed apart;
+    #   "part":    its surface patch among part_count geodesic patches; a patch's kernels share
+    #              one bank entry per orientation bin (a coarser, easier contrast).
+    # The shipped bank is K x O x D in every case, so the fitting does not depend on the choice.
+    feature_target: Literal["kernel", "surface", "part"] = "kernel"
+    surface_sigma_m: float = 0.08
+    part_count: int = 64
     # Foreground pixels per batch in the contrast (random subset; bounds the N x K x O logits).
     max_contrast_pixels: int = 2048
     background_pixels_per_image: int = 16

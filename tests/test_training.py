@@ -241,6 +241,27 @@ def test_training_step_is_finite_and_moves_the_bank(tmp_path) -> None:
     assert not torch.equal(before, trainer.bank.kernel_features)
 
 
+@pytest.mark.parametrize("target", ["surface", "part"])
+def test_alternative_feature_targets_train_and_keep_the_bank_format(tmp_path, target: str) -> None:
+    cfg = _config(tmp_path)
+    cfg = replace(cfg, train=replace(cfg.train, feature_target=target, part_count=4,
+                                     surface_sigma_m=0.3))
+    trainer = Trainer(cfg, _context(), torch.device("cpu"))
+    before = trainer.bank.kernel_features.clone()
+    for step in range(2):
+        terms = trainer.train_step(_batch(step), step)
+        assert all(math.isfinite(v) for v in terms.values())
+    bank = trainer.bank.kernel_features
+    assert bank.shape == (K, O, 8) and not torch.equal(before, bank)
+    assert torch.allclose(bank.norm(dim=-1), torch.ones(K, O), atol=1e-5)
+    if target == "part":  # every kernel of a patch holds its patch's entry, before and after
+        patches = trainer.target.class_of_kernel
+        assert len(set(patches.tolist())) == 4
+        for kernel in range(K):
+            first = int((patches == patches[kernel]).nonzero()[0])
+            assert torch.equal(bank[kernel], bank[first])
+
+
 def test_resume_reproduces_the_next_step(tmp_path) -> None:
     cfg = _config(tmp_path)
     key = to_dict(cfg)

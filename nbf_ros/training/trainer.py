@@ -20,9 +20,10 @@ from nbf_ros.geometry.rotations import (axis_angle_to_matrix, matrix_to_rotation
                                         rotation_6d_to_matrix)
 from nbf_ros.nets.heads import mean_pose6d
 from nbf_ros.nets.model import NBFNet, NetOutput
-from nbf_ros.training.bank import MemoryBank, bank_statistics
+from nbf_ros.training.bank import MemoryBank, apply_ema, bank_statistics
 from nbf_ros.training.losses import (background_loss, gaussian_heatmap_targets, heatmap_loss,
-                                     kernel_contrastive_loss, regression_losses)
+                                     regression_losses)
+from nbf_ros.training.targets import make_feature_target
 from nbf_ros.types import NUM_JOINTS
 
 JointsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -150,6 +151,12 @@ class Trainer:
         self.bank = MemoryBank(k, cfg.nbv.orientation_bins, cfg.net.feature_dim,
                                self.tcfg.background_bank_size, seed=self.tcfg.seed).to(device)
         self.adjacency = excluded_negatives(ctx, self.tcfg.neighbour_radius_m).to(device)
+        self.target = make_feature_target(self.tcfg.feature_target, ctx.adjacency.to(device),
+                                          ctx.kernel_sites.to(device), self.adjacency,
+                                          self.tcfg.surface_sigma_m, self.tcfg.part_count)
+        with torch.no_grad():  # a patch's kernels start (and stay) with one shared entry
+            self.bank.kernel_features.copy_(self.target.expand(
+                self.target.class_bank(self.bank.kernel_features)))
         decay, no_decay = [], []
         for name, p in self.net.named_parameters():
             (no_decay if p.dim() <= 1 else decay).append(p)
@@ -180,10 +187,10 @@ class Trainer:
         kid = batch["kernel_index"][fb, fy, fx]
         bins = orient[fb, kid]
         bank = self.bank.kernel_features
-        contrast = kernel_contrastive_loss(fg_feats, kid, bins, bank, self.bank.valid_background(),
-                                           self.adjacency, t.temperature, t.background_negative_weight)
+        contrast = self.target.loss(fg_feats, kid, bins, bank, self.bank.valid_background(),
+                                    t.temperature, t.background_negative_weight)
         prototype = self._prototype(bg_feats)
-        bg = background_loss(bg_feats, bank, prototype, t.temperature)
+        bg = background_loss(bg_feats, self.target.class_bank(bank), prototype, t.temperature)
         pred_rot = rotation_6d_to_matrix(out.pose6d)
         pred_joints = self.ctx.joints_fn(pred_rot, out.betas)
         in_crop = ((batch["joints2d"] >= -0.5) & (batch["joints2d"] <= size - 0.5)).all(-1).float()
@@ -230,20 +237,23 @@ class Trainer:
     def _top1(self, feats: torch.Tensor, kid: torch.Tensor) -> float:
         if feats.shape[0] == 0:
             return 0.0
-        k, o, d = self.bank.shape
-        best = (feats @ self.bank.kernel_features.reshape(k * o, d).T).argmax(1) // o
-        return float((best == kid).float().mean())
+        classes = self.target.class_bank(self.bank.kernel_features)
+        c, o, d = classes.shape
+        best = (feats @ classes.reshape(c * o, d).T).argmax(1) // o
+        return float((best == self.target.class_of_kernel[kid]).float().mean())
 
     @torch.no_grad()
     def _update_bank(self, feats: torch.Tensor, kid: torch.Tensor, bins: torch.Tensor,
                      bg_feats: torch.Tensor) -> None:
-        k = self.bank.shape[0]
-        counts, wsum, fsum = bank_statistics(feats, kid, bins, k)
+        target = self.target
+        counts, wsum, fsum = bank_statistics(feats, target.class_of_kernel[kid], bins, target.num_classes)
         if dist.is_available() and dist.is_initialized():
             for tensor in (counts, wsum, fsum):
                 dist.all_reduce(tensor)
             bg_feats = _all_gather_rows(bg_feats)
-        self.bank.apply_statistics(counts, wsum, fsum, self.tcfg.bank_momentum)
+        moved = apply_ema(target.class_bank(self.bank.kernel_features), counts, wsum, fsum,
+                          self.tcfg.bank_momentum)
+        self.bank.kernel_features.copy_(target.expand(moved))
         self.bank.push_background(bg_feats)
 
     def state(self) -> dict[str, Any]:
