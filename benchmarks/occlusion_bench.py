@@ -116,7 +116,9 @@ def build_cases(args, config: NbfConfig, body: BodyModel, regressor: Regressor) 
     labels = body_labels(body, num_kernels=config.nbv.num_kernels)
     cases: list[Case] = []
     grids = {s: patch_grid(size, s) for s in (40, 80)}
-    for i in tqdm(range(args.people), desc="test set", file=sys.stderr):
+    shard, shards = parse_shard(args.shard)
+    people = [i for i in range(args.people) if i % shards == shard]
+    for i in tqdm(people, desc="test set", file=sys.stderr):
         seed = TEST_SEED_BASE + i
         for condition, occl in (("clean", False), ("occluders", True)):
             s = render_crop(seed, synth, body, labels, config.net, occlusion=occl)
@@ -275,11 +277,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
     parser.add_argument("--json-out", default=str(ROOT / "out" / "occlusion_bench.json"))
     parser.add_argument("--from-json", help="rewrite the docs from a previous run's JSON (no fitting)")
+    parser.add_argument("--shard", default="0/1",
+                        help="K/N: run people i with i %% N == K only (run N shards in parallel, "
+                             "one per core, then --merge their JSON files)")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="combine the per-person rows of shard runs into one report (no fitting)")
     args = parser.parse_args(argv)
     if args.from_json:
         summary = json.loads(Path(args.from_json).read_text())
         write_results(args, summary, format_table(summary["table"]))
         return 0
+    if args.merge:
+        return merge_shards(args)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -291,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = build_cases(args, config, body, regressor)
     build_s = time.perf_counter() - t0
     fitters = {name: Fitter.from_config(cfg, body) for name, cfg in method_configs(config).items()}
-    rows: dict[tuple[str, str], list[dict]] = defaultdict(list)
     reg_ms = []
+    items: list[dict] = []
     for case in tqdm(cases, desc="fitting", file=sys.stderr):
         start = time.perf_counter()
         pixels = case.image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
@@ -301,24 +310,74 @@ def main(argv: list[str] | None = None) -> int:
         reg_ms.append((time.perf_counter() - start) * 1e3)
         methods = MAIN_METHODS + (ABLATIONS if case.index < args.ablation_people else ())
         for name in methods:
-            rows[(case.condition, name)].append(
-                evaluate_case(case, fitters[name], net, init, body, iterate=name != "regression"))
-    table = summarise(rows)
+            item = evaluate_case(case, fitters[name], net, init, body, iterate=name != "regression")
+            items.append({"condition": case.condition, "method": name, "person": case.index, **item})
+    summary = summarise_items(items, {
+        "regression_ms_per_crop": float(np.mean(reg_ms)), "regression_crops": len(reg_ms),
+        "test_set_build_s": build_s, "people": args.people, "ablation_people": args.ablation_people,
+        "shard": args.shard,
+        "config": {"fit": dataclasses.asdict(config.fit), "nbv": dataclasses.asdict(config.nbv)}})
+    return report(args, summary)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"K/N" -> (K, N) with 0 <= K < N."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard must be K/N, got {text!r}") from None
+    if not 0 <= k < n:
+        raise SystemExit(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def summarise_items(items: list[dict], meta: dict) -> dict:
+    """The report's numbers from per-person rows (one dict per person, condition and method)."""
+    rows: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for it in items:
+        rows[(it["condition"], it["method"])].append(it)
     vis = {c: visibility_quality(rows[(c, "nbf")]) for c in ("clean", "occluders", "advocc40", "advocc80")}
-    nbf_items = [it for (c, m), items in rows.items() if m == "nbf" for it in items]
-    conf = confidence_quality(nbf_items)
-    calibration = fit_confidence_calibration(nbf_items)
-    summary = {"table": table, "visibility": vis, "confidence": conf, "calibration": calibration,
-               "regression_ms_per_crop": float(np.mean(reg_ms)), "test_set_build_s": build_s,
-               "people": args.people, "ablation_people": args.ablation_people,
-               "config": {"fit": dataclasses.asdict(config.fit), "nbv": dataclasses.asdict(config.nbv)}}
-    text = format_table(table)
+    nbf_items = [it for (c, m), group in rows.items() if m == "nbf" for it in group]
+    return {"table": summarise(rows), "visibility": vis, "confidence": confidence_quality(nbf_items),
+            "calibration": fit_confidence_calibration(nbf_items), **meta,
+            "items": [jsonable(it) for it in items]}
+
+
+def jsonable(item: dict) -> dict:
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in item.items()}
+
+
+def merge_shards(args) -> int:
+    """One report from the JSON files of ``--shard`` runs (same people/ablation settings)."""
+    parts = [json.loads(Path(p).read_text()) for p in args.merge]
+    first = parts[0]
+    for part in parts[1:]:
+        for key in ("people", "ablation_people", "config"):
+            if part[key] != first[key]:
+                raise SystemExit(f"--merge: shards disagree on {key}")
+    items = [{**it, "vis_pred": np.asarray(it["vis_pred"], bool), "vis_true": np.asarray(it["vis_true"], bool)}
+             for part in parts for it in part["items"]]
+    people = {it["person"] for it in items}
+    if len(people) != first["people"]:
+        raise SystemExit(f"--merge: {len(people)} people in the shards, expected {first['people']}")
+    crops = sum(p["regression_crops"] for p in parts)
+    meta = {"regression_ms_per_crop": sum(p["regression_ms_per_crop"] * p["regression_crops"]
+                                          for p in parts) / crops,
+            "regression_crops": crops, "test_set_build_s": sum(p["test_set_build_s"] for p in parts),
+            "people": first["people"], "ablation_people": first["ablation_people"],
+            "shard": f"merged from {len(parts)} shards", "config": first["config"]}
+    return report(args, summarise_items(items, meta))
+
+
+def report(args, summary: dict) -> int:
+    """Print the table and the final JSON line; write the docs page and the JSON file."""
+    text = format_table(summary["table"])
     print(text)
     write_results(args, summary, text)
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(summary, indent=1, default=float))
     print(json.dumps({"benchmark": "occlusion", **{f"{r['condition']}/{r['method']}/mpjpe": round(r["mpjpe"], 1)
-                                                   for r in table}}))
+                                                   for r in summary["table"]}}))
     return 0
 
 
@@ -363,13 +422,24 @@ def write_results(args, summary: dict, table_text: str) -> None:
                     f"| predicted | people | mean predicted | observed share |\n|---|---:|---:|---:|\n{cal_lines}")
     else:
         cal_text = f"Not fitted (too few people or one outcome only: {cal.get('people', 0)} fits)."
-    command = "  .venv/bin/python benchmarks/occlusion_bench.py " + " ".join(
-        f"--people {summary['people']} --ablation-people {summary['ablation_people']}".split())
+    run = (f".venv/bin/python benchmarks/occlusion_bench.py --people {summary['people']} "
+           f"--ablation-people {summary['ablation_people']}")
+    shard = str(summary.get("shard", "0/1"))
+    if shard.startswith("merged from "):
+        n = int(shard.split()[2])
+        command = "\n".join([f"{run} --shard {k}/{n} --json-out out/occlusion_bench_{k}.json "
+                              f"--out out/occlusion_bench_{k}.md &" for k in range(n)] + ["wait"]
+                             + [".venv/bin/python benchmarks/occlusion_bench.py --merge "
+                                + " ".join(f"out/occlusion_bench_{k}.json" for k in range(n))])
+    else:
+        command = run
     doc = f"""# Occlusion benchmark results
 
 Generated by `benchmarks/occlusion_bench.py` (do not edit by hand):
 
+```bash
 {command}
+```
 
 Setup: {summary['people']} held-out synthetic people (test split: seeds from {TEST_SEED_BASE}, held-out
 textures and background photos, no box jitter), crops of the inference rule; ablations on the first
