@@ -2,6 +2,8 @@
 kernel neighbourhood, built from the embedded body model and the Neural Body Volume."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from smplx.lbs import batch_rigid_transform, vertices2joints
 
@@ -9,6 +11,9 @@ from nbf_ros.body.model import BodyModel, load_body_model
 from nbf_ros.config import NbfConfig, resolve_path
 from nbf_ros.training.bank import kernel_adjacency
 from nbf_ros.training.trainer import BodyContext
+
+if TYPE_CHECKING:
+    from nbf_ros.body.nbv import NeuralBodyVolume
 
 
 def make_joints_fn(body: BodyModel):
