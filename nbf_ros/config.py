@@ -169,6 +169,11 @@ class InferenceConfig:
     onnx_path: str = ""
     engine_path: str = ""
     enable_fp16: bool = True
+    # Give each person its body surface (Person.surface_points: the K kernel centres of the fitted
+    # body, drawn as a marker in RViz). Costs an index into the mesh the pipeline poses anyway
+    # (~0.04 ms per person) and the marker (~2.5 ms, ~37 kB per person per frame, docs/ros_node.md);
+    # off = no points, no surface marker.
+    surface_points: bool = True
 
 
 @dataclass(frozen=True)

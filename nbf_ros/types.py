@@ -144,6 +144,10 @@ class Person:
         joint_visibility: (24,) 0 = occluded .. 1 = visible.
         confidence: overall confidence 0 .. 1.
         joint_confidence: (24,) per-joint confidence 0 .. 1.
+        surface_points: K x 3 metres, camera optical frame: the Neural Body Volume's kernel
+            centres of the fitted body (what RViz draws as the body surface), or None when not
+            computed (``inference.surface_points`` off, or a stand-in pipeline). Not part of the
+            JSON record (interfaces.md freezes it).
     """
 
     id: int
@@ -158,6 +162,7 @@ class Person:
     transl: np.ndarray
     joint_confidence: np.ndarray = field(default_factory=lambda: np.zeros(NUM_JOINTS))
     fit: FitInfo = field(default_factory=FitInfo)
+    surface_points: Optional[np.ndarray] = None
 
     def to_json(self) -> dict:
         """The interfaces.md person record (plain Python types)."""

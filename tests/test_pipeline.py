@@ -4,7 +4,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from nbf_ros.config import SyntheticConfig
+from nbf_ros.config import NbfConfig, SyntheticConfig
 from nbf_ros.data.scene import render_scene
 from nbf_ros.inference.io import InputError
 from nbf_ros.inference.pipeline import Pipeline
@@ -85,3 +85,48 @@ def test_missing_weights_fail_with_one_line(untrained_config, tmp_path):
     with pytest.raises(Exception) as info:
         Pipeline.from_config(cfg)
     assert "nope.pt" in str(info.value) and "\n" not in str(info.value)
+
+
+# -- body surface (Person.surface_points) ------------------------------------------------------
+def test_surface_points_are_the_posed_kernel_vertices_in_the_camera_frame(pipeline, scene):
+    """Each person's surface = the smplx mesh posed with that person's own output parameters
+    (translation included), at the NBV's kernel sites (farthest-point sampled on the template),
+    and = the kernel centres the fitter's fast path (shaped_subset + pose_subset) compares."""
+    import torch
+
+    from nbf_ros.body.nbv import select_kernel_vertices
+    from nbf_ros.types import BodyParams
+
+    body = pipeline.body
+    cfg = pipeline.config
+    sites = select_kernel_vertices(body.smpl.v_template.double().numpy(), cfg.nbv.num_kernels)
+    np.testing.assert_array_equal(pipeline.fitter.nbv.kernel_vertex_ids.numpy(), sites)
+    ids = torch.from_numpy(sites)
+    boxes = np.stack([p.bbox for p in scene.people])
+    people = pipeline.process(scene.image, scene.camera, boxes=boxes, fit=True).people
+    assert len(people) == len(boxes) >= 2  # several people: a batch-order mix-up would show
+    for person in people:
+        assert person.surface_points.shape == (cfg.nbv.num_kernels, 3)
+        as_t = lambda a: torch.from_numpy(np.asarray(a, np.float32))[None]  # noqa: E731
+        params = BodyParams(as_t(person.betas), as_t(person.global_orient), as_t(person.body_pose),
+                            as_t(person.transl))
+        with torch.no_grad():
+            raw = body.smpl(betas=params.betas, global_orient=params.global_orient,
+                            body_pose=params.body_pose, transl=params.transl)  # smplx itself
+            fast = body.pose_subset(params, body.shaped_subset(params.betas, ids)).vertices
+        np.testing.assert_allclose(person.surface_points, raw.vertices[0, ids].numpy(), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(person.surface_points, fast[0].numpy(), atol=1e-5, rtol=0)
+        # In the optical frame: in front of the camera, around the person's own pelvis.
+        assert np.all(person.surface_points[:, 2] > 0)
+        assert np.linalg.norm(person.surface_points.mean(0) - person.joints3d[0]) < 0.3
+        assert "surface_points" not in person.to_json()  # the frozen JSON record is unchanged
+
+
+def test_surface_points_switch_off_gives_none(pipeline, scene):
+    cfg = pipeline.config
+    off = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, surface_points=False))
+    quiet = Pipeline(off, pipeline.backend, pipeline.detector, pipeline.body, pipeline.fitter)
+    boxes = np.stack([p.bbox for p in scene.people])[:2]
+    people = quiet.process(scene.image, scene.camera, boxes=boxes, fit=False).people
+    assert len(people) == 2 and all(p.surface_points is None for p in people)
+    assert NbfConfig().inference.surface_points  # on by default

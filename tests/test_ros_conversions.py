@@ -2,6 +2,7 @@
 layout, PoseArray quaternions, marker colours; plus the mailbox, stats and parameter rules."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from types import SimpleNamespace
 
@@ -168,7 +169,7 @@ def test_markers_namespaces_ids_colours_lifetime():
     header = Header(frame_id="cam")
     msg = conv.people_to_markers([person(3), person(4)], header, 0.3, vanished_ids=[1])
     deletes = [m for m in msg.markers if m.action == Marker.DELETE]
-    assert {(m.ns, m.id) for m in deletes} == {("person_1", i) for i in range(3)}
+    assert {(m.ns, m.id) for m in deletes} == {("person_1", i) for i in range(3)} | {("body_surface", 1)}
     adds = [m for m in msg.markers if m.action == Marker.ADD]
     assert {(m.ns, m.id, m.type) for m in adds} == {
         (f"person_{pid}", i, t) for pid in (3, 4)
@@ -188,6 +189,73 @@ def test_markers_namespaces_ids_colours_lifetime():
             assert m.text.startswith(f"id {m.ns.split('_')[1]} | conf 0.80 | ")
     clear = conv.delete_all_markers(header)
     assert [m.action for m in clear.markers] == [Marker.DELETEALL]
+
+
+def surface_person(pid: int = 3, count: int = 858) -> Person:
+    """A person with a known surface: points scattered around its joints (optical frame, z ~ 4 m)."""
+    p = person(pid)
+    rng = np.random.default_rng(100 + pid)
+    p.surface_points = p.joints3d[rng.integers(0, NUM_JOINTS, count)] + rng.normal(0, 0.02, (count, 3))
+    return p
+
+
+def test_surface_marker_has_every_point_with_frame_stamp_namespace_lifetime():
+    header = Header(frame_id="cam")
+    header.stamp.sec, header.stamp.nanosec = 12, 345
+    people = [surface_person(3), surface_person(4), person(5)]  # person 5 has no surface points
+    msg = conv.people_to_markers(people, header, 0.3)
+    surfaces = [m for m in msg.markers if m.ns == conv.SURFACE_NAMESPACE]
+    assert [(m.id, m.type, m.action) for m in surfaces] == [(3, Marker.SPHERE_LIST, Marker.ADD),
+                                                          (4, Marker.SPHERE_LIST, Marker.ADD)]
+    assert len(msg.markers) == 3 * 3 + 2  # skeleton, joints, label each; surfaces for 3 and 4
+    for m, p in zip(surfaces, people):
+        assert m.header.frame_id == "cam" and (m.header.stamp.sec, m.header.stamp.nanosec) == (12, 345)
+        assert (m.lifetime.sec, m.lifetime.nanosec) == (0, 300_000_000)
+        assert m.scale.x == m.scale.y == m.scale.z == conv.SURFACE_POINT_DIAMETER_M
+        assert m.pose.orientation.w == 1.0
+        xyz = np.array([[q.x, q.y, q.z] for q in m.points])
+        assert xyz.shape == (858, 3) and np.all(np.isfinite(xyz))
+        np.testing.assert_array_equal(xyz, p.surface_points)  # float64 on the wire: exact
+        assert len(m.colors) == 858
+        for c in list(m.colors) + [m.color]:
+            assert all(0.0 <= v <= 1.0 for v in (c.r, c.g, c.b, c.a))
+
+
+def test_surface_colours_dim_by_nearest_joint_visibility():
+    p = surface_person(2, count=300)
+    p.joint_visibility = np.random.default_rng(0).uniform(0, 1, NUM_JOINTS)
+    p.joint_visibility[7] = np.nan  # counts as occluded
+    rgba = conv.surface_colours(p.surface_points, p.joints3d, p.joint_visibility)
+    base = np.asarray(conv.SKELETON_RGBA[:3])
+    for point, colour in zip(p.surface_points, rgba):
+        nearest = min(range(NUM_JOINTS), key=lambda j: np.linalg.norm(point - p.joints3d[j]))  # brute force
+        v = 0.0 if np.isnan(p.joint_visibility[nearest]) else p.joint_visibility[nearest]
+        low = conv.SURFACE_OCCLUDED_BRIGHTNESS
+        np.testing.assert_allclose(colour, [*(base * (low + (1 - low) * v)), conv.SURFACE_ALPHA], atol=1e-12)
+    # fully visible -> the skeleton colour; fully occluded -> dimmed
+    ones, zeros = np.ones(NUM_JOINTS), np.zeros(NUM_JOINTS)
+    np.testing.assert_allclose(conv.surface_colours(p.joints3d, p.joints3d, ones)[:, :3], np.tile(base, (24, 1)))
+    np.testing.assert_allclose(conv.surface_colours(p.joints3d, p.joints3d, zeros)[:, :3],
+                               np.tile(conv.SURFACE_OCCLUDED_BRIGHTNESS * base, (24, 1)))
+    with pytest.raises(ValueError, match="K x 3 points"):
+        conv.surface_colours(p.surface_points[:, :2], p.joints3d, ones)
+
+
+def test_surface_marker_absent_when_off_or_not_finite():
+    header = Header(frame_id="cam")
+    off = person(1)  # surface_points None: the pipeline's switch is off
+    assert conv.surface_marker(off, header, 0.3) is None
+    assert all(m.ns != conv.SURFACE_NAMESPACE for m in conv.people_to_markers([off], header, 0.3).markers)
+    bad = surface_person(2)
+    bad.surface_points[17, 1] = np.nan
+    assert conv.surface_marker(bad, header, 0.3) is None
+    msg = conv.people_to_markers([bad], header, 0.3)
+    assert {m.ns for m in msg.markers} == {"person_2"} and len(msg.markers) == 3  # skeleton still drawn
+    inf = surface_person(3)
+    inf.surface_points[0, 2] = np.inf
+    assert conv.surface_marker(inf, header, 0.3) is None
+    with pytest.raises(ValueError, match="K x 3"):
+        conv.surface_marker(dataclasses.replace(surface_person(4), surface_points=np.zeros((5, 2))), header, 0.3)
 
 
 def test_visibility_colour_endpoints_and_nan():

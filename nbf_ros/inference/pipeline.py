@@ -9,7 +9,7 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from nbf_ros.geometry.rotations import matrix_to_axis_angle, rotation_6d_to_matr
 from nbf_ros.inference.backends import NetArrays, NetworkBackend, make_backend
 from nbf_ros.inference.io import validate_intrinsics
 from nbf_ros.types import BodyParams, CameraIntrinsics, FrameResult, Person
+
+if TYPE_CHECKING:
+    from nbf_ros.body.model import BodyOutput
 
 LOG = logging.getLogger(__name__)
 
@@ -158,8 +161,10 @@ class Pipeline:
     def people_from_params(self, params: BodyParams, boxes: np.ndarray, camera: CameraIntrinsics,
                            ids: list[int], fits: list) -> list[Person]:
         with torch.no_grad():
-            joints = self.body(params).joints  # N x 24 x 3
+            body = self.body(params)
+            joints = body.joints  # N x 24 x 3
             uv = project_points(joints, camera.fx, camera.fy, camera.cx, camera.cy)
+        surface = self.surface_points(body)
         people = []
         for i in range(params.batch_size):
             fit = fits[i]
@@ -171,8 +176,23 @@ class Pipeline:
                 betas=params.betas[i].numpy().astype(np.float64),
                 global_orient=params.global_orient[i].numpy().astype(np.float64),
                 body_pose=params.body_pose[i].numpy().astype(np.float64),
-                transl=params.transl[i].numpy().astype(np.float64), fit=fit.info))
+                transl=params.transl[i].numpy().astype(np.float64), fit=fit.info,
+                surface_points=surface[i]))
         return people
+
+    def surface_points(self, body: BodyOutput) -> list[Optional[np.ndarray]]:
+        """Per person its K x 3 kernel centres (metres, camera optical frame), or Nones when
+        ``inference.surface_points`` is off.
+
+        The kernel centres are the posed mesh's vertices at the NBV's kernel sites (as in
+        ``NeuralBodyVolume.forward``). They are taken from the full-mesh forward that
+        ``people_from_params`` runs for the joints anyway, so they cost an index, not a second
+        skinning (``BodyModel.shaped_subset`` + ``pose_subset`` would pose the kernels again).
+        """
+        if not self.config.inference.surface_points:
+            return [None] * int(body.vertices.shape[0])
+        ids = self.fitter.nbv.kernel_vertex_ids.to(body.vertices.device)
+        return list(body.vertices.index_select(1, ids).cpu().double().numpy())
 
     # -- entry ---------------------------------------------------------------------------------
     def process(self, image_rgb: np.ndarray, camera: CameraIntrinsics, tracker=None, fit: bool = True,

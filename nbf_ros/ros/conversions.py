@@ -271,6 +271,16 @@ LABEL_ABOVE_HEAD_M = 0.25
 HEAD_JOINT = 15
 SKELETON_ID, JOINTS_ID, LABEL_ID = 0, 1, 2
 """Marker ids inside a person's namespace: stable, so RViz replaces instead of accumulating."""
+SURFACE_NAMESPACE = "body_surface"
+"""Namespace of the body-surface markers, one per person with marker id = person id (stable, like
+the ids above): one namespace, so RViz's MarkerArray display hides every surface with one tick."""
+# The mean nearest-neighbour spacing of the 858 NBV kernels on the template mesh is 3.6 cm
+# (10-90 %: 3.2-4.3 cm), so 4 cm spheres just touch and read as a closed surface.
+SURFACE_POINT_DIAMETER_M = 0.04
+# Translucent, so that the skeleton and joints inside the body stay visible.
+SURFACE_ALPHA = 0.6
+# Brightness of a surface point whose nearest joint is fully occluded (1 = fully visible).
+SURFACE_OCCLUDED_BRIGHTNESS = 0.35
 
 
 def visibility_colour(visibility: float) -> tuple[float, float, float, float]:
@@ -303,6 +313,21 @@ def _colour(rgba: Sequence[float]):
 
     r, g, b, a = (float(v) for v in rgba)
     return ColorRGBA(r=r, g=g, b=b, a=a)
+
+
+def _points(xyz: np.ndarray) -> list:
+    """N x 3 -> N geometry_msgs/Point; via ``tolist`` (~10x faster than ``_point`` per row, which
+    matters for the ~860 body-surface points per person)."""
+    from geometry_msgs.msg import Point
+
+    return [Point(x=x, y=y, z=z) for x, y, z in np.asarray(xyz, dtype=np.float64).tolist()]
+
+
+def _colours(rgba: np.ndarray) -> list:
+    """N x 4 -> N std_msgs/ColorRGBA (as ``_points``)."""
+    from std_msgs.msg import ColorRGBA
+
+    return [ColorRGBA(r=r, g=g, b=b, a=a) for r, g, b, a in np.asarray(rgba, dtype=np.float64).tolist()]
 
 
 def _duration(seconds: float):
@@ -352,20 +377,73 @@ def person_markers(person: Person, header: Any, lifetime_s: float) -> list:
     return [skeleton, spheres, label]
 
 
+def surface_colours(points: np.ndarray, joints: np.ndarray, visibility: np.ndarray) -> np.ndarray:
+    """K x 4 RGBA in 0..1: the skeleton colour, dimmed by the visibility of each point's nearest
+    joint (K x 3 points, 24 x 3 joints, (24,) visibility; NaN visibility counts as occluded).
+
+    The fit gives visibility per joint, not per point; the nearest joint is a free, good enough
+    proxy to show which part of the body the fit believes hidden.
+    """
+    points, joints = np.asarray(points, dtype=np.float64), np.asarray(joints, dtype=np.float64)
+    visibility = np.asarray(visibility, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or joints.ndim != 2 or joints.shape[1] != 3 \
+            or visibility.shape != (len(joints),):
+        raise ValueError(f"expected K x 3 points, J x 3 joints, (J,) visibility; got {points.shape}, "
+                         f"{joints.shape}, {visibility.shape}")
+    nearest = np.argmin(((points[:, None, :] - joints[None, :, :]) ** 2).sum(-1), axis=1)
+    seen = np.clip(np.nan_to_num(visibility, nan=0.0), 0.0, 1.0)[nearest]
+    brightness = SURFACE_OCCLUDED_BRIGHTNESS + (1.0 - SURFACE_OCCLUDED_BRIGHTNESS) * seen
+    rgb = brightness[:, None] * np.asarray(SKELETON_RGBA[:3])
+    return np.column_stack([rgb, np.full(len(points), SURFACE_ALPHA)])
+
+
+def surface_marker(person: Person, header: Any, lifetime_s: float):
+    """Body-surface SPHERE_LIST of ``person.surface_points`` (K x 3), or None when the person has
+    no surface points or any point or joint is not finite (never draw a garbage body)."""
+    from visualization_msgs.msg import Marker
+
+    if person.surface_points is None:
+        return None
+    points = np.asarray(person.surface_points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
+        raise ValueError(f"surface_points must be K x 3, got {points.shape}")
+    joints = np.asarray(person.joints3d, dtype=np.float64).reshape(NUM_JOINTS, 3)
+    if not (np.all(np.isfinite(points)) and np.all(np.isfinite(joints))):
+        return None
+    visibility = np.asarray(person.joint_visibility, dtype=np.float64).reshape(NUM_JOINTS)
+    marker = _base_marker(header, SURFACE_NAMESPACE, int(person.id), Marker.SPHERE_LIST, lifetime_s)
+    marker.scale.x = marker.scale.y = marker.scale.z = SURFACE_POINT_DIAMETER_M
+    marker.color = _colour(SKELETON_RGBA[:3] + (SURFACE_ALPHA,))
+    marker.points = _points(points)
+    marker.colors = _colours(surface_colours(points, joints, visibility))
+    return marker
+
+
+def _delete_marker(header: Any, ns: str, marker_id: int):
+    from visualization_msgs.msg import Marker
+
+    marker = Marker()
+    marker.header = header
+    marker.ns, marker.id, marker.action = ns, int(marker_id), Marker.DELETE
+    return marker
+
+
 def people_to_markers(people: Sequence[Person], header: Any, lifetime_s: float,
                       vanished_ids: Iterable[int] = ()):
-    """One MarkerArray per frame: every person's markers, DELETE for people gone since last frame."""
-    from visualization_msgs.msg import Marker, MarkerArray
+    """One MarkerArray per frame: every person's markers (and body surface when the person has
+    ``surface_points``), DELETE for people gone since last frame."""
+    from visualization_msgs.msg import MarkerArray
 
     msg = MarkerArray()
     for pid in vanished_ids:
         for marker_id in (SKELETON_ID, JOINTS_ID, LABEL_ID):
-            marker = Marker()
-            marker.header = header
-            marker.ns, marker.id, marker.action = person_namespace(pid), marker_id, Marker.DELETE
-            msg.markers.append(marker)
+            msg.markers.append(_delete_marker(header, person_namespace(pid), marker_id))
+        msg.markers.append(_delete_marker(header, SURFACE_NAMESPACE, pid))
     for person in people:
         msg.markers.extend(person_markers(person, header, lifetime_s))
+        surface = surface_marker(person, header, lifetime_s)
+        if surface is not None:
+            msg.markers.append(surface)
     return msg
 
 
