@@ -40,9 +40,6 @@ def make_node(ros, delay_s: float = 0.0, **params):
     return node
 
 
-@pytest.mark.xfail(strict=False, reason="known bug (open): inside a run of invalid CameraInfo the node "
-                   "sometimes processes the second frame, or misses a good frame right after the run; "
-                   "CameraInfo/image stamp matching race in NbfNode._camera_for, fails ~1 in 2 runs")
 def test_every_kind_of_bad_frame_is_skipped_and_processing_continues(ros, tmp_path):
     collector, out = ros.collector()
     node = make_node(ros, qos_reliability="reliable", qos_depth=10, max_image_side=4096)
@@ -90,6 +87,7 @@ def test_burst_faster_than_processing_drops_frames_without_queueing(ros, tmp_pat
         wait_until(lambda: False, timeout=2 * delay)  # the last frame in flight
         dropped, processed = node._slot.dropped, node.stats.processed
         latency = node.stats.latency_percentiles()
+        info_wait_ms = node._slot.state().max_wait_ms
         assert node.lifecycle_state == "active"
     finally:
         node.trigger_deactivate()
@@ -98,8 +96,10 @@ def test_burst_faster_than_processing_drops_frames_without_queueing(ros, tmp_pat
     duration = 60 / 30.0
     assert processed <= duration / delay + 3  # bounded by the processing rate, not the input
     assert dropped >= 60 - processed - 10  # the rest was dropped (a few may still be in DDS queues)
-    # Latest frame wins: no output is older than about two processing times (no queue builds up).
-    assert latency["max"] < 1000.0 * (3 * delay) + 500.0, latency
+    # Latest frame wins: no output is older than about two processing times (no queue builds up),
+    # plus the longest wait of an image for its own CameraInfo (reliable DDS on a loaded machine
+    # sometimes holds CameraInfos back ~1 s; that is transport delay, not a queue).
+    assert latency["max"] < 1000.0 * (3 * delay) + 500.0 + info_wait_ms, (latency, info_wait_ms)
     stamps = [stamp_ns(m.header) for _, m in out.joints]
     assert stamps == sorted(stamps)
     statuses = [s for _, arr in out.diagnostics for s in arr.status if s.name == "/nbf: processing"]

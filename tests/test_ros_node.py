@@ -7,6 +7,8 @@ test lives in test_ros_pipeline_e2e.py.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -192,10 +194,11 @@ def image_msg(stamp_s: float, people: int = 1, frame_id: str = FRAME_ID):
     return rgb_to_image_msg(SyntheticScene(num_people=people).frame(0)[0], header)
 
 
-def info_msg(k):
+def info_msg(k, stamp_s: float = 0.0):
     from sensor_msgs.msg import CameraInfo
 
-    return CameraInfo(width=640, height=480, k=[float(v) for v in k])
+    header = image_msg(stamp_s).header
+    return CameraInfo(header=header, width=640, height=480, k=[float(v) for v in k])
 
 
 GOOD_K = [800.0, 0.0, 320.0, 0.0, 800.0, 240.0, 0.0, 0.0, 1.0]
@@ -229,12 +232,65 @@ def test_stamp_rules_camera_info_rules_and_pipeline_crash_survival(ros):
         assert node.stats.skipped == {"no_camera_info": 1, "camera_info_invalid": 2, "stamp_backwards": 1}
         # A pipeline crash in the worker is logged and counted; the next frame is processed.
         processed = node.stats.processed
+        node._on_camera_info(info_msg(GOOD_K, 13.0))  # a driver stamps both alike
         node._on_image(image_msg(13.0))
         assert wait_until(lambda: node.stats.errors == 1)
+        node._on_camera_info(info_msg(GOOD_K, 13.1))
         node._on_image(image_msg(13.1))
         assert wait_until(lambda: node.stats.processed == processed + 1)
         statuses = {s.name.split(": ")[1]: s for s in node.diagnostic_statuses()}
         assert "illegal memory access" in statuses["processing"].values["last_error"]
+    finally:
+        ros.remove(node)
+
+
+def k_with_focal(fx: float) -> list[float]:
+    return [fx, 0.0, 320.0, 0.0, fx, 240.0, 0.0, 0.0, 1.0]
+
+
+def test_camera_info_paired_by_stamp_when_late_invalid_or_never_matching(ros):
+    """Driven through the callbacks (no DDS), in the orders that made the node flaky: a frame
+    uses its own CameraInfo even when it comes late, is skipped when its own is invalid, and
+    a driver whose CameraInfo stamps never match falls back to the latest, with a WARN."""
+    used: dict[float, float] = {}
+
+    class Recording(SilhouettePipeline):
+        def process(self, image_rgb, camera, **kwargs):
+            used[round(kwargs["stamp_s"], 3)] = camera.fx
+            return super().process(image_rgb, camera, **kwargs)
+
+    node = make_node(ros, factory=lambda cfg: Recording(cfg))
+    start(node)
+    try:
+        node._on_camera_info(info_msg(k_with_focal(800.0), 20.0))
+        node._on_image(image_msg(20.0))
+        assert wait_until(lambda: 20.0 in used)
+        node._on_image(image_msg(20.1))  # its CameraInfo comes 0.3 s later, with another K
+        time.sleep(0.3)
+        assert 20.1 not in used  # waiting, not processed with the K of 20.0
+        node._on_camera_info(info_msg(k_with_focal(900.0), 20.1))
+        assert wait_until(lambda: 20.1 in used) and used[20.1] == 900.0
+        node._on_image(image_msg(20.2))
+        node._on_image(image_msg(20.3))
+        node._on_camera_info(info_msg([float("nan")] * 9, 20.2))  # its own K is invalid
+        node._on_camera_info(info_msg(k_with_focal(700.0), 20.3))
+        assert wait_until(lambda: 20.3 in used) and used[20.3] == 700.0 and 20.2 not in used
+        assert node.stats.skipped == {"camera_info_invalid": 1}
+        assert node._slot.state().mode == "exact"
+        for i in range(8):  # a driver stamping CameraInfo 1 ms after the image, never equal
+            stamp = 30.0 + 0.1 * i
+            node._on_camera_info(info_msg(k_with_focal(600.0 + i), stamp + 0.001))
+            node._on_image(image_msg(stamp))
+            time.sleep(0.05)
+        assert wait_until(lambda: 30.7 in used)
+        # The first images were skipped (each until the next CameraInfo showed its stamp had
+        # none), then the latest CameraInfo is used, with no wait.
+        assert node.stats.skipped["camera_info_unmatched"] == 3
+        assert {s: used[s] for s in sorted(used) if s >= 30.0} == {
+            round(30.0 + 0.1 * i, 3): 600.0 + i for i in range(3, 8)}
+        status = {s.name.split(": ")[1]: s for s in node.diagnostic_statuses()}["input"]
+        assert status.level == 1 and "do not match" in status.message, status.message
+        assert status.values["camera_info_sync"] == "latest"
     finally:
         ros.remove(node)
 

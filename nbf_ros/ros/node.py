@@ -8,9 +8,11 @@ Lifecycle (REP-2002 managed node):
 - deactivate: publish DELETEALL on ``~/markers``, destroy subscriptions, stop the worker.
 - cleanup / shutdown: undo configure.
 
-Processing: the image callback only stores the message in a one-slot mailbox (latest frame
-wins, replaced frames are counted as dropped); a worker thread decodes, runs the pipeline and
-publishes, so the executor never blocks. Every output carries the input image's header.
+Processing: the image and camera_info callbacks only store the message in a mailbox that pairs
+each image with the CameraInfo of the same stamp (``camera_sync``: exact-time sync, latest frame
+wins, replaced frames are counted as dropped); a worker thread takes paired frames, decodes, runs
+the pipeline and publishes, so the executor never blocks. Every output carries the input image's
+header.
 Bad input (encodings, sizes, intrinsics, stamps) is skipped with a throttled log and counted in
 /diagnostics; nothing an input can do stops the node.
 """
@@ -20,7 +22,6 @@ import sys
 import threading
 import time
 import traceback
-from collections import OrderedDict
 from typing import Any, Callable, Optional, Sequence
 
 import rclpy
@@ -36,19 +37,17 @@ from visualization_msgs.msg import MarkerArray
 
 from nbf_ros.ros import conversions as conv
 from nbf_ros.ros import params as P
-from nbf_ros.ros.latest import LatestSlot
+from nbf_ros.ros.camera_sync import CameraSyncSlot, Match, SyncedFrame, sync_status
 from nbf_ros.ros.stats import NodeStats, Status, Thresholds, input_status, processing_status
 
 NODE_NAME = "nbf"
 OUTPUT_DEPTH = 5
 """Publishers are reliable with a small depth (ros.md): a slow subscriber cannot grow memory."""
 LOG_THROTTLE_S = 5.0
-INFO_HISTORY = 16
-"""CameraInfos kept by stamp, so an image uses the one published with it (bounded)."""
-INFO_WAIT_S = 0.1
-"""How long an image waits for its own CameraInfo, only while infos come with every image."""
 WORKER_POLL_S = 0.1
 
+InfoEntry = tuple[Optional[conv.CameraIntrinsics], Optional[str]]
+"""A received CameraInfo: (intrinsics, None) when valid, (None, why not) when invalid."""
 PipelineFactory = Callable[[Any], Any]
 """NbfConfig -> object with ``process(image_rgb, camera, tracker=, fit=, stamp_s=) -> FrameResult``
 and ``backend_name``."""
@@ -71,7 +70,7 @@ class NbfNode(LifecycleNode):
                  **kwargs: Any) -> None:
         # Set before Node.__init__: destroy_node() must work even if construction fails.
         self._stop = threading.Event()
-        self._slot: LatestSlot = LatestSlot()
+        self._slot: CameraSyncSlot = CameraSyncSlot()
         self._worker: Optional[threading.Thread] = None
         super().__init__(node_name, **kwargs)
         self._factory = pipeline_factory or default_pipeline_factory
@@ -86,11 +85,9 @@ class NbfNode(LifecycleNode):
         self._config: Any = None
         self._configure_error: Optional[str] = None
         self._state = "unconfigured"
-        self._camera: Optional[conv.CameraIntrinsics] = None
-        self._camera_error: Optional[str] = None
-        self._infos: OrderedDict[int, tuple[Optional[conv.CameraIntrinsics], Optional[str]]] = OrderedDict()
-        self._info_cond = threading.Condition()
-        self._info_synced = False
+        self._latest_info: InfoEntry = (None, None)
+        """The latest CameraInfo as (intrinsics, error): what diagnostics report."""
+        self._sync_mode = "exact"
         self._last_stamp_s: Optional[float] = None
         self._published_ids: set[int] = set()
         self._last_header: Any = None
@@ -178,7 +175,7 @@ class NbfNode(LifecycleNode):
         self._last_stamp_s = None
         self._tracker.reset()
         self.stats.reset_rates()
-        self._slot = LatestSlot()
+        self._slot.reopen()
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="nbf_worker", daemon=True)
         self._worker.start()
@@ -226,10 +223,8 @@ class NbfNode(LifecycleNode):
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
         self._pipeline = self._tracker = self._config = self._tf = None
-        self._camera, self._camera_error = None, None
-        with self._info_cond:
-            self._infos.clear()
-            self._info_synced = False
+        self._latest_info = (None, None)
+        self._slot = CameraSyncSlot()  # CameraInfos and the sync mode belong to the old camera
 
     def destroy_node(self) -> None:
         self._stop_worker()
@@ -269,39 +264,19 @@ class NbfNode(LifecycleNode):
         return SubscriptionEventCallbacks(incompatible_qos=incompatible)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        """Keep the latest CameraInfo, and the recent ones by stamp (see ``_camera_for``)."""
+        """Executor thread: convert and hand to the sync (an image may be waiting for it)."""
         try:
-            entry: tuple[Optional[conv.CameraIntrinsics], Optional[str]] = (
-                conv.camera_info_to_intrinsics(msg), None)
+            entry: InfoEntry = (conv.camera_info_to_intrinsics(msg), None)
         except conv.CameraInfoError as exc:
             entry = (None, str(exc))
             self.get_logger().error(f"camera_info: {exc}", throttle_duration_sec=LOG_THROTTLE_S)
-        with self._info_cond:
-            self._camera, self._camera_error = entry
-            self._infos[_stamp_ns(msg.header.stamp)] = entry
-            while len(self._infos) > INFO_HISTORY:
-                self._infos.popitem(last=False)
-            self._info_cond.notify_all()
-
-    def _camera_for(self, stamp_ns: int) -> tuple[Optional[conv.CameraIntrinsics], Optional[str]]:
-        """The CameraInfo with the image's stamp if there is one, else the latest.
-
-        Camera drivers publish CameraInfo and Image with the same stamp, but the two topics may
-        be delivered in either order; while every image has found its own info, a briefly
-        missing one is waited for (INFO_WAIT_S), so a calibration change applies to the right
-        frame. Drivers that publish CameraInfo less often never wait.
-        """
-        with self._info_cond:
-            if stamp_ns not in self._infos and self._info_synced:
-                self._info_cond.wait_for(lambda: stamp_ns in self._infos, timeout=INFO_WAIT_S)
-            entry = self._infos.get(stamp_ns)
-            self._info_synced = entry is not None
-            return entry if entry is not None else (self._camera, self._camera_error)
+        self._latest_info = entry
+        self._slot.put_info(_stamp_ns(msg.header.stamp), entry)
 
     def _on_image(self, msg: Image) -> None:
-        """Executor thread: store and return (latest wins)."""
+        """Executor thread: store and return; the image waits there for its own CameraInfo."""
         self.stats.frame_received()
-        if self._slot.put(msg):
+        if self._slot.put_image(msg, _stamp_ns(msg.header.stamp)):
             self.get_logger().debug("frame dropped: worker busy")
 
     # -- worker --------------------------------------------------------------------------------
@@ -314,11 +289,12 @@ class NbfNode(LifecycleNode):
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            msg = self._slot.take(WORKER_POLL_S)
-            if msg is None:
+            frame = self._slot.take(WORKER_POLL_S)
+            self._log_sync_mode()
+            if frame is None:
                 continue
             try:
-                self.process_frame(msg)
+                self.process_frame(frame.image, frame)
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything
                 self.stats.frame_failed(f"{type(exc).__name__}: {exc}")
                 self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}\n"
@@ -336,8 +312,22 @@ class NbfNode(LifecycleNode):
             self._log_times[key] = now
             self.get_logger().warning(text)
 
-    def process_frame(self, msg: Image) -> bool:
-        """Decode, check, run the pipeline and publish one frame; False when it was skipped."""
+    def _log_sync_mode(self) -> None:
+        mode = self._slot.state().mode
+        if mode == self._sync_mode:
+            return
+        self._sync_mode = mode
+        if mode == "latest":
+            self.get_logger().warning("CameraInfo stamps do not match image stamps: using the latest "
+                                      "CameraInfo for each image (see /diagnostics)")
+        else:
+            self.get_logger().info("CameraInfo stamps match image stamps again: exact pairing")
+
+    def process_frame(self, msg: Image, synced: Optional[SyncedFrame] = None) -> bool:
+        """Decode, check, run the pipeline and publish one frame; False when it was skipped.
+
+        ``synced``: the frame as paired by the sync (the worker's path); without it (direct
+        calls) the CameraInfo with the image's stamp is used if known, else the latest."""
         stamp_s = conv.stamp_to_seconds(msg.header.stamp)
         if not self._accept_stamp(stamp_s):
             return False
@@ -346,7 +336,9 @@ class NbfNode(LifecycleNode):
         except conv.ImageError as exc:
             self._skip(exc.reason, str(exc))
             return False
-        camera = self._intrinsics(_stamp_ns(msg.header.stamp), rgb.shape[1], rgb.shape[0])
+        match, entry = ((synced.match, synced.info) if synced is not None
+                        else self._slot.lookup(_stamp_ns(msg.header.stamp)))
+        camera = self._intrinsics(match, entry, rgb.shape[1], rgb.shape[0])
         if camera is None:
             return False
         result = self._run_pipeline(rgb, camera, stamp_s)
@@ -374,8 +366,14 @@ class NbfNode(LifecycleNode):
                    "last processed frame")
         return False
 
-    def _intrinsics(self, stamp_ns: int, width: int, height: int) -> Optional[conv.CameraIntrinsics]:
-        camera, error = self._camera_for(stamp_ns)
+    def _intrinsics(self, match: Match, entry: Optional[InfoEntry], width: int,
+                    height: int) -> Optional[conv.CameraIntrinsics]:
+        if match is Match.UNMATCHED:
+            self._skip("camera_info_unmatched", "no CameraInfo with this image's stamp (it never came, "
+                       f"or not within {self._slot.params.wait_s:.1f} s); not processed with another "
+                       "frame's calibration")
+            return None
+        camera, error = entry if entry is not None else (None, None)
         if error is not None:
             self._skip("camera_info_invalid", error)
             return None
@@ -453,15 +451,16 @@ class NbfNode(LifecycleNode):
 
     # -- diagnostics ---------------------------------------------------------------------------
     def diagnostic_statuses(self) -> list[Status]:
-        camera = "ok" if self._camera is not None else ("invalid" if self._camera_error else "missing")
+        intrinsics, error = self._latest_info
+        camera = "ok" if intrinsics is not None else ("invalid" if error else "missing")
         snap = self.stats.snapshot(state=self._state, configure_error=self._configure_error,
                                    backend=self.backend_name, dropped=self._slot.dropped,
-                                   camera_info=camera, camera_info_error=self._camera_error,
-                                   qos=self.qos_text())
+                                   camera_info=camera, camera_info_error=error, qos=self.qos_text())
         th = Thresholds(float(self._values["latency_warn_ms"]), float(self._values["input_timeout_s"]),
                         bool(self._values["require_camera_info"]))
         name = self.get_fully_qualified_name()
-        return [input_status(snap, th, f"{name}: input"), processing_status(snap, th, f"{name}: processing")]
+        return [sync_status(input_status(snap, th, f"{name}: input"), self._slot.state()),
+                processing_status(snap, th, f"{name}: processing")]
 
     def publish_diagnostics(self) -> None:
         msg = DiagnosticArray()
