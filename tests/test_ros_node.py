@@ -148,8 +148,13 @@ def test_invalid_parameters_rejected_with_reason(ros):
         assert node.set_parameters([Parameter("max_image_side", value=1000)])[0].successful
         assert node.set_parameters([Parameter("track_timeout_s", value=2.5)])[0].successful
         assert node._tracker.config.timeout_s == 2.5  # runtime parameters apply at once
+        assert not node.set_parameters([Parameter("camera_info_wait_s", value=0.5)])[0].successful
         node.trigger_deactivate()
         assert node.set_parameters([Parameter("qos_depth", value=3)])[0].successful
+        assert node.set_parameters([Parameter("camera_info_wait_s", value=0.5)])[0].successful
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert node._slot.params.wait_s == 0.5  # the pairing waits as long as the parameter says
+        node.trigger_deactivate()
     finally:
         ros.remove(node)
     with pytest.raises(ValueError, match="fixed_box"):

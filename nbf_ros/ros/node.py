@@ -37,7 +37,7 @@ from visualization_msgs.msg import MarkerArray
 
 from nbf_ros.ros import conversions as conv
 from nbf_ros.ros import params as P
-from nbf_ros.ros.camera_sync import CameraSyncSlot, Match, SyncedFrame, sync_status
+from nbf_ros.ros.camera_sync import CameraSyncSlot, Match, SyncedFrame, SyncParams, sync_status
 from nbf_ros.ros.stats import NodeStats, Status, Thresholds, input_status, processing_status
 
 NODE_NAME = "nbf"
@@ -166,6 +166,9 @@ class NbfNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos = self.input_qos()
+        wait_s = float(self._values["camera_info_wait_s"])
+        if self._slot.params.wait_s != wait_s:  # before the subscriptions that feed the slot
+            self._slot = CameraSyncSlot(SyncParams(wait_s=wait_s))
         self._subs = [  # camera_info first: when both are ready, the executor takes it first
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos,
                                      event_callbacks=self._event_callbacks("camera_info")),

@@ -53,6 +53,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               RUNTIME, 16, 32768),
     ParamSpec("require_camera_info", True, "skip frames until a valid CameraInfo arrived; false: "
               "use the documented default intrinsics (focal = image diagonal)", RUNTIME),
+    ParamSpec("camera_info_wait_s", 3.5, "longest an image waits for the CameraInfo of its own stamp "
+              "before it is skipped (camera_info_unmatched); DDS can hold CameraInfo back for "
+              "seconds (docs/ros_node.md, CameraInfo pairing)", ACTIVATE, 0.01, 60.0),
     ParamSpec("track_timeout_s", 1.0, "drop a track not seen for this long (image-stamp seconds)",
               RUNTIME, 0.01, 3600.0),
     ParamSpec("marker_lifetime_s", 0.3, "marker lifetime: a few frames, so RViz never shows ghosts",
