@@ -3,7 +3,6 @@ layout, PoseArray quaternions, marker colours; plus the mailbox, stats and param
 from __future__ import annotations
 
 import dataclasses
-import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,7 +17,6 @@ from visualization_msgs.msg import Marker  # noqa: E402
 
 from nbf_ros.ros import conversions as conv  # noqa: E402
 from nbf_ros.ros import params as P  # noqa: E402
-from nbf_ros.ros.latest import LatestSlot  # noqa: E402
 from nbf_ros.ros.stats import ERROR, OK, WARN, NodeStats, Thresholds, input_status, processing_status  # noqa: E402
 from nbf_ros.types import JOINT_PARENTS, NUM_JOINTS, Person  # noqa: E402
 
@@ -279,20 +277,6 @@ def test_overlay_draws_on_a_copy():
 
 
 # -- mailbox, stats, parameters ------------------------------------------------------------------
-def test_latest_slot_replaces_and_counts_drops():
-    slot: LatestSlot[int] = LatestSlot()
-    assert slot.put(1) is False and slot.put(2) is True and slot.put(3) is True
-    assert slot.take(0.0) == 3 and slot.dropped == 2 and slot.take(0.01) is None
-    got = []
-    consumer = threading.Thread(target=lambda: got.append(slot.take(5.0)))
-    consumer.start()
-    slot.put(9)
-    consumer.join(2.0)
-    assert got == [9]
-    slot.close()
-    assert slot.take(5.0) is None  # returns at once after close
-
-
 def _snapshot(stats: NodeStats, **kw):
     args = dict(state="active", configure_error=None, backend="x", dropped=0, camera_info="ok",
                 camera_info_error=None, qos="best_effort, depth 5")

@@ -6,7 +6,7 @@ Modules (importing this package imports nothing heavy; rclpy is needed by ``node
 - ``node``        ``nbf_node``: the lifecycle node (``NbfNode``, ``main``).
 - ``conversions`` Image/CameraInfo -> numpy, people -> MarkerArray/PointCloud2/PoseArray (pure).
 - ``params``      the parameter table, validation, mapping onto ``NbfConfig`` (no rclpy).
-- ``latest``      the one-slot, latest-frame-wins mailbox between callback and worker.
+- ``camera_sync`` the image/CameraInfo exact-stamp pairing and the mailbox between callbacks and worker.
 - ``stats``       bounded rates/latency windows and the diagnostics they turn into (no rclpy).
 - ``bag_io``      offline rosbag2 replay (``process_bag``) and a bag writer for tests/demos.
 - ``publisher``   a camera stand-in process (synthetic, rendered or video frames, bad input).
