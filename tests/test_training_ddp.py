@@ -28,10 +28,13 @@ def _worker(rank: int, port: int, out: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
+        from nbf_ros.training.targets import make_feature_target
         from nbf_ros.training.trainer import Trainer
 
         trainer = Trainer.__new__(Trainer)  # only the bank update is exercised
         trainer.bank = MemoryBank(K, O, D, background_size=8, seed=0)
+        eye = torch.eye(K, dtype=torch.bool)
+        trainer.target = make_feature_target("kernel", eye, torch.zeros(K, 3), eye, 0.08, 1)
         trainer.tcfg = type("T", (), {"bank_momentum": 0.9})()
         feats, kid, bins, bg = _samples(rank)
         trainer._update_bank(feats, kid, bins, bg)
