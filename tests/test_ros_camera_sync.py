@@ -87,13 +87,20 @@ def test_stall_backlog_is_taken_in_order_while_the_worker_keeps_up():
     assert taken == ["img1", "img2", "img3"] and sync.dropped == 0
 
 
-def test_stall_backlog_is_dropped_but_the_newest_when_the_worker_is_slower():
+def _three_images_waiting_after_a_first_frame() -> CameraInfoSync:
+    """A sync whose worker took frame 0 (stamp 0, 0.0 s) and whose images 1-3 (0.1-0.3 s) wait
+    for CameraInfos that a stall holds back."""
     sync = CameraInfoSync(P)
     sync.add_info(0, "K0", 0.0)
     sync.add_image("img0", 0, 0.0)
     assert sync.take(0.0).image == "img0"
     for i in range(1, 4):
         sync.add_image(f"img{i}", i, 0.1 * i)
+    return sync
+
+
+def test_stall_backlog_is_dropped_but_the_newest_when_the_worker_is_slower():
+    sync = _three_images_waiting_after_a_first_frame()
     for i in range(1, 4):
         sync.add_info(i, f"K{i}", 0.9)
     assert drain(sync, now=0.95) == [("img3", Match.EXACT, "K3")] and sync.dropped == 2
@@ -102,12 +109,7 @@ def test_stall_backlog_is_dropped_but_the_newest_when_the_worker_is_slower():
 def test_slow_worker_skips_a_stale_frame_while_a_newer_image_waits_for_its_info():
     """After a stall the first late CameraInfo must not make the worker spend its time on the
     oldest frame: the newer images are about to be paired too."""
-    sync = CameraInfoSync(P)
-    sync.add_info(0, "K0", 0.0)
-    sync.add_image("img0", 0, 0.0)
-    assert sync.take(0.0).image == "img0"
-    for i in range(1, 4):
-        sync.add_image(f"img{i}", i, 0.1 * i)
+    sync = _three_images_waiting_after_a_first_frame()
     sync.add_info(1, "K1", 1.2)  # the stall ends, one CameraInfo at a time
     assert sync.take(1.2) is None and sync.dropped == 1
     sync.add_info(2, "K2", 1.201)
