@@ -83,7 +83,10 @@ def test_burst_faster_than_processing_drops_frames_without_queueing(ros, tmp_pat
     node = make_node(ros, delay_s=delay, qos_reliability="reliable", qos_depth=10)
     try:
         frames = ros.publish("--rate", "30", "--frames", "60", "--reliable", manifest=tmp_path / "m.jsonl")
-        assert wait_until(lambda: node._slot.take(0) is None and len(out.joints) >= 4, timeout=5.0)
+        # Every image settled (none waits for its CameraInfo; DDS may hold those back for seconds)
+        # and outputs came; read the slot's state, never take() from it: that would steal frames.
+        assert wait_until(lambda: node._slot.state().pending == 0 and len(out.joints) >= 4,
+                          timeout=15.0)
         wait_until(lambda: False, timeout=2 * delay)  # the last frame in flight
         dropped, processed = node._slot.dropped, node.stats.processed
         latency = node.stats.latency_percentiles()
