@@ -47,7 +47,8 @@ def test_every_kind_of_bad_frame_is_skipped_and_processing_continues(ros, tmp_pa
         frames = ros.publish("--rate", "10", "--pattern", PATTERN, "--frames", "25", "--info-from", "2",
                              "--reliable", manifest=tmp_path / "m.jsonl")
         last_good = frames[-1]["stamp_ns"]
-        assert wait_until(lambda: any(stamp_ns(m.header) == last_good for _, m in out.joints))
+        assert wait_until(lambda: any(stamp_ns(m.header) == last_good for _, m in out.joints),
+                          timeout=20.0), (dict(node.stats.skipped), node._slot.state(), len(out.joints))
         assert node.lifecycle_state == "active"
         skipped = dict(node.stats.skipped)
     finally:
