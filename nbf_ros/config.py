@@ -114,6 +114,9 @@ class FitConfig:
     pose_prior_weight: float = 0.02
     # Try the 180-degree rotated, left-right mirrored twin of the initial body (method.md step 8).
     flip_hypothesis: bool = True
+    # Also try the initial body turned about its vertical axis in this many even steps (1 = off;
+    # 4 adds 90, 180 and 270 degrees): one render each, the best start is then fitted.
+    turn_hypotheses: int = 1
     # Kernels nearest to each joint (rest pose) that decide its visibility.
     kernels_per_joint: int = 8
     # Share of a joint's surrounding kernels that face the camera when nothing hides it.

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from nbf_ros.body.model import BodyModel
 from nbf_ros.body.nbv import NeuralBodyVolume
 from nbf_ros.config import NbfConfig, resolve_path
-from nbf_ros.fitting.fitter import Fitter, default_pose_prior, flipped_twin
+from nbf_ros.fitting.fitter import (Fitter, default_pose_prior, flipped_twin, turn_hypotheses,
+                                    turned_about_vertical)
 from nbf_ros.inference.backends import NetArrays
 from nbf_ros.render import RenderCamera, render_gaussians
 from nbf_ros.types import BodyParams, CameraIntrinsics
@@ -137,3 +138,34 @@ def test_flipped_hypothesis_wins_for_a_back_to_front_start(setup):
         fitter.fit(obs, 0, crop_camera(), gt).info.loss_init
     twin_of_twin = flipped_twin(backwards, body)
     assert mpjpe(body, twin_of_twin, gt) < 1e-4
+
+
+def test_turn_about_the_vertical_axis_keeps_the_pelvis_and_composes(setup):
+    body = setup[1]
+    gt = truth()
+    quarter = turned_about_vertical(gt, np.pi / 2, body)
+    with torch.no_grad():
+        a, b = body(gt).joints[0], body(quarter).joints[0]
+    torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)  # same pelvis
+    # The body's own up axis (pelvis -> neck) does not move; a quarter turn moves the shoulders.
+    up = lambda j: F.normalize(j[12] - j[0], dim=0)  # noqa: E731
+    assert float(up(a) @ up(b)) > 0.999
+    assert mpjpe(body, quarter, gt) > 0.1
+    full = turned_about_vertical(turned_about_vertical(quarter, np.pi, body), np.pi / 2, body)
+    assert mpjpe(body, full, gt) < 1e-4
+    assert len(turn_hypotheses(gt, 4, body)) == 3 and turn_hypotheses(gt, 1, body) == []
+
+
+def test_turn_hypotheses_recover_a_side_on_start(setup):
+    """A regressor that read the body a quarter turn wrong: a local fit cannot undo 90 degrees,
+    the turn hypotheses can (the truth is among them)."""
+    body = setup[1]
+    gt = truth()
+    side_on = turned_about_vertical(gt, -np.pi / 2, body)
+    obs = observed(setup, gt)
+    without = make_fitter(setup, max_iters=10, keypoint_weight=0.0, flip_hypothesis=False)
+    with_turns = make_fitter(setup, max_iters=10, keypoint_weight=0.0, flip_hypothesis=False,
+                             turn_hypotheses=4)
+    stuck = mpjpe(body, without.fit(obs, 0, crop_camera(), side_on).params, gt)
+    found = mpjpe(body, with_turns.fit(obs, 0, crop_camera(), side_on).params, gt)
+    assert found < 0.02 < stuck

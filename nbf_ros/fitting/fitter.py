@@ -86,20 +86,42 @@ class Evaluation:
     kernel_features: torch.Tensor  # 1 x K x D
 
 
+def turned_about_vertical(params: BodyParams, angle: float, body: BodyModel) -> BodyParams:
+    """The body turned by ``angle`` radians about its own vertical axis (same pelvis position).
+
+    SMPL's rest pose stands along +y, so the turn is R_root * R_y(angle).
+    """
+    root = Rotation.from_rotvec(params.global_orient.detach().double().numpy())
+    turned = (root * Rotation.from_euler("y", angle)).as_rotvec()
+    twin = params.replace(global_orient=torch.from_numpy(turned).to(params.transl))
+    with torch.no_grad():  # keep the pelvis where it was
+        shift = body(params).joints[:, 0] - body(twin).joints[:, 0]
+    return twin.replace(transl=params.transl + shift)
+
+
 def flipped_twin(params: BodyParams, body: BodyModel) -> BodyParams:
     """The 180-degree turned, left-right mirrored twin of a body (same pelvis position).
 
     Regressors often confuse front and back views; the twin is the other reading (method.md
     step 8). The turn is about the body's own vertical axis.
     """
-    root = Rotation.from_rotvec(params.global_orient.detach().double().numpy())
-    turned = (root * Rotation.from_euler("y", np.pi)).as_rotvec()
     pose = mirror_body_pose(params.body_pose.detach().double().numpy())
-    twin = BodyParams(params.betas.clone(), torch.from_numpy(turned).to(params.transl),
-                      torch.from_numpy(pose).to(params.transl), params.transl.clone())
-    with torch.no_grad():  # keep the pelvis where it was
+    mirrored = params.replace(body_pose=torch.from_numpy(pose).to(params.transl))
+    twin = turned_about_vertical(mirrored, np.pi, body)
+    with torch.no_grad():  # keep the pelvis of the original (mirroring moves no pelvis, but be exact)
         shift = body(params).joints[:, 0] - body(twin).joints[:, 0]
-    return twin.replace(transl=params.transl + shift)
+    return twin.replace(transl=twin.transl + shift)
+
+
+def turn_hypotheses(params: BodyParams, count: int, body: BodyModel) -> list[BodyParams]:
+    """``count - 1`` copies of the body turned about its vertical axis by k * 360 / count degrees
+    (k = 1 .. count - 1); the regressor's own reading (k = 0) is not repeated.
+
+    Why: a front/back or side-on confusion of the regressor is a turn of 90-180 degrees, which
+    a bounded local fit (a few degrees per iteration) cannot undo; evaluating the objective at a
+    few turns costs one render each and lets the keypoints and features pick the reading.
+    """
+    return [turned_about_vertical(params, 2.0 * np.pi * k / count, body) for k in range(1, max(count, 1))]
 
 
 def joint_kernel_neighbours(rest_joints: np.ndarray, kernel_sites: np.ndarray, count: int) -> np.ndarray:
@@ -196,6 +218,7 @@ class Fitter:
         if iterate:
             if self.cfg.flip_hypothesis:
                 candidates.append(flipped_twin(init, self.body))
+            candidates.extend(turn_hypotheses(init, self.cfg.turn_hypotheses, self.body))
             if warm_start is not None:
                 candidates.append(warm_from_person(warm_start, init))
         with torch.no_grad():
