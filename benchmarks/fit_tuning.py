@@ -142,15 +142,28 @@ def validation_seeds(people: int) -> Iterator[None]:
 
 def run_variants(cases: list, variants: list[Variant], fitters: dict[str, Fitter], backend,
                  body: BodyModel, crop_size: int) -> list[dict]:
-    """Per-person rows: every variant fitted from the same network output of every crop."""
+    """Per-person rows: every variant fitted from the same network output of every crop.
+
+    Variants with ``fit.keypoint_source=mediapipe`` get BlazePose's keypoints of the crop (run
+    once per crop, as in ``occlusion_bench.py --keypoints mediapipe``); the others the heatmaps.
+    """
+    external = {v.name for v in variants
+                if fitters[v.name].cfg.keypoint_source == "mediapipe" and v.iterate}
+    first = next(iter(fitters.values()))
+    source = bench.KeypointSource("mediapipe" if external else "network", first.config)
     items = []
     for case in tqdm(cases, desc="fitting", file=sys.stderr):
         pixels = case.image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         net = backend.run(pixels)
         init = initial_body(net, [case.camera], crop_size)
+        keypoints = source(case)
         for variant in variants:
-            item = bench.evaluate_case(case, fitters[variant.name], net, init, body, iterate=variant.iterate)
+            item = bench.evaluate_case(case, fitters[variant.name], net, init, body, iterate=variant.iterate,
+                                       keypoints=keypoints if variant.name in external else None)
             items.append({"condition": case.condition, "method": variant.name, "person": case.index, **item})
+    source.close()
+    if external:
+        LOG.info("BlazePose found nobody in %d of %d crops (heatmaps used there)", source.misses, source.calls)
     return items
 
 
@@ -186,6 +199,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json-out", default=str(bench.ROOT / "out" / "fit_tuning.json"))
     parser.add_argument("--shard", default="0/1",
                         help="K/N: run people i with i %% N == K only (one shard per core)")
+    parser.add_argument("--cases-cache", metavar="NPZ",
+                        help="keep the validation crops in this file and reuse them when they match")
     args = parser.parse_args(argv)
     if args.people < 1:
         parser.error("--people must be at least 1")
@@ -205,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = make_backend(config)
     t0 = time.perf_counter()
     with validation_seeds(args.people):
-        cases = bench.build_cases(args, config, body, bench.Regressor(backend, body, config.net.crop_size))
+        cases = bench.cached_cases(args, config, body, bench.Regressor(backend, body, config.net.crop_size))
     build_s = time.perf_counter() - t0
     fitters = {name: Fitter.from_config(cfg, body) for name, cfg in configs.items()}
     items = run_variants(cases, variants, fitters, backend, body, config.net.crop_size)

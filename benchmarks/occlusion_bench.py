@@ -19,8 +19,10 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +106,74 @@ class Regressor:
             return self.body(init).joints.numpy()
 
 
+CACHE_VERSION = 1
+
+
+def cache_key(args, config: NbfConfig) -> dict:
+    """What a cached test set depends on: the people, the seed range, the crop size and the
+    regression weights (the adversarial positions are the worst for *those* weights)."""
+    import hashlib
+
+    weights = resolve_path(config.inference.weights_path)
+    return {"version": CACHE_VERSION, "people": args.people, "shard": getattr(args, "shard", "0/1"),
+            "seed_base": TEST_SEED_BASE, "crop_size": config.net.crop_size,
+            "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+
+
+def save_cases(path: Path, cases: list[Case], key: dict) -> None:
+    """Write the test set as one .npz of plain arrays (no pickles), tagged with ``key``."""
+    cam = lambda c: [c.fx, c.fy, c.cx, c.cy, c.width, c.height]  # noqa: E731
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        path, key=np.array(json.dumps(key, sort_keys=True)),
+        condition=np.array([c.condition for c in cases]), index=np.array([c.index for c in cases]),
+        image=np.stack([c.image for c in cases]), camera=np.array([cam(c.camera) for c in cases]),
+        params=np.stack([torch.cat([c.params.betas, c.params.global_orient, c.params.body_pose,
+                                    c.params.transl], -1)[0].numpy() for c in cases]),
+        joints3d=np.stack([c.joints3d for c in cases]), joints2d=np.stack([c.joints2d for c in cases]),
+        visible=np.stack([c.visible for c in cases]))
+
+
+def load_cases(path: Path, key: dict) -> list[Case] | None:
+    """The cached test set, or None when there is none or it was built for something else."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if json.loads(str(data["key"])) != key:
+                LOG.info("test-set cache %s is for other settings; rebuilding", path)
+                return None
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        LOG.warning("test-set cache %s is unreadable (%s); rebuilding", path, exc)
+        return None
+    cases = []
+    for i in range(len(arrays["index"])):
+        fx, fy, cx, cy, w, h = arrays["camera"][i]
+        p = torch.from_numpy(arrays["params"][i]).float()[None]
+        nb = p.shape[1] - 3 - 69 - 3
+        params = BodyParams(p[:, :nb], p[:, nb:nb + 3], p[:, nb + 3:nb + 72], p[:, nb + 72:])
+        cases.append(Case(str(arrays["condition"][i]), int(arrays["index"][i]), arrays["image"][i],
+                          CameraIntrinsics(float(fx), float(fy), float(cx), float(cy), int(w), int(h)), params,
+                          arrays["joints3d"][i], arrays["joints2d"][i], arrays["visible"][i]))
+    return cases
+
+
+def cached_cases(args, config: NbfConfig, body: BodyModel, regressor: Regressor) -> list[Case]:
+    """``build_cases`` through the ``--cases-cache`` file (the adversarial search is the slow part
+    of the benchmark: ~7 s per person on one core)."""
+    if not args.cases_cache:
+        return build_cases(args, config, body, regressor)
+    path, key = Path(args.cases_cache), cache_key(args, config)
+    cases = load_cases(path, key)
+    if cases is None:
+        cases = build_cases(args, config, body, regressor)
+        save_cases(path, cases, key)
+    else:
+        LOG.info("test set read from %s (%d crops)", path, len(cases))
+    return cases
+
+
 def build_cases(args, config: NbfConfig, body: BodyModel, regressor: Regressor) -> list[Case]:
     from nbf_ros.config import SyntheticConfig
 
@@ -116,7 +186,7 @@ def build_cases(args, config: NbfConfig, body: BodyModel, regressor: Regressor) 
     labels = body_labels(body, num_kernels=config.nbv.num_kernels)
     cases: list[Case] = []
     grids = {s: patch_grid(size, s) for s in (40, 80)}
-    shard, shards = parse_shard(args.shard)
+    shard, shards = parse_shard(getattr(args, "shard", "0/1"))
     people = [i for i in range(args.people) if i % shards == shard]
     for i in tqdm(people, desc="test set", file=sys.stderr):
         seed = TEST_SEED_BASE + i
@@ -158,10 +228,47 @@ MAIN_METHODS = ("regression", "keypoint-fit", "nbf")
 ABLATIONS = ("nbf-no-occlusion-model", "nbf-O1", "nbf-anisotropic", "nbf-120-iters")
 
 
+class KeypointSource:
+    """2D keypoints of the fitting's keypoint term for one crop.
+
+    ``kind`` is the config's ``fit.keypoint_source``.
+    ``network``: the network's own heatmaps (the fitter's default). ``mediapipe``: BlazePose
+    (full) run on the crop and mapped onto SMPL's joints, the paper's protocol with an external
+    2D detector (it used OpenPose); where BlazePose finds nobody the heatmaps are used and the
+    person is counted in ``misses``.
+    """
+
+    def __init__(self, kind: str, config: NbfConfig) -> None:
+        self.kind, self.misses, self.calls = kind, 0, 0
+        self.runner = None
+        if kind == "mediapipe":
+            from nbf_ros.keypoints.runtime import make_runner
+
+            self.runner = make_runner(config.detector)
+
+    def __call__(self, case: Case) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.runner is None:
+            return None
+        from nbf_ros.keypoints.blazepose import to_smpl
+
+        self.calls += 1
+        estimate = self.runner.estimate(np.ascontiguousarray(case.image))
+        if estimate is None:
+            self.misses += 1
+            return None
+        size = case.image.shape[0]
+        kp = to_smpl(estimate, np.array([0.0, 0.0, size, size]))  # the crop is the image
+        return torch.from_numpy(kp.joints2d).float()[None], torch.from_numpy(kp.confidence).float()[None]
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+
+
 def evaluate_case(case: Case, fitter: Fitter | None, net, init: BodyParams, body: BodyModel,
-                  iterate: bool) -> dict:
+                  iterate: bool, keypoints: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     start = time.perf_counter()
-    result = fitter.fit(net, 0, case.camera, init, iterate=iterate)
+    result = fitter.fit(net, 0, case.camera, init, iterate=iterate, keypoints=keypoints)
     ms = (time.perf_counter() - start) * 1e3
     with torch.no_grad():
         pred_out, true_out = body(result.params), body(case.params)
@@ -182,6 +289,7 @@ def evaluate_case(case: Case, fitter: Fitter | None, net, init: BodyParams, body
         "iters": result.info.iterations, "ms": ms,
         "confidence": result.confidence, "agreement": getattr(result, "agreement", np.nan),
         "vis_pred": result.joint_visibility >= 0.5, "vis_true": vis,
+        "external_keypoints": keypoints is not None,
     }
 
 
@@ -280,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard", default="0/1",
                         help="K/N: run people i with i %% N == K only (run N shards in parallel, "
                              "one per core, then --merge their JSON files)")
+    parser.add_argument("--cases-cache", metavar="NPZ",
+                        help="keep the test set (crops, truth, adversarial positions) in this file and "
+                             "reuse it when people, shard, seeds and weights match")
+    parser.add_argument("--build-only", action="store_true",
+                        help="build (and cache) the test set, then stop")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
                         help="combine the per-person rows of shard runs into one report (no fitting)")
     args = parser.parse_args(argv)
@@ -297,9 +410,13 @@ def main(argv: list[str] | None = None) -> int:
     backend = make_backend(config)
     regressor = Regressor(backend, body, config.net.crop_size)
     t0 = time.perf_counter()
-    cases = build_cases(args, config, body, regressor)
+    cases = cached_cases(args, config, body, regressor)
     build_s = time.perf_counter() - t0
+    if args.build_only:
+        LOG.info("test set ready (%d crops, %.0f s); --build-only: no fitting", len(cases), build_s)
+        return 0
     fitters = {name: Fitter.from_config(cfg, body) for name, cfg in method_configs(config).items()}
+    source = KeypointSource(config.fit.keypoint_source, config)
     reg_ms = []
     items: list[dict] = []
     for case in tqdm(cases, desc="fitting", file=sys.stderr):
@@ -308,11 +425,17 @@ def main(argv: list[str] | None = None) -> int:
         net = backend.run(pixels)
         init = initial_body(net, [case.camera], config.net.crop_size)
         reg_ms.append((time.perf_counter() - start) * 1e3)
+        keypoints = source(case)
         methods = MAIN_METHODS + (ABLATIONS if case.index < args.ablation_people else ())
         for name in methods:
-            item = evaluate_case(case, fitters[name], net, init, body, iterate=name != "regression")
+            item = evaluate_case(case, fitters[name], net, init, body, iterate=name != "regression",
+                                 keypoints=keypoints)
             items.append({"condition": case.condition, "method": name, "person": case.index, **item})
+    source.close()
     summary = summarise_items(items, {
+        "keypoints": config.fit.keypoint_source, "keypoint_misses": source.misses,
+        "config_file": args.config or "", "run_tag": Path(args.json_out).stem.rsplit("_", 1)[0]
+        if args.shard != "0/1" else Path(args.json_out).stem,
         "regression_ms_per_crop": float(np.mean(reg_ms)), "regression_crops": len(reg_ms),
         "test_set_build_s": build_s, "people": args.people, "ablation_people": args.ablation_people,
         "shard": args.shard,
@@ -361,8 +484,8 @@ def merge_shards(args) -> int:
     parts = [json.loads(Path(p).read_text()) for p in args.merge]
     first = parts[0]
     for part in parts[1:]:
-        for key in ("people", "ablation_people", "config"):
-            if part[key] != first[key]:
+        for key in ("people", "ablation_people", "config", "keypoints"):
+            if part.get(key) != first.get(key):
                 raise SystemExit(f"--merge: shards disagree on {key}")
     items = [{**it, "vis_pred": np.asarray(it["vis_pred"], bool), "vis_true": np.asarray(it["vis_true"], bool)}
              for part in parts for it in part["items"]]
@@ -374,7 +497,10 @@ def merge_shards(args) -> int:
                                           for p in parts) / crops,
             "regression_crops": crops, "test_set_build_s": sum(p["test_set_build_s"] for p in parts),
             "people": first["people"], "ablation_people": first["ablation_people"],
-            "shard": f"merged from {len(parts)} shards", "config": first["config"]}
+            "shard": f"merged from {len(parts)} shards", "config": first["config"],
+            "keypoints": first.get("keypoints", "network"), "config_file": first.get("config_file", ""),
+            "run_tag": first.get("run_tag", "occlusion_bench"),
+            "keypoint_misses": sum(p.get("keypoint_misses", 0) for p in parts)}
     return report(args, summarise_items(items, meta))
 
 
@@ -446,17 +572,35 @@ def write_results(args, summary: dict, table_text: str) -> None:
                     f"| predicted | people | mean predicted | observed share |\n|---|---:|---:|---:|\n{cal_lines}")
     else:
         cal_text = f"Not fitted (too few people or one outcome only: {cal.get('people', 0)} fits)."
+    config_arg = f" --config {summary['config_file']}" if summary.get("config_file") else ""
+    shown_out = Path(os.path.relpath(Path(args.out).resolve(), ROOT)).as_posix()
     run = (f".venv/bin/python benchmarks/occlusion_bench.py --people {summary['people']} "
-           f"--ablation-people {summary['ablation_people']}")
+           f"--ablation-people {summary['ablation_people']}{config_arg}")
     shard = str(summary.get("shard", "0/1"))
+    tag = summary.get("run_tag", "occlusion_bench")
     if shard.startswith("merged from "):
         n = int(shard.split()[2])
-        command = "\n".join([f"{run} --shard {k}/{n} --json-out out/occlusion_bench_{k}.json "
-                              f"--out out/occlusion_bench_{k}.md &" for k in range(n)] + ["wait"]
+        command = "\n".join([f"{run} --shard {k}/{n} --cases-cache cache/bench/test{summary['people']}_{k}.npz "
+                              f"--json-out out/{tag}_{k}.json --out out/{tag}_{k}.md &"
+                              for k in range(n)] + ["wait"]
                              + [".venv/bin/python benchmarks/occlusion_bench.py --merge "
-                                + " ".join(f"out/occlusion_bench_{k}.json" for k in range(n))])
+                                + " ".join(f"out/{tag}_{k}.json" for k in range(n))
+                                + f" --json-out out/{tag}.json --out {shown_out}"])
     else:
         command = run
+    source = summary.get("keypoints", "network")
+    if source == "mediapipe":
+        keypoint_text = (f"2D keypoints of the fits (keypoint-only and NBF alike): MediaPipe BlazePose "
+                         f"(full) on each crop, mapped onto SMPL's joints (the paper used OpenPose); "
+                         f"where it found nobody ({summary.get('keypoint_misses', 0)} of "
+                         f"{summary['regression_crops']} crops) the network's heatmaps.")
+    else:
+        keypoint_text = "2D keypoints of the fits (keypoint-only and NBF alike): the network's heatmaps."
+    fit = summary["config"]["fit"]
+    hypotheses = (f"Start hypotheses: the regressor's body"
+                  + (", its flipped twin" if fit.get("flip_hypothesis") else "")
+                  + (f", {fit['turn_hypotheses'] - 1} turns about the vertical axis"
+                     if fit.get("turn_hypotheses", 1) > 1 else "") + ".")
     doc = f"""# Occlusion benchmark results
 
 Generated by `benchmarks/occlusion_bench.py` (do not edit by hand):
@@ -470,7 +614,8 @@ textures and background photos, no box jitter), crops of the inference rule; abl
 {summary['ablation_people']}. SMPL's 24 joints, pelvis-aligned, millimetres. Conditions: `clean`;
 `occluders` (the generator's random 3D occluders); `advocc40` / `advocc80` (3DPW-AdvOcc protocol:
 square held-out texture of side 40 / 80 at 224-px scale, stride 10, worst regression position per
-person). Visible joints: generator visibility >= 0.5 and not under the patch. Regression:
+person). Visible joints: generator visibility >= 0.5 and not under the patch. {keypoint_text}
+{hypotheses} Regression:
 {summary['regression_ms_per_crop']:.1f} ms per crop (torch, CPU). Time per person includes the
 hypothesis checks and the final assessment render.
 
