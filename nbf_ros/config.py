@@ -117,12 +117,26 @@ class FitConfig:
     # Also try the initial body turned about its vertical axis in this many even steps (1 = off;
     # 4 adds 90, 180 and 270 degrees): one render each, the best start is then fitted.
     turn_hypotheses: int = 1
+    # How the start is chosen among the hypotheses: by the whole objective, or (only when an
+    # external 2D source such as BlazePose gives the keypoints) by the keypoint term and priors
+    # alone: the shipped network cannot tell front from back (docs/fit_tuning.md), BlazePose can.
+    hypothesis_score: Literal["objective", "keypoints"] = "objective"
     # Kernels nearest to each joint (rest pose) that decide its visibility.
     kernels_per_joint: int = 8
     # Share of a joint's surrounding kernels that face the camera when nothing hides it.
     facing_fraction: float = 0.5
     # A joint counts as visible when its visibility is at least this.
     visible_threshold: float = 0.5
+    # Joint visibility = P(visible) = sigmoid(bias + w_self * self_visible + w_occ * occluded +
+    # w_kp * keypoint_confidence), from three cues per joint: the self-visible share of its
+    # kernels (soft z-test against the render, normalised by facing_fraction), the share of them
+    # the occlusion map explains away, and its 2D keypoint confidence. (bias, w_self, w_occ, w_kp),
+    # fitted with the signs fixed (more self-visible or keypoint evidence never lowers it, more
+    # occlusion never raises it) on 48 validation people for the shipped weights and the network's
+    # keypoints: benchmarks/visibility_calibration.py, docs/visibility.md. With these weights the
+    # render cues carry no information (AUC 0.51 / 0.48) and get weight 0; the heatmap confidence
+    # ranks (AUC 0.69). Refit after retraining.
+    visibility_logit: tuple[float, float, float, float] = (0.153, 0.0, 0.0, 3.558)
     # Confidence = P(MPJPE < 150 mm) as a logistic function of the feature agreement, fitted on
     # the occlusion benchmark with the shipped weights (docs/results.md, "Calibration"; 1,199 NBF
     # fits): 5 % of those fits are within 150 mm and the agreement does not rank them (Spearman

@@ -104,9 +104,15 @@ def test_occlusion_model_keeps_occluded_pixels_from_dragging(setup):
     assert errors[True] < errors[False]
 
 
+# A visibility model that trusts the render and the occlusion map (what ideal features deserve):
+# seen and not explained away -> visible. The shipped values are calibrated for the shipped
+# network (docs/visibility.md), whose occlusion map is far from ideal.
+TRUSTING_VISIBILITY = (-3.0, 6.0, -6.0, 0.0)
+
+
 def test_visibility_marks_hidden_joints(setup):
     gt = truth()
-    fitter = make_fitter(setup, max_iters=0)
+    fitter = make_fitter(setup, max_iters=0, visibility_logit=TRUSTING_VISIBILITY)
     result = fitter.fit(observed(setup, gt, occlude_rows=slice(20, 32)), 0, crop_camera(), gt)
     vis = result.joint_visibility
     ankles, head = [7, 8], 15
@@ -169,3 +175,38 @@ def test_turn_hypotheses_recover_a_side_on_start(setup):
     stuck = mpjpe(body, without.fit(obs, 0, crop_camera(), side_on).params, gt)
     found = mpjpe(body, with_turns.fit(obs, 0, crop_camera(), side_on).params, gt)
     assert found < 0.02 < stuck
+
+
+def test_visibility_is_the_logistic_of_its_cues_and_monotone():
+    from nbf_ros.fitting.fitter import visibility_from_cues
+
+    logit = (-1.0, 3.0, -4.0, 2.0)
+    cues = torch.tensor([[0.2, 0.5, 0.9], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    expected = torch.sigmoid(torch.tensor([-1 + 0.6 - 2.0 + 1.8, -1 + 3.0], dtype=torch.float64))
+    torch.testing.assert_close(visibility_from_cues(cues, logit), expected)
+    base = visibility_from_cues(cues, logit)
+    for column, sign in ((0, 1), (1, -1), (2, 1)):
+        more = cues.clone()
+        more[:, column] += 0.1
+        assert torch.all(sign * (visibility_from_cues(more, logit) - base) > 0)
+
+
+def test_hypothesis_score_keypoints_follows_the_external_keypoints(setup):
+    """With an external 2D source, ``hypothesis_score: keypoints`` picks the start the keypoints
+    support even when the features say otherwise; ``objective`` lets the features decide."""
+    from nbf_ros.geometry.camera import project_points
+
+    body = setup[1]
+    gt = truth()
+    twin = flipped_twin(gt, body)
+    cam = crop_camera()
+    with torch.no_grad():
+        uv = project_points(body(twin).joints, cam.fx, cam.fy, cam.cx, cam.cy)
+    keypoints = (uv.float(), torch.ones(1, 24))
+    obs = observed(setup, gt)  # the features are those of gt
+    picked = {}
+    for score in ("objective", "keypoints"):
+        fitter = make_fitter(setup, max_iters=0, hypothesis_score=score)
+        picked[score] = fitter.fit(obs, 0, cam, gt, keypoints=keypoints).params
+    assert mpjpe(body, picked["objective"], gt) < 1e-4
+    assert mpjpe(body, picked["keypoints"], twin) < 1e-4

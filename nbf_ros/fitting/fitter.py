@@ -72,6 +72,9 @@ class FitResult:
     # Mean cosine agreement of observed and model features over the visible joints' kernels
     # (what confidence is calibrated from); nan when no joint is visible.
     agreement: float = float("nan")
+    # 24 x 3 per-joint cues the visibility is computed from (self-visible share, occluded share,
+    # 2D keypoint confidence); kept for calibration (benchmarks/visibility_calibration.py).
+    visibility_cues: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -224,7 +227,11 @@ class Fitter:
         with torch.no_grad():
             evals = [self.evaluate(c, obs, kp_weight) for c in candidates]
         losses = torch.cat([e.total for e in evals])
-        best = int(torch.argmin(torch.nan_to_num(losses, nan=math.inf)))
+        scores = losses
+        if keypoints is not None and self.cfg.hypothesis_score == "keypoints":
+            # The keypoint term and the priors alone (the objective without its feature term).
+            scores = torch.cat([e.total - self.cfg.feature_weight * e.feature for e in evals])
+        best = int(torch.argmin(torch.nan_to_num(scores, nan=math.inf)))
         params, loss_init = candidates[best], float(losses[0])
         iterations = 0
         if iterate and self.cfg.max_iters > 0 and math.isfinite(float(losses[best])):
@@ -288,7 +295,9 @@ class Fitter:
           which for centimetre kernels on coarse feature maps depend on sub-pixel position;
         - occlusion: the outlier probability of that pixel (the occluder explains it better);
         - agreement: cosine of the observed feature there with the kernel's model feature.
-        A joint averages its nearest kernels (rest pose). Confidence is a logistic function of the
+        A joint averages its nearest kernels (rest pose); its visibility is a calibrated logistic
+        function of those shares and its 2D keypoint confidence (``visibility_from_cues``).
+        Confidence is a logistic function of the
         agreement at the visible joints (calibrated on the benchmark, docs/results.md).
         """
         cfg = self.cfg
@@ -308,7 +317,8 @@ class Fitter:
         # back side), so the self-visible fraction is normalised by that before combining.
         sv = (selfvis[nbrs].mean(1) / cfg.facing_fraction).clamp(0, 1)  # 24
         occluded = (selfvis[nbrs] * occ[nbrs]).sum(1) / selfvis[nbrs].sum(1).clamp(min=1e-6)
-        visibility = (sv * (1.0 - occluded)).clamp(0, 1)
+        cues = torch.stack([sv, occluded, obs.keypoint_conf[0].to(sv)], -1)  # 24 x 3
+        visibility = visibility_from_cues(cues, cfg.visibility_logit)
         seen = selfvis[nbrs] * (1.0 - occ[nbrs])
         joint_agree = (agree[nbrs] * seen).sum(1) / seen.sum(1).clamp(min=1e-6)
         joint_conf = torch.sigmoid(cfg.confidence_scale * (joint_agree - cfg.confidence_offset)) * visibility
@@ -322,7 +332,19 @@ class Fitter:
         return FitResult(params=params.detach(), info=FitInfo(),
                          joint_visibility=visibility.double().numpy(), joint_state=state,
                          joint_confidence=joint_conf.double().numpy(), confidence=confidence,
-                         agreement=agreement)
+                         agreement=agreement, visibility_cues=cues.double().numpy())
+
+
+def visibility_from_cues(cues: torch.Tensor, logit: tuple[float, float, float, float]) -> torch.Tensor:
+    """... x 3 joint cues (self-visible share, occluded share, keypoint confidence) -> ... P(visible).
+
+    A logistic model, ``sigmoid(bias + w_self * self + w_occ * occluded + w_kp * keypoint)``, so
+    the number a safety consumer thresholds is a calibrated probability (fitted on validation
+    people, docs/visibility.md) rather than an uncalibrated product of cues.
+    """
+    bias, w_self, w_occ, w_kp = logit
+    weights = torch.tensor([w_self, w_occ, w_kp], dtype=cues.dtype)
+    return torch.sigmoid(bias + (cues * weights).sum(-1))
 
 
 def rendered_depth(render: RenderOutput, means: torch.Tensor) -> torch.Tensor:
