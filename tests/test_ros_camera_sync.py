@@ -188,11 +188,13 @@ def test_driver_with_never_matching_stamps_falls_back_to_latest_then_recovers():
         sync.expire(t)
         taken += [(i, f.image, f.match, f.info) for f in iter(lambda: sync.take(0.0), None)]
     # Each image waits only until the next CameraInfo (a later stamp) settles it, never wait_s;
-    # after enter_misses of them, latest mode: every image at once, with the latest CameraInfo.
+    # the first is stamped before any CameraInfo (NONE, not a miss); after enter_misses more,
+    # latest mode: every image at once, with the latest CameraInfo.
+    assert taken[0][2] is Match.NONE
     assert [m for _, _, m, _ in taken].count(Match.UNMATCHED) == P.enter_misses
     assert sync.state().mode == "latest" and sync.state().pending == 0
     switched = next(i for i, _, m, _ in taken if m is Match.LATEST)
-    assert switched == P.enter_misses + 1
+    assert switched == P.enter_misses + 2
     assert all((img, m, info) == (f"img{i}", Match.LATEST, f"K{i}")
                for i, img, m, info in taken if i > switched)
     assert len(taken) == 13  # nothing lost but the skipped ones, which were reported
@@ -246,6 +248,18 @@ def test_before_the_first_info_images_wait_briefly_then_none():
                            ("img3", Match.EXACT, "K3")]
     assert sync.misses == 0 and sync.state().mode == "exact"
     assert sync.lookup(3) == (Match.EXACT, "K3") and sync.lookup(5) == (Match.LATEST, "K3")
+
+
+def test_images_older_than_the_camera_info_stream_are_none_whatever_the_arrival_order():
+    """DDS delivered the first CameraInfo (stamp 3) before the large images stamped 1 and 2."""
+    sync = CameraInfoSync(P)
+    sync.add_info(3, "K3", 0.0)
+    sync.add_image("img1", 1, 0.01)
+    sync.add_image("img2", 2, 0.02)
+    sync.add_image("img3", 3, 0.03)
+    assert drain(sync) == [("img1", Match.NONE, None), ("img2", Match.NONE, None),
+                           ("img3", Match.EXACT, "K3")]
+    assert sync.misses == 0
 
 
 def test_without_any_camera_info_publisher_images_stop_waiting():

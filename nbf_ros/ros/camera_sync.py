@@ -35,8 +35,10 @@ Rules (decided by the order of events; one timeout for a stream that stalls or s
    reports why they were skipped (they cost nothing).
 5. Before the first CameraInfo: an image waits (a driver's first CameraInfo may come just
    after its first image) during the first ``wait_s`` after the first image only; an image
-   that arrived before the first CameraInfo and gives up is ``NONE`` (no CameraInfo yet), not
-   a miss. With no CameraInfo publisher at all, images are ``NONE`` at once after that.
+   stamped before the oldest CameraInfo seen that gives up is ``NONE`` (no CameraInfo yet), not
+   a miss: by stamp, because the topics arrive in either order (a large image often after the
+   small CameraInfo published with the next frame). With no CameraInfo publisher at all, images
+   are ``NONE`` at once after that.
 
 ``CameraInfoSync`` is the pure logic (explicit ``now``, no threads, unit tested);
 ``CameraSyncSlot`` is the thread-safe mailbox the node's callbacks and worker share.
@@ -145,6 +147,8 @@ class CameraInfoSync(Generic[T, I]):
         self._outcomes: OrderedDict[int, bool] = OrderedDict()
         self._last_info_s: Optional[float] = None
         self._first_info_s: Optional[float] = None
+        self._first_info_stamp_ns: Optional[int] = None
+        """Oldest CameraInfo stamp seen: images stamped before it predate the CameraInfo stream."""
         self._first_image_s: Optional[float] = None
         self._last_image_s: Optional[float] = None
         self._period_s: Optional[float] = None
@@ -167,6 +171,8 @@ class CameraInfoSync(Generic[T, I]):
         self._latest, self._has_info, self._last_info_s = info, True, now_s
         if self._first_info_s is None:
             self._first_info_s = now_s
+        if self._first_info_stamp_ns is None or stamp_ns < self._first_info_stamp_ns:
+            self._first_info_stamp_ns = stamp_ns
         if stamp_ns in self._outcomes:  # its image gave up or used the latest: it was only late
             self._outcomes[stamp_ns] = True
         for index, frame in enumerate(self._frames):
@@ -274,8 +280,9 @@ class CameraInfoSync(Generic[T, I]):
         has been silent for ``wait_s`` (stopped). A shorter silence is a stall: its images are
         skipped, but the mode does not change (their CameraInfos are late, not missing)."""
         frame.waited_s, frame.gave_up = now_s - frame.arrived_s, True
-        if self._first_info_s is None or frame.arrived_s < self._first_info_s:
-            # It came before the CameraInfo stream started: no CameraInfo yet, not a miss.
+        if self._first_info_stamp_ns is None or frame.stamp_ns < self._first_info_stamp_ns:
+            # It is older than the CameraInfo stream (by stamp: the two topics may arrive in either
+            # order, large images after small CameraInfos): no CameraInfo yet, not a miss.
             self._decide(frame, Match.NONE, None, now_s, own=False, record=False)
             return
         silent = now_s - self._last_info_s >= self.params.wait_s
