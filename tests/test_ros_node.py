@@ -300,6 +300,23 @@ def test_camera_info_paired_by_stamp_when_late_invalid_or_never_matching(ros):
         ros.remove(node)
 
 
+def test_an_invalid_camera_info_is_reported_even_when_a_valid_one_follows_at_once(ros):
+    """CameraInfos held back by DDS arrive in bursts: the next diagnostics report must still say
+    that an invalid one came, once, though the latest is valid again."""
+    node = make_node(ros, diagnostics_period_s=60.0)  # no timer report during the test
+    start(node)
+    try:
+        node._on_camera_info(info_msg([float("nan")] * 9, 40.0))
+        node._on_camera_info(info_msg(k_with_focal(800.0), 40.1))
+        first = {s.name.split(": ")[1]: s for s in node.diagnostic_statuses()}["input"]
+        assert first.level == 2 and "invalid CameraInfo" in first.message, first.message
+        assert "the latest CameraInfo is valid" in first.message
+        second = {s.name.split(": ")[1]: s for s in node.diagnostic_statuses()}["input"]
+        assert "invalid CameraInfo" not in second.message, second.message
+    finally:
+        ros.remove(node)
+
+
 def test_qos_mismatch_is_reported(ros):
     """A best-effort camera cannot feed a reliable subscription: the node must say so."""
     import rclpy

@@ -86,6 +86,9 @@ class NbfNode(LifecycleNode):
         self._configure_error: Optional[str] = None
         self._state = "unconfigured"
         self._latest_info: InfoEntry = (None, None)
+        # The last invalid CameraInfo since the previous diagnostics report: CameraInfos held back
+        # by DDS arrive in bursts, and a valid one a millisecond later must not hide a bad one.
+        self._info_error_since_report: Optional[str] = None
         """The latest CameraInfo as (intrinsics, error): what diagnostics report."""
         self._sync_mode = "exact"
         self._last_stamp_s: Optional[float] = None
@@ -227,6 +230,7 @@ class NbfNode(LifecycleNode):
         self._pubs = {}
         self._pipeline = self._tracker = self._config = self._tf = None
         self._latest_info = (None, None)
+        self._info_error_since_report = None
         self._slot = CameraSyncSlot()  # CameraInfos and the sync mode belong to the old camera
 
     def destroy_node(self) -> None:
@@ -272,6 +276,7 @@ class NbfNode(LifecycleNode):
             entry: InfoEntry = (conv.camera_info_to_intrinsics(msg), None)
         except conv.CameraInfoError as exc:
             entry = (None, str(exc))
+            self._info_error_since_report = str(exc)
             self.get_logger().error(f"camera_info: {exc}", throttle_duration_sec=LOG_THROTTLE_S)
         self._latest_info = entry
         self._slot.put_info(_stamp_ns(msg.header.stamp), entry)
@@ -456,6 +461,9 @@ class NbfNode(LifecycleNode):
     def diagnostic_statuses(self) -> list[Status]:
         intrinsics, error = self._latest_info
         camera = "ok" if intrinsics is not None else ("invalid" if error else "missing")
+        earlier, self._info_error_since_report = self._info_error_since_report, None
+        if error is None and earlier is not None:
+            error = f"{earlier} (received since the last report; the latest CameraInfo is valid)"
         snap = self.stats.snapshot(state=self._state, configure_error=self._configure_error,
                                    backend=self.backend_name, dropped=self._slot.dropped,
                                    camera_info=camera, camera_info_error=error, qos=self.qos_text())
