@@ -79,7 +79,8 @@ def fit_logit(cues: np.ndarray, truth: np.ndarray) -> tuple[float, float, float,
 
     bounds = [(None, None)] + [(0.0, None)] * len(CUES)  # signed weights >= 0
     theta = minimize(loss, np.zeros(4), jac=True, method="L-BFGS-B", bounds=bounds).x
-    return (float(theta[0]),) + tuple(float(s * w) for s, w in zip(SIGNS, theta[1:]))
+    # "+ 0.0" turns a weight at its bound (-0.0 after the sign) into 0.0.
+    return (float(theta[0]),) + tuple(float(s * w) + 0.0 for s, w in zip(SIGNS, theta[1:]))
 
 
 def predict(cues: np.ndarray, logit: tuple[float, float, float, float]) -> np.ndarray:
