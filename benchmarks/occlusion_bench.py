@@ -246,8 +246,9 @@ class KeypointSource:
     person is counted in ``misses``.
     """
 
-    def __init__(self, kind: str, config: NbfConfig) -> None:
+    def __init__(self, kind: str, config: NbfConfig, context: float | None = None) -> None:
         self.kind, self.misses, self.calls = kind, 0, 0
+        self.context = BLAZEPOSE_CONTEXT if context is None else context
         self.runner = None
         if kind == "mediapipe":
             from nbf_ros.keypoints.runtime import make_runner
@@ -261,7 +262,7 @@ class KeypointSource:
 
         self.calls += 1
         size = case.image.shape[0]
-        pad = int(round(BLAZEPOSE_CONTEXT * size))
+        pad = int(round(self.context * size))
         canvas = np.pad(case.image, ((pad, pad), (pad, pad), (0, 0)), constant_values=BLAZEPOSE_CANVAS_GRAY)
         estimate = self.runner.estimate(canvas)
         if estimate is None:

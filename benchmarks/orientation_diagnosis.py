@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None)
     parser.add_argument("--cases-cache", metavar="NPZ")
     parser.add_argument("--blazepose", action="store_true", help="also BlazePose's left/right (needs MediaPipe)")
+    parser.add_argument("--blazepose-context", type=float, default=bench.BLAZEPOSE_CONTEXT,
+                        help="gray margin around the crop for BlazePose, in crop sides per side")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s", stream=sys.stderr)
     torch.set_num_threads(1)
@@ -121,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     with fit_tuning.validation_seeds(args.people):
         cases = bench.cached_cases(args, config, body, bench.Regressor(backend, body, config.net.crop_size))
     fitter = Fitter.from_config(config, body)
-    source = bench.KeypointSource("mediapipe" if args.blazepose else "network", config)
+    source = bench.KeypointSource("mediapipe" if args.blazepose else "network", config,
+                                  context=args.blazepose_context)
     groups: dict[str, list[dict]] = defaultdict(list)
     try:
         for case in tqdm(cases, desc="people", file=sys.stderr):
@@ -137,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|" + "---:|" * len(keys))
     for cond, s in table.items():
         print(f"| {cond} | " + " | ".join(f"{s.get(k, float('nan')):.2f}" for k in keys) + " |")
-    print(json.dumps({"benchmark": "orientation_diagnosis", "people": args.people, "conditions": table}))
+    print(json.dumps({"benchmark": "orientation_diagnosis", "people": args.people,
+                      "blazepose_context": args.blazepose_context if args.blazepose else None,
+                      "conditions": table}))
     return 0
 
 
