@@ -27,7 +27,6 @@ BAD_KINDS = ("bad_encoding", "short_data", "long_data", "small_step", "zero_size
 HUGE_SIDE = 8192
 DISCOVERY_TIMEOUT_S = 20.0
 ACK_TIMEOUT_S = 10.0
-RELIABLE_INFO_HISTORY = 100
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -190,11 +189,6 @@ def run(args: argparse.Namespace) -> int:
     from nbf_ros.ros.conversions import encode_image
 
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable else qos_profile_sensor_data
-    # Reliable CameraInfo keeps a deep history: a writer drops a sample that leaves its KEEP_LAST
-    # history before the reader acknowledged it (a loaded machine), and a lost CameraInfo costs a
-    # frame. CameraInfos are tiny; images keep the short history of a real camera driver.
-    info_qos = (QoSProfile(depth=RELIABLE_INFO_HISTORY, reliability=ReliabilityPolicy.RELIABLE)
-                if args.reliable else qos_profile_sensor_data)
     total = args.frames if args.frames > 0 else int(round(args.duration * args.rate))
     scene = SyntheticScene(args.width, args.height, args.people, args.seed)
     video = VideoFrames(args.video) if args.video else None
@@ -213,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = open(args.manifest, "w") if args.manifest else None  # noqa: SIM115
     try:
         image_pub = node.create_publisher(Image, args.image_topic, qos)
-        info_pub = node.create_publisher(CameraInfo, args.info_topic, info_qos)
+        info_pub = node.create_publisher(CameraInfo, args.info_topic, qos)
         if args.wait_subscribers and not wait_for_subscribers(node, [image_pub, info_pub], args.wait_subscribers):
             print("publisher: no subscriber matched", file=sys.stderr)
             return 3
