@@ -230,7 +230,7 @@ ABLATIONS = ("nbf-no-occlusion-model", "nbf-O1", "nbf-anisotropic", "nbf-120-ite
 
 # BlazePose's person detector expects a person with context around it, as in a camera image; the
 # benchmark's crops are tight. On a gray canvas with half a crop of margin per side it found the
-# person in 68 of 96 validation crops instead of 54, with left/right as good or better
+# person in 68 of 96 validation crops instead of 54, left/right about as reliable
 # (docs/fit_tuning.md). The pipeline runs BlazePose on the camera image, which has that context.
 BLAZEPOSE_CONTEXT = 0.5
 BLAZEPOSE_CANVAS_GRAY = 128
