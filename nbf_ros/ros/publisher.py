@@ -52,6 +52,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="publish N scenes rendered with the body model (nbf_ros.data, up to --people "
                    "people each, occluders included) instead of drawn people; each repeated "
                    "frames/N times, truth = the people's joints3d")
+    p.add_argument("--distance", default="",
+                   help="with --rendered: MIN,MAX camera-to-person distance in metres (default: the "
+                   "generator's range)")
     p.add_argument("--video", default="", help="publish this video's frames (looped) instead of "
                    "drawn people, at its own size (truth left empty)")
     return p.parse_args(argv)
@@ -122,9 +125,14 @@ def wait_for_subscribers(node: Any, publishers: list, count: int) -> bool:
 
 class RenderedFrames:
     """Scenes rendered by ``nbf_ros.data.scene.render_scene`` (test split), each repeated so that
-    a tracker sees a static scene; truth carries the people's 3D joints and boxes."""
+    a tracker sees a static scene; truth carries the people's 3D joints and boxes.
 
-    def __init__(self, count: int, max_people: int, width: int, height: int, seed: int, total: int) -> None:
+    The background photos come from scikit-image only (a pinned dependency), never from the
+    optional Debian opencv-doc photos: the same seed must render the same scene on every
+    machine, or a test that passes on one fails on another."""
+
+    def __init__(self, count: int, max_people: int, width: int, height: int, seed: int, total: int,
+                 distance_m: Optional[tuple[float, float]] = None) -> None:
         import dataclasses
 
         from nbf_ros.body.model import BodyModel
@@ -132,8 +140,10 @@ class RenderedFrames:
         from nbf_ros.data.scene import render_scene
 
         base = SyntheticConfig(split="test")
-        camera = dataclasses.replace(base.camera, image_sizes=((width, height),) * len(base.camera.image_sizes))
-        cfg = dataclasses.replace(base, camera=camera, max_people=max(1, max_people))
+        camera = dataclasses.replace(base.camera, image_sizes=((width, height),) * len(base.camera.image_sizes),
+                                     distance_m=distance_m or base.camera.distance_m)
+        appearance = dataclasses.replace(base.appearance, opencv_doc_photos=False)
+        cfg = dataclasses.replace(base, camera=camera, appearance=appearance, max_people=max(1, max_people))
         body = BodyModel(resolve_path(BodyConfig().model_path))
         self.scenes = [render_scene(seed + i, cfg, body) for i in range(count)]
         self.repeat = max(1, -(-total // count))
@@ -193,7 +203,9 @@ def run(args: argparse.Namespace) -> int:
     scene = SyntheticScene(args.width, args.height, args.people, args.seed)
     video = VideoFrames(args.video) if args.video else None
     if args.rendered:
-        video = RenderedFrames(args.rendered, args.people, args.width, args.height, args.seed, total)
+        distance = tuple(float(v) for v in args.distance.split(",")) if args.distance else None
+        video = RenderedFrames(args.rendered, args.people, args.width, args.height, args.seed, total,
+                               distance)  # type: ignore[arg-type]
     if video is not None:
         scene = video.scene()
     pattern = [k.strip() for k in args.pattern.split(",") if k.strip()]
