@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, TypeVar
+from typing import Any, Literal, Mapping, Optional, TypeVar
 
 import yaml
 
@@ -497,6 +497,37 @@ def load_config(path: Optional[str | Path] = None, cls: type[T] = NbfConfig) -> 
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML ({exc})") from exc
     return from_dict(cls, data, "")
+
+
+def apply_overrides(config: T, overrides: Mapping[str, Any]) -> T:
+    """A copy of ``config`` with dotted keys replaced, e.g. ``{"fit.max_iters": 5}``.
+
+    The one place where a command-line option or a node parameter changes a loaded config: each
+    value is checked by the same rules as a YAML file (``from_dict``), so an unknown key, a
+    section given as a value or a value of the wrong type raises ConfigError naming the key.
+    """
+    for key, value in overrides.items():
+        config = _override(config, key.split("."), value, key, "")
+    return config
+
+
+def _override(node: T, path: list[str], value: Any, key: str, where: str) -> T:
+    """``node`` with the field at ``path`` set to ``value`` (``where``: the path walked so far)."""
+    name, rest = path[0], path[1:]
+    here = f"{where}.{name}" if where else name
+    names = [f.name for f in dataclasses.fields(node)]  # type: ignore[arg-type]
+    if name not in names:
+        raise ConfigError(f"{key}: unknown key {here!r}; valid in {where or 'the root'}: {sorted(names)}")
+    current = getattr(node, name)
+    if rest:
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"{key}: {here} is a value, not a section")
+        new = _override(current, rest, value, key, here)
+    elif dataclasses.is_dataclass(current):
+        raise ConfigError(f"{key}: {here} is a section; override one of its keys ({here}.KEY)")
+    else:
+        new = getattr(from_dict(type(node), {name: value}, where), name)
+    return dataclasses.replace(node, **{name: new})  # type: ignore[type-var]
 
 
 def save_config(config: Any, path: str | Path) -> None:

@@ -1,7 +1,7 @@
 """Strict YAML <-> dataclass configuration."""
 import pytest
 
-from nbf_ros.config import ConfigError, NbfConfig, load_config, save_config
+from nbf_ros.config import ConfigError, NbfConfig, apply_overrides, load_config, save_config
 
 
 def test_defaults_round_trip(tmp_path):
@@ -34,3 +34,29 @@ def test_bad_files_name_the_problem(tmp_path, text, fragment):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_overrides_change_only_the_given_keys():
+    base = NbfConfig()
+    cfg = apply_overrides(base, {"fit.max_iters": 5, "detector.fixed_box": [1, 2, 30, 40],
+                                 "tracker.timeout_s": 3, "synthetic.camera.distance_m": [1.0, 2.0]})
+    assert cfg.fit.max_iters == 5 and cfg.detector.fixed_box == (1.0, 2.0, 30.0, 40.0)
+    assert cfg.tracker.timeout_s == 3.0 and isinstance(cfg.tracker.timeout_s, float)
+    assert cfg.synthetic.camera.distance_m == (1.0, 2.0)
+    assert cfg.net == base.net and cfg.fit.lr == base.fit.lr
+    assert apply_overrides(base, {}) == base
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("fit.max_iterz", 3, "fit.max_iterz: unknown key"),
+    ("fits.max_iters", 3, "fits.max_iters: unknown key"),
+    ("fit.max_iters", "seven", "fit.max_iters: expected an integer"),
+    ("fit.max_iters", True, "fit.max_iters: expected an integer"),
+    ("inference.backend", "cuda", "inference.backend: 'cuda' is not one of"),
+    ("detector.fixed_box", [1.0, 2.0], "detector.fixed_box: expected a list of 4"),
+    ("fit", {"max_iters": 3}, "fit: fit is a section"),
+    ("fit.max_iters.x", 3, "fit.max_iters is a value"),
+])
+def test_bad_overrides_name_the_key(key, value, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        apply_overrides(NbfConfig(), {key: value})
