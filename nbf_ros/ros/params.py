@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from nbf_ros.config import NbfConfig, TrackerConfig, load_config
+from nbf_ros.config import NbfConfig, TrackerConfig, apply_overrides, load_config
 
 READ_ONLY, CONFIGURE, ACTIVATE, RUNTIME = "read_only", "configure", "activate", "runtime"
 
@@ -105,25 +105,28 @@ def _check_box(value: Sequence[float]) -> Optional[str]:
     return None
 
 
+CONFIG_OVERRIDES: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
+    ("backend", "inference.backend", bool),
+    ("device", "inference.device", bool),
+    ("detector", "detector.kind", bool),
+    ("fixed_box", "detector.fixed_box", any),
+    ("max_people", "detector.max_people", lambda v: v > 0),
+    ("max_iters", "fit.max_iters", lambda v: v >= 0),
+    ("track_timeout_s", "tracker.timeout_s", lambda v: True),
+)
+"""(parameter, NbfConfig key, whether the value is set). Unset = keep the config file's value:
+empty string, all-zero box, 0 people, and -1 iterations (0 iterations is a real setting)."""
+
+
+def config_overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """The node parameters that override ``config_file``, keyed by their NbfConfig path."""
+    return {key: values[name] for name, key, is_set in CONFIG_OVERRIDES if is_set(values[name])}
+
+
 def pipeline_config(values: dict[str, Any]) -> NbfConfig:
-    """NbfConfig from ``config_file`` with the node's non-empty overrides applied (raises
-    ConfigError / ValueError with the key named)."""
-    base = load_config(values["config_file"] or None)
-    inference, detector, fit = base.inference, base.detector, base.fit
-    if values["backend"]:
-        inference = dataclasses.replace(inference, backend=values["backend"])
-    if values["device"]:
-        inference = dataclasses.replace(inference, device=values["device"])
-    if values["detector"]:
-        detector = dataclasses.replace(detector, kind=values["detector"])
-    if any(values["fixed_box"]):
-        detector = dataclasses.replace(detector, fixed_box=tuple(float(v) for v in values["fixed_box"]))
-    if values["max_people"] > 0:
-        detector = dataclasses.replace(detector, max_people=int(values["max_people"]))
-    if values["max_iters"] >= 0:
-        fit = dataclasses.replace(fit, max_iters=int(values["max_iters"]))
-    tracker = dataclasses.replace(base.tracker, timeout_s=float(values["track_timeout_s"]))
-    return dataclasses.replace(base, inference=inference, detector=detector, fit=fit, tracker=tracker)
+    """NbfConfig from ``config_file`` with the node's set parameters applied (raises ConfigError
+    with the key named)."""
+    return apply_overrides(load_config(values["config_file"] or None), config_overrides(values))
 
 
 def tracker_config(base: TrackerConfig, values: dict[str, Any]) -> TrackerConfig:
