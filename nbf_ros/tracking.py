@@ -30,7 +30,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from nbf_ros.config import TrackerConfig
-from nbf_ros.detection.boxes import box_iou
+from nbf_ros.geometry.boxes import box_iou
 from nbf_ros.types import Person
 
 LOG = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import pytest
 
 from nbf_ros.config import DetectorConfig
 from nbf_ros.detection import make_detector
-from nbf_ros.detection.boxes import box_iou, nms
+from nbf_ros.geometry.boxes import box_iou, nms
 from nbf_ros.ros.synthetic import SyntheticScene, background
 
 cv2 = pytest.importorskip("cv2")

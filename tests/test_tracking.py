@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nbf_ros.config import TrackerConfig
-from nbf_ros.detection.boxes import box_iou
+from nbf_ros.geometry.boxes import box_iou
 from nbf_ros.tracking import Tracker
 from nbf_ros.types import NUM_JOINTS, Person
 

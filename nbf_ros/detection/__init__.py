@@ -1,7 +1,7 @@
 """Person boxes for the pipeline: full frame, a fixed region, OpenCV's HOG people detector.
 
 One entry point, ``make_detector(config)``; every detector has ``detect(image_rgb) -> N x 4``
-boxes [x0, y0, x1, y1] (pixel-edge coordinates, see ``boxes.py``), best first, at most
+boxes [x0, y0, x1, y1] (pixel-edge coordinates, see ``geometry/boxes.py``), best first, at most
 ``config.max_people``. ``detect_scored`` also returns the scores. Importing is cheap: OpenCV is
 imported by the HOG detector when it is built.
 """

@@ -7,7 +7,7 @@ from typing import Protocol
 import numpy as np
 
 from nbf_ros.config import DetectorConfig
-from nbf_ros.detection.boxes import box_area
+from nbf_ros.geometry.boxes import box_area
 
 
 @dataclass

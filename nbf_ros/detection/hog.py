@@ -12,7 +12,7 @@ import numpy as np
 
 from nbf_ros.config import DetectorConfig
 from nbf_ros.detection.base import Detections, _BaseDetector, check_image
-from nbf_ros.detection.boxes import clip_boxes, nms
+from nbf_ros.geometry.boxes import clip_boxes, nms
 
 # The 64 x 128 training windows hold the person with a margin of about 16 pixels on every side
 # (Dalal & Triggs, sec. 3): the returned window is shrunk by these fractions per side so that the

@@ -18,7 +18,7 @@ import numpy as np
 
 from nbf_ros.config import DetectorConfig
 from nbf_ros.detection.base import Detections, _BaseDetector, check_image
-from nbf_ros.detection.boxes import box_iou
+from nbf_ros.geometry.boxes import box_iou
 from nbf_ros.keypoints.blazepose import BlazePoseResult, SmplKeypoints, pose_box, to_smpl
 from nbf_ros.keypoints.runtime import PoseRunner, make_runner
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from nbf_ros.config import DetectorConfig
 from nbf_ros.detection.base import Detections, _BaseDetector, check_image
-from nbf_ros.detection.boxes import box_area, clip_boxes
+from nbf_ros.geometry.boxes import box_area, clip_boxes
 
 
 class FullFrameDetector(_BaseDetector):

@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from nbf_ros.detection.boxes import clip_boxes
+from nbf_ros.geometry.boxes import clip_boxes
 from nbf_ros.geometry.camera import CropBox
 from nbf_ros.types import JOINT_NAMES, NUM_JOINTS
 

@@ -1,4 +1,7 @@
-"""Box utilities shared by the detectors and the tracker: IoU, non-maximum suppression, clipping.
+"""Person-box geometry: IoU, non-maximum suppression, clipping (pure numpy).
+
+In geometry, not detection, because the detectors, the BlazePose boxes and the tracker all need
+it: they depend on geometry, not on each other.
 
 Boxes are [x0, y0, x1, y1] in pixel-edge coordinates (geometry/camera.py: pixel (u, v) is a pixel
 centre, so a W x H image spans [-0.5, W - 0.5] x [-0.5, H - 0.5]).
