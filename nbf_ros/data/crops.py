@@ -23,12 +23,12 @@ import torch
 
 from nbf_ros.config import NetConfig, SyntheticConfig
 from nbf_ros.data import appearance as app
-from nbf_ros.data.raster import composite, project, rasterize_mesh
+from nbf_ros.data.raster import composite, rasterize_mesh
 from nbf_ros.data.scene import (MAX_CAMERA_TRIES, BodyLabels, CameraRig, PersonGeometry, box_of,
                                 check_config, make_rng, person_drawable, person_visibility,
                                 pixel_labels, render_view, sample_camera, sample_occluders,
                                 sample_person)
-from nbf_ros.geometry.camera import CropBox
+from nbf_ros.geometry.camera import CropBox, project
 from nbf_ros.types import CameraIntrinsics
 
 FOREGROUND_MIN_FRACTION = 0.25

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from nbf_ros.geometry.camera import project
 from nbf_ros.types import CameraIntrinsics
 
 DEFAULT_NEAR = 0.05
@@ -56,13 +57,6 @@ def empty_raster(height: int, width: int) -> MeshRaster:
                       bary=np.zeros((height, width, 3), np.float32),
                       depth=np.full((height, width), np.inf, np.float32),
                       mesh_id=np.full((height, width), -1, np.int32))
-
-
-def project(vertices: np.ndarray, camera: CameraIntrinsics) -> np.ndarray:
-    """V x 3 camera-frame points -> V x 2 pixel coordinates (no depth clamp: callers check z)."""
-    z = vertices[:, 2]
-    return np.stack([camera.fx * vertices[:, 0] / z + camera.cx,
-                     camera.fy * vertices[:, 1] / z + camera.cy], axis=1)
 
 
 def _check_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -28,8 +28,8 @@ from nbf_ros.config import SyntheticCameraConfig, SyntheticConfig
 from nbf_ros.data import appearance as app
 from nbf_ros.data.occluders import (OccluderMesh, choose_kind, make_occluder, sample_placement)
 from nbf_ros.data.poses import PoseSampler, upright_orientation
-from nbf_ros.data.raster import (MeshRaster, composite, empty_raster, project, rasterize_mesh,
-                                 vertex_visibility)
+from nbf_ros.data.raster import MeshRaster, composite, empty_raster, rasterize_mesh, vertex_visibility
+from nbf_ros.geometry.camera import project
 from nbf_ros.types import NUM_BETAS, BodyParams, CameraIntrinsics
 
 LOG = logging.getLogger(__name__)

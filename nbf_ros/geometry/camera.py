@@ -21,16 +21,27 @@ import torch
 from nbf_ros.types import CameraIntrinsics
 
 
-def project_points(points: torch.Tensor, fx, fy, cx, cy, min_depth: float = 1e-3) -> torch.Tensor:
-    """Pinhole projection of ... x 3 points (camera frame) to ... x 2 pixels.
+def project_points(points, fx, fy, cx, cy, min_depth: float | None = 1e-3):
+    """Pinhole projection of ... x 3 points (camera frame) to ... x 2 pixels; the one formula for
+    torch tensors (network, fitter) and numpy arrays (rasteriser, data generator) alike.
 
-    Intrinsics may be floats or tensors broadcastable to points[..., 0]. Depth is clamped to
-    ``min_depth`` so points behind the camera do not produce inf/NaN (they project far away).
+    Intrinsics may be floats or tensors/arrays broadcastable to points[..., 0]. Depth is clamped to
+    ``min_depth`` so points behind the camera do not produce inf/NaN (they project far away);
+    ``min_depth=None`` projects exactly, for callers that check z themselves.
     """
-    z = points[..., 2].clamp(min=min_depth)
+    is_tensor = isinstance(points, torch.Tensor)
+    z = points[..., 2]
+    if min_depth is not None:
+        z = z.clamp(min=min_depth) if is_tensor else np.maximum(z, min_depth)
     u = fx * points[..., 0] / z + cx
     v = fy * points[..., 1] / z + cy
-    return torch.stack([u, v], dim=-1)
+    return torch.stack([u, v], dim=-1) if is_tensor else np.stack([u, v], axis=-1)
+
+
+def project(points: np.ndarray, camera: CameraIntrinsics) -> np.ndarray:
+    """... x 3 camera-frame points -> ... x 2 pixels with ``camera``, no depth clamp (callers that
+    may see points behind the camera check z first)."""
+    return project_points(points, camera.fx, camera.fy, camera.cx, camera.cy, min_depth=None)
 
 
 @dataclass(frozen=True)
