@@ -40,7 +40,7 @@ import occlusion_bench as bench  # noqa: E402  (puts the repository root on sys.
 from nbf_ros.body.model import BodyModel  # noqa: E402
 from nbf_ros.config import ConfigError, NbfConfig, from_dict, load_config, resolve_path  # noqa: E402
 from nbf_ros.fitting.fitter import Fitter  # noqa: E402
-from nbf_ros.inference.backends import make_backend  # noqa: E402
+from nbf_ros.inference.backends import load_backend  # noqa: E402
 from nbf_ros.inference.pipeline import initial_body, with_weights_config  # noqa: E402
 
 LOG = logging.getLogger("fit_tuning")
@@ -217,12 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     config = with_weights_config(load_config(args.config))
     configs = variant_configs(config, variants)
     body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
-    backend = make_backend(config)
+    backend, bank = load_backend(config)
     t0 = time.perf_counter()
     with validation_seeds(args.people):
         cases = bench.cached_cases(args, config, body, bench.Regressor(backend, body, config.net.crop_size))
     build_s = time.perf_counter() - t0
-    fitters = {name: Fitter.from_config(cfg, body) for name, cfg in configs.items()}
+    fitters = {name: Fitter.from_config(cfg, body, bank) for name, cfg in configs.items()}
     items = run_variants(cases, variants, fitters, backend, body, config.net.crop_size)
     table = ordered_table(items, variants)
     print(format_table(table))

@@ -44,7 +44,7 @@ from nbf_ros.evaluation.occlusion import (joints_under_patch, paste_patch, patch
                                           worst_patch)
 from nbf_ros.fitting.fitter import Fitter  # noqa: E402
 from nbf_ros.geometry.camera import project_points  # noqa: E402
-from nbf_ros.inference.backends import make_backend  # noqa: E402
+from nbf_ros.inference.backends import load_backend  # noqa: E402
 from nbf_ros.inference.pipeline import initial_body, with_weights_config  # noqa: E402
 from nbf_ros.types import BodyParams, CameraIntrinsics  # noqa: E402
 
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     config = with_weights_config(load_config(args.config))
     body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
-    backend = make_backend(config)
+    backend, bank = load_backend(config)
     regressor = Regressor(backend, body, config.net.crop_size)
     t0 = time.perf_counter()
     cases = cached_cases(args, config, body, regressor)
@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.build_only:
         LOG.info("test set ready (%d crops, %.0f s); --build-only: no fitting", len(cases), build_s)
         return 0
-    fitters = {name: Fitter.from_config(cfg, body) for name, cfg in method_configs(config).items()}
+    fitters = {name: Fitter.from_config(cfg, body, bank) for name, cfg in method_configs(config).items()}
     source = KeypointSource(config.fit.keypoint_source, config)
     reg_ms = []
     items: list[dict] = []

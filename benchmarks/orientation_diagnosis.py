@@ -36,7 +36,7 @@ from nbf_ros.config import load_config, resolve_path  # noqa: E402
 from nbf_ros.evaluation.occlusion import root_aligned_error  # noqa: E402
 from nbf_ros.fitting.fitter import Fitter, turned_about_vertical  # noqa: E402
 from nbf_ros.geometry.camera import project_points  # noqa: E402
-from nbf_ros.inference.backends import make_backend  # noqa: E402
+from nbf_ros.inference.backends import load_backend  # noqa: E402
 from nbf_ros.inference.pipeline import initial_body, with_weights_config  # noqa: E402
 from nbf_ros.nets.model import heatmap_keypoints  # noqa: E402
 from nbf_ros.types import BodyParams  # noqa: E402
@@ -118,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     config = with_weights_config(load_config(args.config))
     config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, budget_ms=1e9))
     body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
-    backend = make_backend(config)
+    backend, bank = load_backend(config)
     args.shard = "0/1"
     with fit_tuning.validation_seeds(args.people):
         cases = bench.cached_cases(args, config, body, bench.Regressor(backend, body, config.net.crop_size))
-    fitter = Fitter.from_config(config, body)
+    fitter = Fitter.from_config(config, body, bank)
     source = bench.KeypointSource("mediapipe" if args.blazepose else "network", config,
                                   context=args.blazepose_context)
     groups: dict[str, list[dict]] = defaultdict(list)

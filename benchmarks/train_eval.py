@@ -26,7 +26,7 @@ import torch
 
 from nbf_ros.config import load_config
 from nbf_ros.geometry.rotations import rotation_6d_to_matrix
-from nbf_ros.training.checkpoint import load_network
+from nbf_ros.nets.weights import load_network
 from nbf_ros.training.context import build_context
 from nbf_ros.training.data import make_eval_batches
 from nbf_ros.training.evaluate import evaluate_batches

@@ -38,7 +38,7 @@ import occlusion_bench as bench  # noqa: E402  (puts the repository root on sys.
 from nbf_ros.body.model import BodyModel  # noqa: E402
 from nbf_ros.config import load_config, resolve_path  # noqa: E402
 from nbf_ros.fitting.fitter import Fitter, visibility_from_cues  # noqa: E402
-from nbf_ros.inference.backends import make_backend  # noqa: E402
+from nbf_ros.inference.backends import load_backend  # noqa: E402
 from nbf_ros.inference.pipeline import initial_body, with_weights_config  # noqa: E402
 
 LOG = logging.getLogger("visibility_calibration")
@@ -204,14 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     config = with_weights_config(load_config(args.config))
     config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, budget_ms=1e9))
     body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
-    backend = make_backend(config)
+    backend, bank = load_backend(config)
     t0 = time.perf_counter()
     args.shard = "0/1"
     with fit_tuning.validation_seeds(args.people):
         cases = bench.cached_cases(args, config, body, bench.Regressor(backend, body, config.net.crop_size))
     source = bench.KeypointSource(config.fit.keypoint_source, config)
     try:
-        data = collect(cases, Fitter.from_config(config, body), backend, body, config.net.crop_size, source)
+        data = collect(cases, Fitter.from_config(config, body, bank), backend, body, config.net.crop_size, source)
     finally:
         source.close()
     current = tuple(config.fit.visibility_logit)

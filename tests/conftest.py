@@ -13,8 +13,8 @@ from nbf_ros.config import NbfConfig, save_config
 def untrained_weights(tmp_path_factory):
     """Path of an untrained NBFNet + memory bank (with background features) in the shipped format."""
     from nbf_ros.nets.model import NBFNet
-    from nbf_ros.training.bank import MemoryBank
-    from nbf_ros.training.checkpoint import save_weights
+    from nbf_ros.nets.bank import MemoryBank
+    from nbf_ros.nets.weights import save_weights
 
     cfg = NbfConfig()
     torch.manual_seed(0)

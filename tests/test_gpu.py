@@ -63,7 +63,7 @@ def test_tensorrt_engine_matches_onnxruntime(untrained_config, tmp_path):
 
 def test_onnxruntime_backend_matches_torch(untrained_config, tmp_path):
     """The CPU check of the graph TensorRT builds on a GPU."""
-    from nbf_ros.inference.backends import OnnxRuntimeBackend, TorchBackend
+    from nbf_ros.inference.backends import OnnxRuntimeBackend, load_backend
     from nbf_ros.inference.export import export_onnx
 
     cfg = untrained_config[0]
@@ -71,13 +71,13 @@ def test_onnxruntime_backend_matches_torch(untrained_config, tmp_path):
     ort_cfg = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, backend="onnxruntime",
                                                                       onnx_path=str(onnx_path)))
     crops = np.random.default_rng(1).random((3, 3, cfg.net.crop_size, cfg.net.crop_size), dtype=np.float32)
-    a, b = TorchBackend(cfg).run(crops), OnnxRuntimeBackend(ort_cfg).run(crops)
+    a, b = load_backend(cfg)[0].run(crops), OnnxRuntimeBackend(ort_cfg).run(crops)
     for name in ("features", "pose6d", "betas", "cam", "heatmaps"):
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=2e-3, err_msg=name)
 
 
 def test_backend_errors_are_clear(untrained_config, tmp_path):
-    from nbf_ros.inference.backends import BackendError, OnnxRuntimeBackend, make_backend
+    from nbf_ros.inference.backends import BackendError, OnnxRuntimeBackend, load_backend
 
     cfg = untrained_config[0]
     missing = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, onnx_path=str(tmp_path / "x.onnx")))
@@ -91,4 +91,4 @@ def test_backend_errors_are_clear(untrained_config, tmp_path):
     if not torch.cuda.is_available():
         gpu = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, backend="tensorrt"))
         with pytest.raises(BackendError):
-            make_backend(gpu)
+            load_backend(gpu)

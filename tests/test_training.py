@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from nbf_ros.config import NbfConfig, NetConfig, TrainConfig, to_dict
 from nbf_ros.geometry.camera import project_points, translation_to_weak_perspective
 from nbf_ros.geometry.rotations import axis_angle_to_matrix
-from nbf_ros.training.bank import MemoryBank, ema_bank_update, kernel_adjacency
-from nbf_ros.training.checkpoint import (WeightsError, load_checkpoint, load_network,
-                                         save_checkpoint, save_weights)
+from nbf_ros.nets.bank import MemoryBank, ema_bank_update
+from nbf_ros.nets.weights import WeightsError, load_network, save_weights
+from nbf_ros.training.checkpoint import load_checkpoint, save_checkpoint
+from nbf_ros.training.context import kernel_adjacency
 from nbf_ros.training.losses import (background_loss, gaussian_heatmap_targets,
                                      kernel_contrastive_loss, weak_perspective_project)
 from nbf_ros.training.metrics import mpjpe, pa_mpjpe

@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from nbf_ros.training.bank import MemoryBank, ema_bank_update
+from nbf_ros.nets.bank import MemoryBank, ema_bank_update
 
 K, O, D = 5, 2, 4
 

@@ -26,6 +26,7 @@ from nbf_ros.data.poses import PoseSampler, joint_limit_violation, mirror_body_p
 from nbf_ros.fitting.losses import (GaussianPosePrior, feature_loss, feature_scores,
                                     outlier_probability, robust_keypoint_loss)
 from nbf_ros.geometry.camera import project_points
+from nbf_ros.nets.bank import MemoryBank
 from nbf_ros.nets.model import heatmap_keypoints
 from nbf_ros.render import RenderCamera, RenderOutput, render_gaussians
 from nbf_ros.types import NUM_JOINTS, BodyParams, CameraIntrinsics, FitInfo, Person
@@ -157,11 +158,9 @@ class Fitter:
                 rest.joints[0].numpy(), sites, self.cfg.kernels_per_joint))
 
     @classmethod
-    def from_config(cls, config: NbfConfig, body: BodyModel) -> "Fitter":
-        """Build the NBV with the trained kernel features and background from the weights file."""
-        from nbf_ros.training.checkpoint import load_memory_bank
-
-        bank = load_memory_bank(resolve_path(config.inference.weights_path))
+    def from_config(cls, config: NbfConfig, body: BodyModel, bank: MemoryBank) -> "Fitter":
+        """Build the NBV with the trained kernel features and background of ``bank`` (read with
+        the network from the weights file, ``inference.backends.load_backend``)."""
         nbv = NeuralBodyVolume(body, config.nbv)
         nbv.set_feature_bank(bank_for_bins(bank.kernel_features, config.nbv.orientation_bins))
         return cls(config, body, nbv, bank.background_prototype(), default_pose_prior())

@@ -11,13 +11,17 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 
 from nbf_ros.errors import NbfError
 from nbf_ros.config import NbfConfig, resolve_path
+
+if TYPE_CHECKING:
+    from nbf_ros.nets.bank import MemoryBank
+    from nbf_ros.nets.model import NBFNet
 
 LOG = logging.getLogger(__name__)
 
@@ -61,19 +65,19 @@ def _check_crops(crops: np.ndarray, size: int) -> np.ndarray:
 
 
 class TorchBackend:
-    """Runs ``NBFNet`` with torch on CPU or CUDA."""
+    """Runs ``NBFNet`` with torch on CPU or CUDA.
 
-    def __init__(self, config: NbfConfig) -> None:
-        from nbf_ros.training.checkpoint import load_network
+    Takes the network already loaded (``load_backend`` reads the weights file once and hands
+    the memory bank to the fitter), so the file is never read twice.
+    """
 
+    def __init__(self, config: NbfConfig, net: "NBFNet") -> None:
         self.device = torch.device(config.inference.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise BackendError("inference.device is 'cuda' but torch sees no CUDA device "
                                "(install a CUDA build of torch, or use device: cpu)")
         self.crop_size = config.net.crop_size
-        weights = resolve_path(config.inference.weights_path)
-        self.net, self.bank = load_network(weights, config.net)
-        self.net.to(self.device).eval()
+        self.net = net.to(self.device).eval()
         self.name = f"torch/{self.device.type}"
 
     @torch.inference_mode()
@@ -197,13 +201,25 @@ class TensorRTBackend:
         return NetArrays(*(outputs[n].cpu().numpy() for n in OUTPUT_NAMES))
 
 
-def make_backend(config: NbfConfig) -> NetworkBackend:
-    """The backend named by ``config.inference.backend``."""
+def load_backend(config: NbfConfig) -> tuple[NetworkBackend, "MemoryBank"]:
+    """The backend named by ``config.inference.backend`` and the memory bank, from one read of
+    ``inference.weights_path``.
+
+    The torch backend runs the network of that file and the fitter needs its bank, so the file
+    is read once for both; onnxruntime and TensorRT run their exported graph and take only the
+    bank from it. Raises BackendError or WeightsError (one line).
+    """
+    from nbf_ros.nets.weights import load_memory_bank, load_network
+
+    weights = resolve_path(config.inference.weights_path)
     kind = config.inference.backend
     if kind == "torch":
-        return TorchBackend(config)
+        net, bank = load_network(weights, config.net)
+        return TorchBackend(config, net), bank
     if kind == "onnxruntime":
-        return OnnxRuntimeBackend(config)
-    if kind == "tensorrt":
-        return TensorRTBackend(config)
-    raise BackendError(f"unknown backend {kind!r} (torch, onnxruntime, tensorrt)")
+        backend: NetworkBackend = OnnxRuntimeBackend(config)
+    elif kind == "tensorrt":
+        backend = TensorRTBackend(config)
+    else:
+        raise BackendError(f"unknown backend {kind!r} (torch, onnxruntime, tensorrt)")
+    return backend, load_memory_bank(weights)

@@ -23,7 +23,7 @@ ONNX_OPSET = 17
 def export_onnx(config: NbfConfig, out_path: str | Path, check: bool = True) -> Path:
     """Write the ONNX graph of the configured network; returns the path."""
     from nbf_ros.nets.model import INPUT_NAME, OUTPUT_NAMES, ExportWrapper
-    from nbf_ros.training.checkpoint import load_network
+    from nbf_ros.nets.weights import load_network
 
     from nbf_ros.inference.pipeline import with_weights_config
 

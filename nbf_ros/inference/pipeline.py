@@ -17,7 +17,7 @@ import torch
 from nbf_ros.config import NbfConfig, resolve_path
 from nbf_ros.geometry.camera import CropBox, extract_crop, project_points, weak_perspective_to_translation
 from nbf_ros.geometry.rotations import matrix_to_axis_angle, rotation_6d_to_matrix
-from nbf_ros.inference.backends import NetArrays, NetworkBackend, make_backend
+from nbf_ros.inference.backends import NetArrays, NetworkBackend, load_backend
 from nbf_ros.inference.io import validate_intrinsics
 from nbf_ros.types import BodyParams, CameraIntrinsics, FrameResult, Person
 
@@ -127,8 +127,8 @@ class Pipeline:
         if config.inference.num_threads > 0:
             torch.set_num_threads(config.inference.num_threads)
         body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
-        backend = make_backend(config)
-        fitter = Fitter.from_config(config, body)
+        backend, bank = load_backend(config)  # one read of the weights file for both
+        fitter = Fitter.from_config(config, body, bank)
         return cls(config, backend, make_detector(config.detector), body, fitter)
 
     def model_info(self) -> dict[str, str]:

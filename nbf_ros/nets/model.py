@@ -1,6 +1,6 @@
 """NBFNet: the U-Net that gives 3D-aware features, joint heatmaps and an initial body estimate.
 
-No file I/O here (weights are loaded by ``nbf_ros.training.weights.load_network``); ``forward``
+No file I/O here (weights are loaded by ``nbf_ros.nets.weights.load_network``); ``forward``
 has no data-dependent Python control flow, so ``torch.onnx.export`` traces the full network
 (use :class:`ExportWrapper`, which returns a tuple in ``OUTPUT_NAMES`` order).
 """

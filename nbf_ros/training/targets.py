@@ -34,7 +34,7 @@ TARGETS = ("kernel", "surface", "part")
 def kernel_geodesic_distances(adjacency: torch.Tensor, sites: torch.Tensor) -> torch.Tensor:
     """K x K shortest-path distances (metres) over the kernel graph of the rest-pose surface.
 
-    Edges join 1-hop neighbour kernels (``bank.kernel_adjacency``) and weigh their straight-line
+    Edges join 1-hop neighbour kernels (``context.kernel_adjacency``) and weigh their straight-line
     distance, so a path follows the skin: two kernels on the inner thighs are far apart although
     they are close in space. Kernels in different components get the largest finite distance.
 

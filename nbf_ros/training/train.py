@@ -32,8 +32,8 @@ import torch.distributed as dist
 
 from nbf_ros.config import NbfConfig, load_config, resolve_path, save_config, to_dict
 from nbf_ros.errors import NbfError
-from nbf_ros.training.checkpoint import (config_changes, load_checkpoint, save_checkpoint,
-                                         save_weights)
+from nbf_ros.nets.weights import save_weights
+from nbf_ros.training.checkpoint import config_changes, load_checkpoint, save_checkpoint
 from nbf_ros.training.trainer import Trainer
 
 LOG = logging.getLogger("nbf_ros.train")

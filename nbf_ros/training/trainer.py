@@ -18,9 +18,9 @@ from nbf_ros.config import NbfConfig, TrainConfig
 from nbf_ros.geometry.camera import translation_to_weak_perspective
 from nbf_ros.geometry.rotations import (axis_angle_to_matrix, matrix_to_rotation_6d,
                                         rotation_6d_to_matrix)
+from nbf_ros.nets.bank import MemoryBank, apply_ema, bank_statistics
 from nbf_ros.nets.heads import mean_pose6d
 from nbf_ros.nets.model import NBFNet, NetOutput
-from nbf_ros.training.bank import MemoryBank, apply_ema, bank_statistics
 from nbf_ros.training.losses import (background_loss, gaussian_heatmap_targets, heatmap_loss,
                                      regression_losses)
 from nbf_ros.training.targets import make_feature_target

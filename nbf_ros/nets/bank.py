@@ -5,10 +5,12 @@ kernels seen in the batch towards the mean image feature sampled at those kernel
 moving average, then re-normalised). The O orientation bins of a kernel share its observations
 according to the NBV orientation weights of the sample's pose, so the bin that matches the
 limb's current direction moves most.
+
+It lives with the networks because the shipped weights carry it next to the network
+(``nbf_ros.nets.weights``): training writes it, the fitting reads it.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -143,31 +145,3 @@ class MemoryBank(nn.Module):
             raise ValueError("the background bank is empty (no training step has filled it)")
         return F.normalize(valid.mean(0), dim=0)
 
-
-def kernel_adjacency(faces: np.ndarray, vertex_to_kernel: np.ndarray, num_kernels: int) -> torch.Tensor:
-    """K x K bool: kernels that share a mesh edge (1-hop neighbours), plus the diagonal.
-
-    Two kernels are neighbours when some mesh edge joins a vertex assigned to one and a vertex
-    assigned to the other (assignment: ``nbf_ros.body.nbv.assign_vertices_to_kernels``). These
-    pairs are excluded from each other's negatives in the contrastive loss: neighbouring kernels
-    look alike and lie within a centimetre or two, so pushing them apart only adds noise.
-
-    Args:
-        faces: F x 3 vertex indices.
-        vertex_to_kernel: (V,) kernel index per vertex.
-        num_kernels: K.
-    """
-    faces = np.asarray(faces, dtype=np.int64)
-    v2k = np.asarray(vertex_to_kernel, dtype=np.int64)
-    if faces.ndim != 2 or faces.shape[1] != 3:
-        raise ValueError(f"faces must be F x 3, got {faces.shape}")
-    if faces.size and (faces.min() < 0 or faces.max() >= v2k.shape[0]):
-        raise ValueError("faces index vertices outside vertex_to_kernel")
-    if v2k.size and (v2k.min() < 0 or v2k.max() >= num_kernels):
-        raise ValueError(f"vertex_to_kernel values must be in [0, {num_kernels})")
-    adj = np.eye(num_kernels, dtype=bool)
-    for a, b in ((0, 1), (1, 2), (2, 0)):
-        ka, kb = v2k[faces[:, a]], v2k[faces[:, b]]
-        adj[ka, kb] = True
-        adj[kb, ka] = True
-    return torch.from_numpy(adj)
