@@ -112,6 +112,9 @@ class FitConfig:
     keypoint_min_joints: int = 7
     joint_limit_weight: float = 0.1
     pose_prior_weight: float = 0.02
+    # The Gaussian pose prior's file (mean and precision of the training poses), built by
+    # tools/build_pose_prior.py (models/nbf_pose_prior.md); relative paths are from the package root.
+    pose_prior_path: str = "models/nbf_pose_prior.npz"
     # Try the 180-degree rotated, left-right mirrored twin of the initial body (method.md step 8).
     flip_hypothesis: bool = True
     # Also try the initial body turned about its vertical axis in this many even steps (1 = off;

@@ -5,25 +5,26 @@ import numpy as np
 import pytest
 import torch
 
+from nbf_ros.body import pose_limits
 from nbf_ros.data import poses
 from nbf_ros.types import BodyParams
 
 from test_data_toybody import ToyBody
 
-LO = poses.JOINT_LIMITS[..., 0].reshape(-1)
-HI = poses.JOINT_LIMITS[..., 1].reshape(-1)
+LO = pose_limits.JOINT_LIMITS[..., 0].reshape(-1)
+HI = pose_limits.JOINT_LIMITS[..., 1].reshape(-1)
 
 
 def test_limit_table_is_ordered_and_mirror_symmetric() -> None:
-    assert poses.JOINT_LIMITS.shape == (23, 3, 2)
+    assert pose_limits.JOINT_LIMITS.shape == (23, 3, 2)
     assert np.all(LO < HI)
-    mirrored = poses.JOINT_LIMITS[poses.MIRROR_PERMUTATION].copy()
+    mirrored = pose_limits.JOINT_LIMITS[pose_limits.MIRROR_PERMUTATION].copy()
     mirrored[:, 1:] = -mirrored[:, 1:, ::-1]  # negate y and z: (lo, hi) -> (-hi, -lo)
-    np.testing.assert_allclose(mirrored, poses.JOINT_LIMITS)
+    np.testing.assert_allclose(mirrored, pose_limits.JOINT_LIMITS)
 
 
 def test_key_poses_and_their_mirrors_lie_inside_the_limits() -> None:
-    for pose in (poses.KEY_POSE_ARRAY, poses.mirror_body_pose(poses.KEY_POSE_ARRAY)):
+    for pose in (poses.KEY_POSE_ARRAY, pose_limits.mirror_body_pose(poses.KEY_POSE_ARRAY)):
         assert np.all(pose >= LO - 1e-9) and np.all(pose <= HI + 1e-9)
 
 
@@ -47,30 +48,30 @@ def test_mirroring_reflects_the_skeleton() -> None:
     body = ToyBody()
     rng = np.random.default_rng(3)
     pose = poses.PoseSampler(noise_std=0.2).sample_body_pose(rng)[0]
-    np.testing.assert_allclose(poses.mirror_body_pose(poses.mirror_body_pose(pose)), pose)
+    np.testing.assert_allclose(pose_limits.mirror_body_pose(pose_limits.mirror_body_pose(pose)), pose)
 
     def joints(p: np.ndarray) -> np.ndarray:
         params = BodyParams.zeros(1)
         params.body_pose[0] = torch.as_tensor(p, dtype=torch.float32)
         return body(params).joints[0].numpy()
 
-    swap = np.array([0] + [1 + int(i) for i in poses.MIRROR_PERMUTATION])
+    swap = np.array([0] + [1 + int(i) for i in pose_limits.MIRROR_PERMUTATION])
     expected = joints(pose)[swap] * [-1.0, 1.0, 1.0]
-    np.testing.assert_allclose(joints(poses.mirror_body_pose(pose)), expected, atol=1e-5)
+    np.testing.assert_allclose(joints(pose_limits.mirror_body_pose(pose)), expected, atol=1e-5)
 
 
 def test_joint_limit_violation_matches_brute_force_and_finite_differences() -> None:
     rng = np.random.default_rng(0)
     pose = torch.as_tensor(rng.uniform(LO - 0.5, HI + 0.5, size=(4, 69)), dtype=torch.float64)
     pose[0] = torch.as_tensor((LO + HI) / 2)
-    value = poses.joint_limit_violation(pose)
+    value = pose_limits.joint_limit_violation(pose)
     brute = [sum(max(lo - x, 0.0) ** 2 + max(x - hi, 0.0) ** 2 for x, lo, hi in zip(row, LO, HI))
              for row in pose.tolist()]
     np.testing.assert_allclose(value.numpy(), brute, rtol=1e-12)
     assert value[0] == 0.0
-    torch.autograd.gradcheck(poses.joint_limit_violation, (pose.clone().requires_grad_(True),))
+    torch.autograd.gradcheck(pose_limits.joint_limit_violation, (pose.clone().requires_grad_(True),))
     with pytest.raises(ValueError):
-        poses.joint_limit_violation(pose[:, :60])
+        pose_limits.joint_limit_violation(pose[:, :60])
 
 
 def test_upright_orientation_convention() -> None:

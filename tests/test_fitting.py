@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from nbf_ros.body.model import BodyModel
 from nbf_ros.body.nbv import NeuralBodyVolume
 from nbf_ros.config import NbfConfig, resolve_path
-from nbf_ros.fitting.fitter import (Fitter, default_pose_prior, flipped_twin, turn_hypotheses,
-                                    turned_about_vertical)
+from nbf_ros.fitting.fitter import Fitter, flipped_twin, turn_hypotheses, turned_about_vertical
+from nbf_ros.fitting.pose_prior import load_pose_prior
 from nbf_ros.inference.backends import NetArrays
 from nbf_ros.render import RenderCamera, render_gaussians
 from nbf_ros.types import BodyParams, CameraIntrinsics
@@ -33,10 +33,14 @@ def setup():
     return config, body, nbv, background
 
 
+def shipped_prior():
+    return load_pose_prior(resolve_path(NbfConfig().fit.pose_prior_path))
+
+
 def make_fitter(setup, **fit_changes) -> Fitter:
     config, body, nbv, background = setup
     config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, budget_ms=1e9, **fit_changes))
-    return Fitter(config, body, nbv, background, default_pose_prior())
+    return Fitter(config, body, nbv, background, shipped_prior())
 
 
 def truth() -> BodyParams:
@@ -129,7 +133,7 @@ def test_budget_and_iteration_limits(setup):
     config, body, nbv, background = setup
     tight = dataclasses.replace(config, fit=dataclasses.replace(config.fit, max_iters=500, budget_ms=1.0))
     result = Fitter(config=tight, body=body, nbv=nbv, background=background,
-                    pose_prior=default_pose_prior()).fit(obs, 0, crop_camera(), perturbed(gt, 2))
+                    pose_prior=shipped_prior()).fit(obs, 0, crop_camera(), perturbed(gt, 2))
     assert result.info.iterations < 500
     assert np.isfinite(result.info.loss)
 

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
+from nbf_ros.body.pose_limits import mirror_body_pose
 from nbf_ros.config import SyntheticAppearanceConfig, SyntheticConfig
 from nbf_ros.data import appearance as app
 from nbf_ros.data.occluders import OccluderMesh, box_mesh
-from nbf_ros.data.poses import (KEY_POSES, PoseSampler, key_pose_vector, mirror_body_pose,
-                                slerp_body_pose, upright_orientation)
+from nbf_ros.data.poses import (KEY_POSES, PoseSampler, key_pose_vector, slerp_body_pose,
+                                upright_orientation)
 from nbf_ros.data.scene import (BodyLabels, CameraRig, PersonGeometry, PersonTruth, _person_truth,
                                 body_labels, occluder_drawable, person_drawable, pixel_labels,
                                 place_on_ground, pose_bodies, render_view)

@@ -21,10 +21,11 @@ from scipy.spatial.transform import Rotation
 
 from nbf_ros.body.model import BodyModel, ShapedSubset
 from nbf_ros.body.nbv import NeuralBodyVolume
+from nbf_ros.body.pose_limits import joint_limit_violation, mirror_body_pose
 from nbf_ros.config import NbfConfig, resolve_path
-from nbf_ros.data.poses import PoseSampler, joint_limit_violation, mirror_body_pose
 from nbf_ros.fitting.losses import (GaussianPosePrior, feature_loss, feature_scores,
                                     outlier_probability, robust_keypoint_loss)
+from nbf_ros.fitting.pose_prior import load_pose_prior
 from nbf_ros.geometry.camera import project_points
 from nbf_ros.nets.bank import MemoryBank
 from nbf_ros.nets.model import heatmap_keypoints
@@ -35,11 +36,9 @@ LOG = logging.getLogger(__name__)
 
 # Joint visibility classes (FitResult.joint_state).
 VISIBLE, OCCLUDED_BY_OBJECT, SELF_OCCLUDED = 0, 1, 2
-POSE_PRIOR_SAMPLES = 5000  # enough for a 69-d Gaussian with a ridge; ~1 s at start-up
 # Soft z-test of a kernel against the rendered surface: visible when it is at most this far behind.
 SURFACE_TOLERANCE_M = 0.05
 SURFACE_SOFTNESS_M = 0.01
-POSE_PRIOR_SEED = 1234
 
 
 @dataclass
@@ -160,10 +159,12 @@ class Fitter:
     @classmethod
     def from_config(cls, config: NbfConfig, body: BodyModel, bank: MemoryBank) -> "Fitter":
         """Build the NBV with the trained kernel features and background of ``bank`` (read with
-        the network from the weights file, ``inference.backends.load_backend``)."""
+        the network from the weights file, ``inference.backends.load_backend``) and the stored
+        pose prior (``fit.pose_prior_path``)."""
         nbv = NeuralBodyVolume(body, config.nbv)
         nbv.set_feature_bank(bank_for_bins(bank.kernel_features, config.nbv.orientation_bins))
-        return cls(config, body, nbv, bank.background_prototype(), default_pose_prior())
+        prior = load_pose_prior(resolve_path(config.fit.pose_prior_path))
+        return cls(config, body, nbv, bank.background_prototype(), prior)
 
     # -- observation ---------------------------------------------------------------------------
     def observe(self, features: np.ndarray, heatmaps: np.ndarray, camera: CameraIntrinsics) -> Observation:
@@ -398,16 +399,3 @@ def warm_from_person(person: Person, init: BodyParams) -> BodyParams:
     return BodyParams(init.betas.clone(), as_t(person.global_orient), as_t(person.body_pose),
                       as_t(person.transl))
 
-
-_POSE_PRIOR: Optional[GaussianPosePrior] = None
-
-
-def default_pose_prior() -> GaussianPosePrior:
-    """Gaussian prior fitted (once per process, deterministic) to the training pose sampler."""
-    global _POSE_PRIOR
-    if _POSE_PRIOR is None:
-        rng = np.random.default_rng(POSE_PRIOR_SEED)
-        sampler = PoseSampler()
-        samples = np.stack([sampler.sample_body_pose(rng)[0] for _ in range(POSE_PRIOR_SAMPLES)])
-        _POSE_PRIOR = GaussianPosePrior.fit(torch.from_numpy(samples).float())
-    return _POSE_PRIOR
