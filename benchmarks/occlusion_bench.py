@@ -39,9 +39,8 @@ from nbf_ros.config import NbfConfig, load_config, resolve_path  # noqa: E402
 from nbf_ros.data import appearance as app  # noqa: E402
 from nbf_ros.data.crops import render_crop  # noqa: E402
 from nbf_ros.data.scene import body_labels  # noqa: E402
-from nbf_ros.evaluation.occlusion import (joints_under_patch, paste_patch, patch_grid,  # noqa: E402
-                                          pck_head, procrustes_aligned, root_aligned_error,
-                                          worst_patch)
+from nbf_ros.evaluation.metrics import pck_head, procrustes_aligned, root_aligned_error  # noqa: E402
+from nbf_ros.evaluation.occlusion import joints_under_patch, paste_patch, patch_grid, worst_patch  # noqa: E402
 from nbf_ros.fitting.fitter import Fitter  # noqa: E402
 from nbf_ros.geometry.camera import project_points  # noqa: E402
 from nbf_ros.inference.backends import load_backend  # noqa: E402

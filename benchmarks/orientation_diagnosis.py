@@ -33,7 +33,7 @@ import fit_tuning  # noqa: E402
 import occlusion_bench as bench  # noqa: E402  (puts the repository root on sys.path)
 from nbf_ros.body.model import BodyModel  # noqa: E402
 from nbf_ros.config import load_config, resolve_path  # noqa: E402
-from nbf_ros.evaluation.occlusion import root_aligned_error  # noqa: E402
+from nbf_ros.evaluation.metrics import root_aligned_error  # noqa: E402
 from nbf_ros.fitting.fitter import Fitter, turned_about_vertical  # noqa: E402
 from nbf_ros.geometry.camera import project_points  # noqa: E402
 from nbf_ros.inference.backends import load_backend  # noqa: E402

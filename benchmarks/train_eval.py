@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 
 from nbf_ros.config import load_config
+from nbf_ros.evaluation.metrics import mpjpe, pa_mpjpe
 from nbf_ros.geometry.rotations import rotation_6d_to_matrix
 from nbf_ros.nets.weights import load_network
 from nbf_ros.training.context import build_context
 from nbf_ros.training.data import make_eval_batches
 from nbf_ros.training.evaluate import evaluate_batches
-from nbf_ros.training.metrics import mpjpe, pa_mpjpe
 
 
 def inference_ms(net: torch.nn.Module, size: int, threads: int, runs: int = 30) -> float:

@@ -1,8 +1,8 @@
 """The occlusion protocol helpers: patch grid, pasting, worst-position search, metrics."""
 import numpy as np
 
-from nbf_ros.evaluation.occlusion import (Patch, joints_under_patch, paste_patch, patch_grid, pck_head,
-                                          procrustes_aligned, root_aligned_error, worst_patch)
+from nbf_ros.evaluation.metrics import pck_head, procrustes_aligned, root_aligned_error
+from nbf_ros.evaluation.occlusion import Patch, joints_under_patch, paste_patch, patch_grid, worst_patch
 
 
 def test_grid_follows_the_224_protocol():

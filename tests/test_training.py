@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from nbf_ros.config import NbfConfig, NetConfig, TrainConfig, to_dict
+from nbf_ros.evaluation.metrics import mpjpe, pa_mpjpe
 from nbf_ros.geometry.camera import project_points, translation_to_weak_perspective
 from nbf_ros.geometry.rotations import axis_angle_to_matrix
 from nbf_ros.nets.bank import MemoryBank, ema_bank_update
@@ -19,7 +20,6 @@ from nbf_ros.training.checkpoint import load_checkpoint, save_checkpoint
 from nbf_ros.training.context import kernel_adjacency
 from nbf_ros.training.losses import (background_loss, gaussian_heatmap_targets,
                                      kernel_contrastive_loss, weak_perspective_project)
-from nbf_ros.training.metrics import mpjpe, pa_mpjpe
 from nbf_ros.training.trainer import BodyContext, Trainer
 
 T = 0.07
@@ -318,7 +318,7 @@ def test_weights_round_trip_and_strict_errors(tmp_path) -> None:
 
 def test_feature_counts_on_a_constructed_map() -> None:
     """Pixels whose feature equals a bank entry are classified as that entry."""
-    from nbf_ros.training.metrics import feature_counts
+    from nbf_ros.evaluation.metrics import feature_counts
 
     bank = _unit(3, 2, 4, seed=7)
     proto = F.normalize(-bank.reshape(-1, 4).mean(0), dim=0)

@@ -1,1 +1,2 @@
-"""Evaluation protocol pieces shared by the benchmarks: occluders, adversarial search, metrics."""
+"""Evaluation: the metrics (one copy each, ``metrics``) and the occlusion protocol shared by the
+benchmarks (``occlusion``: occluders, adversarial search)."""

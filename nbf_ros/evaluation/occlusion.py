@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import torch
+
+from nbf_ros.evaluation.metrics import root_aligned_error
 
 PAPER_CROP = 224.0
 
@@ -48,12 +49,6 @@ def joints_under_patch(joints2d: np.ndarray, patch: Patch) -> np.ndarray:
             & (v >= patch.y - 0.5) & (v < patch.y + patch.side - 0.5))
 
 
-def root_aligned_error(pred: np.ndarray, truth: np.ndarray, root: int = 0) -> np.ndarray:
-    """... x J x 3 -> ... x J per-joint distances after aligning the root joints (metres)."""
-    return np.linalg.norm((pred - pred[..., root:root + 1, :]) - (truth - truth[..., root:root + 1, :]),
-                          axis=-1)
-
-
 def worst_patch(crop: np.ndarray, texture: np.ndarray, patches: list[Patch], truth3d: np.ndarray,
                 regress: Callable[[np.ndarray], np.ndarray], batch: int = 64) -> tuple[Patch, float]:
     """The occluder position with the worst regression MPJPE (root-aligned), and that MPJPE.
@@ -70,22 +65,3 @@ def worst_patch(crop: np.ndarray, texture: np.ndarray, patches: list[Patch], tru
         if errors[i] > worst_err:
             worst, worst_err = chunk[i], float(errors[i])
     return worst, worst_err
-
-
-def procrustes_aligned(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """J x 3 prediction after the similarity transform that best fits it to ``truth``."""
-    from nbf_ros.training.metrics import procrustes_align
-
-    aligned = procrustes_align(torch.from_numpy(pred[None]).double(), torch.from_numpy(truth[None]).double())
-    return aligned[0].numpy()
-
-
-def pck_head(pred2d: np.ndarray, truth2d: np.ndarray, neck: int = 12, head: int = 15,
-             alpha: float = 0.5) -> np.ndarray:
-    """(J,) bool: 2D joints within alpha x head size of the truth.
-
-    Head size = 2 x the neck-to-head-joint distance of the truth (SMPL's head joint sits at the
-    middle of the head, so this is about the head's height, as in PCKh).
-    """
-    head_size = 2.0 * np.linalg.norm(truth2d[head] - truth2d[neck])
-    return np.linalg.norm(pred2d - truth2d, axis=-1) <= alpha * head_size

@@ -9,10 +9,10 @@ from typing import Any, Iterable
 import torch
 
 from nbf_ros.config import NbfConfig
+from nbf_ros.evaluation.metrics import FeatureCounts, feature_counts, mpjpe, pa_mpjpe
 from nbf_ros.geometry.rotations import rotation_6d_to_matrix
 from nbf_ros.nets.bank import MemoryBank
 from nbf_ros.nets.model import NBFNet, heatmap_keypoints
-from nbf_ros.training.metrics import FeatureCounts, feature_counts, mpjpe, pa_mpjpe
 from nbf_ros.training.trainer import BodyContext
 
 MM_PER_M = 1000.0

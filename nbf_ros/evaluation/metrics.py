@@ -1,12 +1,20 @@
-"""Evaluation metrics: joint errors (MPJPE, PA-MPJPE) and feature quality against the memory bank.
+"""Evaluation metrics, one copy each: joint errors (MPJPE, PA-MPJPE, PCKh) and feature quality
+against the memory bank.
 
-Used by the trainer's periodic validation and by ``benchmarks/train_eval.py``.
+Used by the trainer's periodic validation, the occlusion protocol (``evaluation.occlusion``),
+the demo's scoring and the benchmarks. Joint errors take torch tensors or numpy arrays
+(``root_aligned_error``) or have a numpy form (``procrustes_aligned``) over the same code, so
+every number of the project is computed the same way.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+import numpy as np
 import torch
+
+Joints = TypeVar("Joints", np.ndarray, torch.Tensor)
 
 
 def procrustes_align(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -29,14 +37,41 @@ def procrustes_align(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return scale[:, None, None] * p @ rot.transpose(1, 2) + mu_t
 
 
+def procrustes_aligned(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """J x 3 prediction after the similarity transform that best fits it to ``truth`` (numpy,
+    float64; ``procrustes_align`` on a batch of one)."""
+    aligned = procrustes_align(torch.from_numpy(pred[None]).double(), torch.from_numpy(truth[None]).double())
+    return aligned[0].numpy()
+
+
+def root_aligned_error(pred: Joints, truth: Joints, root: int = 0) -> Joints:
+    """... x J x 3 -> ... x J per-joint distances after aligning the root joints (input units).
+
+    Takes numpy arrays (the benchmarks) or torch tensors (training's validation) alike.
+    """
+    diff = (pred - pred[..., root:root + 1, :]) - (truth - truth[..., root:root + 1, :])
+    return diff.norm(dim=-1) if isinstance(diff, torch.Tensor) else np.linalg.norm(diff, axis=-1)
+
+
 def mpjpe(pred: torch.Tensor, target: torch.Tensor, root: int = 0) -> torch.Tensor:
     """B per-sample mean joint error after aligning the roots (same units as the input)."""
-    return ((pred - pred[:, root:root + 1]) - (target - target[:, root:root + 1])).norm(dim=-1).mean(-1)
+    return root_aligned_error(pred, target, root).mean(-1)
 
 
 def pa_mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """B per-sample mean joint error after Procrustes alignment."""
     return (procrustes_align(pred, target) - target).norm(dim=-1).mean(-1)
+
+
+def pck_head(pred2d: np.ndarray, truth2d: np.ndarray, neck: int = 12, head: int = 15,
+             alpha: float = 0.5) -> np.ndarray:
+    """(J,) bool: 2D joints within alpha x head size of the truth.
+
+    Head size = 2 x the neck-to-head-joint distance of the truth (SMPL's head joint sits at the
+    middle of the head, so this is about the head's height, as in PCKh).
+    """
+    head_size = 2.0 * np.linalg.norm(truth2d[head] - truth2d[neck])
+    return np.linalg.norm(pred2d - truth2d, axis=-1) <= alpha * head_size
 
 
 NEAR_M = 0.10
