@@ -3,7 +3,7 @@
 The node runs in this process (as it would under ``nbf_node``) with the real pipeline
 (``--pipeline nbf``, models from ``--config``) or the model-free stand-in (``--pipeline
 silhouette``: the cost of the ROS shell alone). A camera publisher process
-(``python -m nbf_ros.ros.publisher``) sends 640 x 480 frames with 1 or 3 drawn people at each
+(``python -m nbf_ros.apps.camera_publisher``) sends 640 x 480 frames with 1 or 3 drawn people at each
 rate. Reported per run: end-to-end latency percentiles (image stamp -> output received by a
 subscriber, and stamp -> publish inside the node), output rate, frames dropped by the node
 (latest-wins) and lost in transport, this process's CPU and RSS, and the drift of latency and
@@ -103,7 +103,7 @@ def make_factory(kind: str, config_file: str) -> Callable[[Any], Any]:
     def factory(config: Any) -> Any:
         if "p" not in cache:
             if kind == "silhouette":
-                from nbf_ros.ros.synthetic import SilhouettePipeline
+                from nbf_ros.testing.pipelines import SilhouettePipeline
 
                 cache["p"] = SilhouettePipeline(config)
             else:
@@ -153,7 +153,7 @@ def run_case(args: argparse.Namespace, env: dict[str, str], factory: Callable, r
         if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
             raise RuntimeError("configure failed (see the log above)")
         node.trigger_activate()
-        pub_cmd = [sys.executable, "-m", "nbf_ros.ros.publisher", "--rate", str(rate), "--duration",
+        pub_cmd = [sys.executable, "-m", "nbf_ros.apps.camera_publisher", "--rate", str(rate), "--duration",
                    str(args.duration), "--people", str(people), "--width", "640", "--height", "480"]
         if args.qos == "reliable":
             pub_cmd.append("--reliable")

@@ -1,6 +1,6 @@
 """Shared set-up for the ROS end-to-end tests: an isolated DDS domain, the node under test spun
 in a background executor, a collector of its outputs, and the camera publisher as a real second
-process (``python -m nbf_ros.ros.publisher``)."""
+process (``python -m nbf_ros.apps.camera_publisher``)."""
 from __future__ import annotations
 
 import json
@@ -91,7 +91,7 @@ class RosHarness:
 
     def publish(self, *args: str, timeout: float = 60.0, manifest: Optional[Path] = None) -> list[dict]:
         """Run the camera publisher as a second process; return its manifest (one dict per frame)."""
-        cmd = [sys.executable, "-m", "nbf_ros.ros.publisher", *args]
+        cmd = [sys.executable, "-m", "nbf_ros.apps.camera_publisher", *args]
         if manifest is not None:
             cmd += ["--manifest", str(manifest)]
         proc = subprocess.run(cmd, env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout)

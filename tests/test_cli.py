@@ -22,7 +22,7 @@ def image_file(tmp_path_factory):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nbf_ros.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "nbf_ros.apps.cli", *args], capture_output=True, text=True,
                           timeout=300)
 
 
@@ -91,3 +91,24 @@ def test_video_frames_are_tracked(image_file, untrained_config, tmp_path):
     assert [im["path"] for im in images] == [f"{video}#{i}" for i in range(3)]
     ids = [[p["id"] for p in im["people"]] for im in images]
     assert ids[0] == ids[1] == ids[2]  # the tracker keeps the id across frames
+
+
+@pytest.mark.parametrize("problem", ["missing_image", "missing_weights", "corrupt_image"])
+def test_user_errors_are_one_stderr_line(image_file, tmp_path, problem):
+    """Every NbfError (here InputError and WeightsError) ends the CLI with exactly one line
+    ``nbf-ros estimate: error: ...`` on stderr and exit code 1, never a traceback."""
+    image, config, fragment = str(image_file), [], ""
+    if problem == "missing_image":
+        image, fragment = str(tmp_path / "missing.png"), "missing.png"
+    elif problem == "missing_weights":
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"inference:\n  weights_path: {tmp_path / 'nope.pt'}\ndetector:\n  kind: full_frame\n")
+        config, fragment = ["--config", str(cfg)], "nope.pt"
+    else:
+        image, fragment = str(tmp_path / "corrupt.png"), "corrupt.png"
+        (tmp_path / "corrupt.png").write_bytes(b"not an image at all")
+    proc = run_cli("estimate", "--image", image, "--json", str(tmp_path / "o.json"), *config)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("nbf-ros estimate: error: ") and fragment in lines[0]

@@ -9,7 +9,7 @@ import pytest
 from nbf_ros.config import DetectorConfig
 from nbf_ros.detection import make_detector
 from nbf_ros.geometry.boxes import box_iou, nms
-from nbf_ros.ros.synthetic import SyntheticScene, background
+from nbf_ros.testing.scenes import DrawnScene, background
 
 cv2 = pytest.importorskip("cv2")
 HAS_HOG = hasattr(cv2, "HOGDescriptor")
@@ -46,7 +46,7 @@ def test_nms_matches_definition():
 def test_hog_finds_drawn_people_and_nothing_in_an_empty_scene():
     detector = make_detector(DetectorConfig(kind="hog", max_people=5))
     for num_people in (1, 3):
-        scene = SyntheticScene(num_people=num_people, seed=2)
+        scene = DrawnScene(num_people=num_people, seed=2)
         for index in (0, 7, 30):
             image, truth = scene.frame(index)
             boxes = detector.detect(image)
@@ -60,7 +60,7 @@ def test_hog_finds_drawn_people_and_nothing_in_an_empty_scene():
 @needs_hog
 def test_hog_max_people_and_sorted_scores():
     detector = make_detector(DetectorConfig(kind="hog", max_people=2))
-    image, _ = SyntheticScene(num_people=3, seed=1).frame(5)
+    image, _ = DrawnScene(num_people=3, seed=1).frame(5)
     det = detector.detect_scored(image)
     assert len(det.boxes) == 2 and np.all(np.diff(det.scores) <= 0)
 

@@ -12,14 +12,15 @@ from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
 from nbf_ros.ros.bag_io import BagError, process_bag, write_camera_bag  # noqa: E402
 from nbf_ros.ros.conversions import pointcloud_to_array  # noqa: E402
-from nbf_ros.ros.synthetic import SilhouettePipeline, SyntheticScene  # noqa: E402
+from nbf_ros.testing.pipelines import SilhouettePipeline  # noqa: E402
+from nbf_ros.testing.scenes import DrawnScene  # noqa: E402
 
 START_NS = 1_700_000_000_000_000_000
 PERIOD_NS = 100_000_000
 
 
 def make_bag(path, storage, people=2, count=6):
-    scene = SyntheticScene(num_people=people, seed=1)
+    scene = DrawnScene(num_people=people, seed=1)
     frames = [(START_NS + i * PERIOD_NS, scene.frame(i)[0]) for i in range(count)]
     write_camera_bag(path, frames, scene.camera, storage=storage, encoding="bgr8")
     return scene, frames

@@ -21,7 +21,7 @@ from visualization_msgs.msg import Marker  # noqa: E402
 
 from nbf_ros.ros.conversions import pointcloud_to_array  # noqa: E402
 from nbf_ros.ros.node import NbfNode  # noqa: E402
-from nbf_ros.ros.synthetic import SilhouettePipeline  # noqa: E402
+from nbf_ros.testing.pipelines import SilhouettePipeline  # noqa: E402
 from nbf_ros.types import NUM_JOINTS  # noqa: E402
 from ros_harness import RosHarness, stamp_ns, wait_matched, wait_until  # noqa: E402
 
@@ -192,11 +192,11 @@ def image_msg(stamp_s: float, people: int = 1, frame_id: str = FRAME_ID):
     from std_msgs.msg import Header
 
     from nbf_ros.ros.conversions import rgb_to_image_msg
-    from nbf_ros.ros.synthetic import SyntheticScene
+    from nbf_ros.testing.scenes import DrawnScene
 
     sec = int(stamp_s)
     header = Header(stamp=Time(sec=sec, nanosec=int(round((stamp_s - sec) * 1e9))), frame_id=frame_id)
-    return rgb_to_image_msg(SyntheticScene(num_people=people).frame(0)[0], header)
+    return rgb_to_image_msg(DrawnScene(num_people=people).frame(0)[0], header)
 
 
 def info_msg(k, stamp_s: float = 0.0):

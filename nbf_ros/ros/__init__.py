@@ -1,7 +1,7 @@
 """The ROS 2 layer: a thin lifecycle node over the pipeline, and ROS-message conversions.
 
-Modules (importing this package imports nothing heavy; rclpy is needed by ``node``,
-``publisher`` and the message-building functions only):
+Modules (importing this package imports nothing heavy; rclpy is needed by ``node``
+and the message-building functions only):
 
 - ``node``        ``nbf_node``: the lifecycle node (``NbfNode``, ``main``).
 - ``conversions`` Image/CameraInfo -> numpy, people -> MarkerArray/PointCloud2/PoseArray (pure).
@@ -9,6 +9,4 @@ Modules (importing this package imports nothing heavy; rclpy is needed by ``node
 - ``camera_sync`` the image/CameraInfo exact-stamp pairing and the mailbox between callbacks and worker.
 - ``stats``       bounded rates/latency windows and the diagnostics they turn into (no rclpy).
 - ``bag_io``      offline rosbag2 replay (``process_bag``) and a bag writer for tests/demos.
-- ``publisher``   a camera stand-in process (synthetic, rendered or video frames, bad input).
-- ``synthetic``   drawn people with known truth and ``SilhouettePipeline``, a model-free stand-in.
 """

@@ -79,7 +79,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     nbv = NeuralBodyVolume(body, config.nbv)
     if args.weights:
         from nbf_ros.fitting.fitter import bank_for_bins
-        from nbf_ros.training.checkpoint import load_memory_bank
+        from nbf_ros.nets.weights import load_memory_bank
 
         bank = load_memory_bank(resolve_path(args.weights))
         nbv.set_feature_bank(bank_for_bins(bank.kernel_features, config.nbv.orientation_bins))

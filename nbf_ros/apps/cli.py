@@ -1,8 +1,8 @@
 """`nbf-ros` command line: thin wrappers over the pipeline, trainer, node and tools.
 
 Each subcommand parses its options, calls one library function and maps library errors
-(InputError, ConfigError, BodyModelError, BackendError, ...) to a one-line message on stderr
-and a non-zero exit code. Heavy modules are imported inside the subcommands.
+(every ``nbf_ros.errors.NbfError``: InputError, ConfigError, BodyModelError, WeightsError, ...)
+to a one-line message on stderr and exit code 1. Heavy modules are imported inside the subcommands.
 """
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from nbf_ros.errors import USER_ERRORS, NbfError
+
 LOG = logging.getLogger("nbf_ros")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
-class CliError(Exception):
-    """An error the CLI reports as one line and exit code 1."""
+class CliError(NbfError):
+    """A bad combination of options: reported like every NbfError, as one line and exit code 1."""
 
 
 # -- estimate -------------------------------------------------------------------------------------
@@ -40,22 +42,21 @@ def _explicit_intrinsics(args: argparse.Namespace):
 
 
 def _load_pipeline_config(args: argparse.Namespace):
-    import dataclasses
+    """The --config file (or the defaults) with the options that override it."""
+    from nbf_ros.config import apply_overrides, load_config
 
-    from nbf_ros.config import load_config
-
-    config = load_config(args.config)
-    if getattr(args, "max_iters", None) is not None:
+    overrides = {}
+    if args.max_iters is not None:
         if args.max_iters < 0:
             raise CliError(f"--max-iters must be >= 0, got {args.max_iters}")
-        config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, max_iters=args.max_iters))
-    return config
+        overrides["fit.max_iters"] = args.max_iters
+    return apply_overrides(load_config(args.config), overrides)
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     """Run the pipeline on image files, a video or a bag and write the interfaces.md JSON."""
-    from nbf_ros.inference.io import (estimate_json, intrinsics_for_image, load_image_rgb,
-                                      validate_intrinsics, write_json)
+    from nbf_ros.geometry.camera import intrinsics_for_image
+    from nbf_ros.inference.io import estimate_json, load_image_rgb, validate_intrinsics, write_json
     from nbf_ros.inference.pipeline import Pipeline
 
     if not (args.image or args.video or args.bag):
@@ -65,7 +66,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     pipeline = Pipeline.from_config(_load_pipeline_config(args))
     results = []
     for path, image in images:
-        camera = validate_intrinsics(intrinsics_for_image(image.shape[1], image.shape[0], explicit), path)
+        camera = intrinsics_for_image(explicit, image.shape[1], image.shape[0], rescale=False)
+        camera = validate_intrinsics(camera, path)
         result = pipeline.process(image, camera, fit=not args.no_fit)
         results.append((path, image.shape[1], image.shape[0], result))
         LOG.info("%s: %d people (%s)", path, len(result.people),
@@ -114,9 +116,9 @@ def add_estimate(sub) -> None:
 # Subcommands that own their argument parsing: `nbf-ros NAME ARGS...` calls MODULE.main(ARGS).
 DELEGATES: dict[str, tuple[str, str]] = {
     "train": ("nbf_ros.training.train", "train the network (see nbf-ros train --help)"),
-    "node": ("nbf_ros.ros.node", "run the ROS 2 node (ROS arguments accepted)"),
-    "demo": ("nbf_ros.demo", "the main job: the node on bundled input, outputs saved"),
-    "render-demo": ("nbf_ros.render.demo", "render the Neural Body Volume for a few poses"),
+    "node": ("nbf_ros.apps.node", "run the ROS 2 node (ROS arguments accepted)"),
+    "demo": ("nbf_ros.apps.demo.cli", "the main job: the node on bundled input, outputs saved"),
+    "render-demo": ("nbf_ros.apps.render_demo", "render the Neural Body Volume for a few poses"),
     "export": ("nbf_ros.inference.export", "export ONNX / build a TensorRT engine"),
 }
 
@@ -143,13 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """``nbf-ros``: 0 on success; a user-facing error (any NbfError, a missing or unreadable file)
+    is one stderr line ``nbf-ros COMMAND: error: MESSAGE`` and exit code 1, usage errors exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = bool(argv) and argv[0] in ("-v", "--verbose")
     rest = argv[1:] if verbose else argv
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="[%(levelname)s] %(name)s: %(message)s", stream=sys.stderr)
-    from nbf_ros.errors import USER_ERRORS
-
     if rest and rest[0] in DELEGATES:
         command, call = rest[0], (lambda: run_delegate(rest[0], rest[1:]))
     else:
@@ -158,7 +160,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     start = time.perf_counter()
     try:
         code = call()
-    except (CliError, *USER_ERRORS) as exc:
+    except USER_ERRORS as exc:
         print(f"nbf-ros {command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

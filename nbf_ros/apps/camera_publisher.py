@@ -5,8 +5,8 @@ can publish every kind of bad input the node must survive (``--pattern``), and i
 line per published frame (``--manifest``) with the stamp, the kind and the ground truth, so a
 test can check what the node did with each one.
 
-    python -m nbf_ros.ros.publisher --rate 10 --people 3 --duration 30
-    python -m nbf_ros.ros.publisher --pattern good,bad_encoding,good,short_data --frames 40
+    python -m nbf_ros.apps.camera_publisher --rate 10 --people 3 --duration 30
+    python -m nbf_ros.apps.camera_publisher --pattern good,bad_encoding,good,short_data --frames 40
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from nbf_ros.ros.synthetic import SyntheticScene
+from nbf_ros.testing.scenes import DrawnScene
 
 GOOD = "good"
 BAD_KINDS = ("bad_encoding", "short_data", "long_data", "small_step", "zero_size", "huge",
@@ -181,10 +181,10 @@ class VideoFrames:
         if not self.frames:
             raise SystemExit(f"publisher: cannot read video {path}")
 
-    def scene(self) -> SyntheticScene:
+    def scene(self) -> DrawnScene:
         """A scene object only for its size and default intrinsics."""
         height, width = self.frames[0].shape[:2]
-        return SyntheticScene(width, height, 0)
+        return DrawnScene(width, height, 0)
 
     def frame(self, index: int) -> tuple[np.ndarray, list]:
         return self.frames[index % len(self.frames)], []
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
 
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable else qos_profile_sensor_data
     total = args.frames if args.frames > 0 else int(round(args.duration * args.rate))
-    scene = SyntheticScene(args.width, args.height, args.people, args.seed)
+    scene = DrawnScene(args.width, args.height, args.people, args.seed)
     video = VideoFrames(args.video) if args.video else None
     if args.rendered:
         distance = tuple(float(v) for v in args.distance.split(",")) if args.distance else None
