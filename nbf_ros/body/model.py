@@ -22,6 +22,7 @@ import torch
 import smplx
 from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, vertices2joints
 
+from nbf_ros.errors import NbfError
 from nbf_ros.types import NUM_JOINTS, BodyParams
 
 REQUIRED_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
@@ -38,7 +39,7 @@ _FIX_HINT = ("run `python tools/build_body_model.py` to rebuild the embedded mod
              "official SMPL .pkl with `python tools/convert_smpl_pkl.py`")
 
 
-class BodyModelError(ValueError):
+class BodyModelError(NbfError, ValueError):
     """The body model file is missing, unreadable or not in the SMPL .npz layout."""
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from nbf_ros.config import DetectorConfig, resolve_path
 from nbf_ros.detection.base import check_image
+from nbf_ros.errors import NbfError
 from nbf_ros.keypoints.blazepose import BlazePoseResult
 from nbf_ros.keypoints.mediapipe_worker import ProtocolError, read_message, write_message
 
@@ -31,7 +32,7 @@ WORKER_SCRIPT = Path(__file__).resolve().with_name("mediapipe_worker.py")
 START_TIMEOUT_S = 120.0
 
 
-class MediaPipeUnavailable(ImportError):
+class MediaPipeUnavailable(NbfError, ImportError):
     """MediaPipe cannot run here; the message says how to set it up."""
 
 

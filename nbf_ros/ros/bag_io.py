@@ -19,6 +19,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from nbf_ros.errors import NbfError
+from nbf_ros.geometry.camera import intrinsics_for_image
+from nbf_ros.inference.overlay import debug_overlay
 from nbf_ros.ros import conversions as conv
 
 LOG = logging.getLogger(__name__)
@@ -51,7 +54,7 @@ class BagStats:
     """(bag time ns, FrameResult) per processed image, for callers that also want JSON."""
 
 
-class BagError(ValueError):
+class BagError(NbfError, ValueError):
     """A bag that cannot be processed as asked (missing topic, existing output, bad format)."""
 
 
@@ -200,8 +203,6 @@ def _process_one(msg: Any, msgtype: str, timestamp: int, camera: Optional[conv.C
                  stats: BagStats, *, fit: bool, require_camera_info: bool, max_side: int,
                  lifetime: float, debug_image: bool, keep: bool) -> Optional[str]:
     """One image -> outputs written; returns the skip reason or None."""
-    from nbf_ros.errors import NbfError
-
     try:
         rgb = _decode(msgtype, msg, max_side)
     except conv.ImageError as exc:
@@ -214,7 +215,7 @@ def _process_one(msg: Any, msgtype: str, timestamp: int, camera: Optional[conv.C
             return "no_camera_info"
         intrinsics = conv.CameraIntrinsics.default_for(rgb.shape[1], rgb.shape[0])
     else:
-        intrinsics = conv.intrinsics_for_image(camera, rgb.shape[1], rgb.shape[0])
+        intrinsics = intrinsics_for_image(camera, rgb.shape[1], rgb.shape[0])
     stamp_s = conv.stamp_to_seconds(msg.header.stamp)
     try:
         result = pipeline.process(rgb, intrinsics, tracker=tracker, fit=fit, stamp_s=stamp_s)
@@ -227,7 +228,7 @@ def _process_one(msg: Any, msgtype: str, timestamp: int, camera: Optional[conv.C
     outputs.write("joints", timestamp, conv.people_to_pointcloud(people, header))
     outputs.write("people", timestamp, conv.people_to_pose_array(people, header))
     if debug_image:
-        outputs.write("debug_image", timestamp, conv.rgb_to_image_msg(conv.draw_overlay(rgb, people), header))
+        outputs.write("debug_image", timestamp, conv.rgb_to_image_msg(debug_overlay(rgb, people), header))
     stats.processed += 1
     stats.people += len(people)
     if keep:
