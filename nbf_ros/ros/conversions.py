@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from nbf_ros.errors import NbfError
 from nbf_ros.types import JOINT_PARENTS, NUM_JOINTS, CameraIntrinsics, Person
 
 # encoding -> (numpy dtype, channels, channel order of the colour channels)
@@ -35,7 +36,7 @@ ENCODINGS: dict[str, tuple[type, int, str]] = {
 """Supported sensor_msgs/Image encodings (names as in sensor_msgs/image_encodings.hpp)."""
 
 
-class ImageError(ValueError):
+class ImageError(NbfError, ValueError):
     """An image message that cannot be used; ``reason`` is a short key counted in diagnostics."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -43,7 +44,7 @@ class ImageError(ValueError):
         self.reason = reason
 
 
-class CameraInfoError(ValueError):
+class CameraInfoError(NbfError, ValueError):
     """A CameraInfo whose K cannot describe a pinhole camera (zero, negative or non-finite)."""
 
 
