@@ -53,7 +53,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "nbf-ros = nbf_ros.cli:main",
+            "nbf-ros = nbf_ros.apps.cli:main",
             "nbf_node = nbf_ros.ros.node:main",
         ],
     },

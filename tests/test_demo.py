@@ -73,7 +73,7 @@ def test_sequence_rejects_bad_settings():
 def test_cloud_to_people_and_matching_against_brute_force():
     from types import SimpleNamespace
 
-    from nbf_ros.demo import CloudPerson, match_people, people_from_cloud
+    from nbf_ros.apps.demo.scoring import CloudPerson, match_people, people_from_cloud
     from nbf_ros.ros.conversions import people_to_joint_array
     from nbf_ros.types import CameraIntrinsics
 
@@ -107,7 +107,8 @@ def test_demo_end_to_end(untrained_weights, tmp_path, monkeypatch, capsys):
     from rosbags.rosbag2 import Reader
     from rosbags.typesys import Stores, get_typestore
 
-    from nbf_ros.demo import FRAME_ID, IMAGE_TOPIC, INFO_TOPIC, OUTPUT_TOPICS, main
+    from nbf_ros.apps.demo.cli import main
+    from nbf_ros.apps.demo.topics import FRAME_ID, IMAGE_TOPIC, INFO_TOPIC, OUTPUT_TOPICS
 
     monkeypatch.setenv("ROS_DOMAIN_ID", str(150 + os.getpid() % 80))  # not the node tests' range
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

@@ -11,7 +11,7 @@ from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from nbf_ros.ros.node import NbfNode  # noqa: E402
-from nbf_ros.ros.synthetic import SilhouettePipeline  # noqa: E402
+from nbf_ros.testing.pipelines import SilhouettePipeline  # noqa: E402
 from ros_harness import RosHarness, stamp_ns, wait_matched, wait_until  # noqa: E402
 
 IMAGE_FAULTS = {"bad_encoding": "encoding", "short_data": "data_size", "long_data": "data_size",
