@@ -115,11 +115,11 @@ def add_estimate(sub) -> None:
 # -- other subcommands ----------------------------------------------------------------------------
 # Subcommands that own their argument parsing: `nbf-ros NAME ARGS...` calls MODULE.main(ARGS).
 DELEGATES: dict[str, tuple[str, str]] = {
-    "train": ("nbf_ros.training.train", "train the network (see nbf-ros train --help)"),
+    "train": ("nbf_ros.apps.train", "train the network (see nbf-ros train --help)"),
     "node": ("nbf_ros.apps.node", "run the ROS 2 node (ROS arguments accepted)"),
     "demo": ("nbf_ros.apps.demo.cli", "the main job: the node on bundled input, outputs saved"),
     "render-demo": ("nbf_ros.apps.render_demo", "render the Neural Body Volume for a few poses"),
-    "export": ("nbf_ros.inference.export", "export ONNX / build a TensorRT engine"),
+    "export": ("nbf_ros.apps.export", "export ONNX / build a TensorRT engine"),
 }
 
 

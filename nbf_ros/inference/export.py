@@ -1,4 +1,4 @@
-"""`nbf-ros export`: the network as ONNX (for onnxruntime and TensorRT), checked on export.
+"""The network as ONNX (for onnxruntime and TensorRT), checked on export.
 
 The exported graph has one input ``crops`` (B x 3 x S x S float32 in [0, 1], dynamic batch) and
 the outputs of ``nbf_ros.nets.model.OUTPUT_NAMES``. After writing, the file is run once with
@@ -6,15 +6,13 @@ onnxruntime (when installed) and compared with torch, so a broken export never s
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 
-from nbf_ros.config import NbfConfig, load_config, resolve_path
+from nbf_ros.config import NbfConfig, resolve_path
 
 LOG = logging.getLogger(__name__)
 ONNX_OPSET = 17
@@ -58,24 +56,3 @@ def check_onnx(path: Path, wrapper: torch.nn.Module, example: torch.Tensor, atol
     if worst > atol:
         raise RuntimeError(f"{path}: onnxruntime output differs from torch by {worst:.3g} (> {atol})")
     return worst
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="nbf-ros export", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="pipeline config YAML (defaults if absent)")
-    parser.add_argument("--onnx", default="models/nbf_net.onnx", help="output ONNX path")
-    parser.add_argument("--tensorrt", action="store_true",
-                        help="also build (or reuse) the cached TensorRT engine (needs an NVIDIA GPU)")
-    args = parser.parse_args(argv)
-    config = load_config(args.config)
-    path = export_onnx(config, resolve_path(args.onnx))
-    print(f"wrote {path}")
-    if args.tensorrt:
-        import dataclasses
-
-        from nbf_ros.inference.backends import TensorRTBackend
-
-        inference = dataclasses.replace(config.inference, backend="tensorrt", onnx_path=str(path))
-        backend = TensorRTBackend(dataclasses.replace(config, inference=inference))
-        print(f"TensorRT engine ready ({backend.name})")
-    return 0

@@ -1,17 +1,16 @@
 """Training data: synthetic crops by index, cached on disk, and the step-deterministic sampler.
 
-Sample i of a split is ``nbf_ros.data.SyntheticCropDataset(..., seed=data_seed)[i]``: deterministic,
+Sample i of a split is ``nbf_ros.data.dataset.SyntheticCropDataset(..., seed=data_seed)[i]``: deterministic,
 so a crop can be cached the first time it is rendered and read back in later epochs (rendering
 costs ~80 ms per 128-px crop on one core, reading ~1 ms). The cache directory name is a hash of
 everything that determines the pixels and labels (synthetic config, crop settings, kernel layout,
 split, occlusion), so a changed setting never reads stale crops.
 
 Pre-render ahead of (or alongside) a training run, in another process:
-    python -m nbf_ros.training.data --config config/train_default.yaml --count 12000
+    python -m nbf_ros.apps.prerender_crops --config config/train_default.yaml --count 12000
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from nbf_ros.config import NbfConfig, SyntheticConfig, load_config, resolve_path, to_dict
+from nbf_ros.config import NbfConfig, SyntheticConfig, resolve_path, to_dict
 
 LOG = logging.getLogger(__name__)
 # Arrays the trainer and the evaluation read; the rest of a CropSample is not cached.
@@ -56,7 +55,7 @@ def cache_dir_for(cfg: NbfConfig, syn: SyntheticConfig, kernel_ids: np.ndarray) 
 
 
 class SyntheticCrops(Dataset):
-    """``nbf_ros.data.SyntheticCropDataset`` with a per-crop disk cache; items hold ``TRAIN_KEYS``.
+    """``nbf_ros.data.dataset.SyntheticCropDataset`` with a per-crop disk cache; items hold ``TRAIN_KEYS``.
 
     Unlike the data package's shards (written whole before a ``ShardDataset`` can open them), the
     per-index cache lets a pre-rendering process and a training run share crops while both run.
@@ -211,31 +210,3 @@ def make_eval_batches(cfg: NbfConfig, count: int, first_seed: int = VAL_SEED_OFF
 def make_val_batches(cfg: NbfConfig, data: Optional[DataBody] = None) -> list[dict[str, torch.Tensor]]:
     """The small fixed validation set logged during training (``train.val_images``)."""
     return make_eval_batches(cfg, cfg.train.val_images, data=data)
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    """Pre-render (cache) training crops [start, start + count) of a training config."""
-    parser = argparse.ArgumentParser(description="pre-render training crops into the cache")
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--start", type=int, default=0)
-    parser.add_argument("--val", action="store_true", help="also the validation crops")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    torch.set_num_threads(1)
-    cfg = load_config(args.config)
-    data = load_data_body(cfg)
-    if args.val:
-        make_val_batches(cfg, data)
-    ds = SyntheticCrops(cfg, synthetic_for(cfg, "train", None), data,
-                        max(cfg.train.num_train_images, args.start + args.count), cfg.train.data_seed)
-    from tqdm import tqdm
-
-    for i in tqdm(range(args.start, args.start + args.count), file=sys.stderr, mininterval=30.0):
-        ds.arrays(i)
-    LOG.info("cached %d crops in %s", args.count, ds.cache)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

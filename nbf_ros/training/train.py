@@ -1,8 +1,9 @@
-"""``nbf-ros train --config config/train_default.yaml``: train NBFNet and its memory bank.
+"""Training runs: train NBFNet and its memory bank (``run``), resumable.
 
-Single process by default; under ``torchrun`` (WORLD_SIZE > 1 in the environment) it runs
-DistributedDataParallel, one rank per GPU (gloo on CPU), with the bank's EMA statistics
-all-reduced so that every rank holds the same bank.
+The command line is ``nbf_ros.apps.train`` (``nbf-ros train``). Single process by default;
+under ``torchrun`` (WORLD_SIZE > 1 in the environment) it runs DistributedDataParallel, one rank
+per GPU (gloo on CPU), with the bank's EMA statistics all-reduced so that every rank holds the
+same bank.
 
 Output directory (``train.out_dir``):
     config.yaml      the full configuration (loaded strictly and compared on resume)
@@ -16,16 +17,14 @@ A run restarted with the same command resumes from ``last.pt``; only ``train.ste
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import signal
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -48,33 +47,6 @@ def resume_key(cfg: NbfConfig) -> dict[str, Any]:
     for name in RESUMABLE_CHANGES:
         data["train"].pop(name, None)
     return data
-
-
-def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="nbf-ros train", description="Train NBFNet and its memory bank "
-                                     "(resumable; see docs/training.md).")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", help="YAML file (NbfConfig; the train: section)")
-    source.add_argument("--resume", metavar="OUT_DIR",
-                        help="continue the run in OUT_DIR with its saved config.yaml (immune to "
-                             "later changes of defaults); --steps/--time-limit-min may extend it")
-    parser.add_argument("--out-dir", default=None, help="override train.out_dir")
-    parser.add_argument("--steps", type=int, default=None, help="override train.steps")
-    parser.add_argument("--time-limit-min", type=float, default=None,
-                        help="override train.time_limit_min (0 = none)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    return parser.parse_args(argv)
-
-
-def _apply_overrides(cfg: NbfConfig, args: argparse.Namespace) -> NbfConfig:
-    changes: dict[str, Any] = {}
-    if args.out_dir is not None:
-        changes["out_dir"] = args.out_dir
-    if args.steps is not None:
-        changes["steps"] = args.steps
-    if args.time_limit_min is not None:
-        changes["time_limit_min"] = args.time_limit_min
-    return replace(cfg, train=replace(cfg.train, **changes)) if changes else cfg
 
 
 class GracefulStop:
@@ -225,33 +197,3 @@ def _progress(total: int, initial: int, enabled: bool):
     # mininterval keeps a log file (nohup) readable; tqdm writes to stderr.
     return tqdm(total=total, initial=initial, file=sys.stderr, disable=not enabled,
                 mininterval=10.0, dynamic_ncols=False, unit="step")
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    """CLI entry: returns a process exit code (0 = trained, 2 = configuration/data error)."""
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    try:
-        if args.resume:
-            args.out_dir = args.resume
-            cfg = _apply_overrides(load_config(Path(args.resume) / "config.yaml"), args)
-        else:
-            cfg = _apply_overrides(load_config(args.config), args)
-    except NbfError as exc:
-        print(f"nbf-ros train: {exc}", file=sys.stderr)
-        return 2
-    env = Distributed()
-    try:
-        run(cfg, env)
-    except NbfError as exc:
-        print(f"nbf-ros train: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        env.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

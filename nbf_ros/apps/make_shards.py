@@ -1,9 +1,9 @@
 """Pre-render synthetic training crops into shards (resumable), with a progress bar.
 
-    python -m nbf_ros.data.make_shards --out DIR --count N [--seed S] [--config CFG.yaml]
+    python -m nbf_ros.apps.make_shards --out DIR --count N [--seed S] [--config CFG.yaml]
         [--split train|test] [--shard-size 500] [--no-occlusion]
 
-Read them back with ``nbf_ros.data.ShardDataset(DIR)``.
+Read them back with ``nbf_ros.data.dataset.ShardDataset(DIR)``.
 """
 from __future__ import annotations
 
