@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nbf_ros.data.raster import project
+from nbf_ros.geometry.camera import project
 
 pytest.importorskip("rclpy")
 pytest.importorskip("rosbags")

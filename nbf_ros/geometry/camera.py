@@ -38,6 +38,25 @@ def project_points(points, fx, fy, cx, cy, min_depth: float | None = 1e-3):
     return torch.stack([u, v], dim=-1) if is_tensor else np.stack([u, v], axis=-1)
 
 
+def intrinsics_for_image(camera: CameraIntrinsics | None, width: int, height: int, *,
+                         rescale: bool = True) -> CameraIntrinsics:
+    """The intrinsics to use for one ``width`` x ``height`` image.
+
+    None -> the documented default for that size. A camera without a size (a CameraInfo with
+    width/height 0, which some drivers send) -> its K with the image size. Otherwise, with
+    ``rescale`` (a ROS stream: K belongs to the calibrated size, so a resized image scales it)
+    the intrinsics scaled to the image; without it (the CLI: the fx, fy, cx, cy the user gives are
+    meant for the images given) the same K with the image size.
+    """
+    if camera is None:
+        return CameraIntrinsics.default_for(width, height)
+    if rescale and camera.width > 0 and camera.height > 0:
+        if (camera.width, camera.height) == (width, height):
+            return camera
+        camera = camera.scaled(width / camera.width, height / camera.height)
+    return CameraIntrinsics(camera.fx, camera.fy, camera.cx, camera.cy, width, height)
+
+
 def project(points: np.ndarray, camera: CameraIntrinsics) -> np.ndarray:
     """... x 3 camera-frame points -> ... x 2 pixels with ``camera``, no depth clamp (callers that
     may see points behind the camera check z first)."""

@@ -77,13 +77,6 @@ def load_camera_info_yaml(path: str | Path) -> CameraIntrinsics:
     return validate_intrinsics(camera, str(p))
 
 
-def intrinsics_for_image(width: int, height: int, explicit: CameraIntrinsics | None) -> CameraIntrinsics:
-    """Explicit intrinsics (sized to the image) or the documented default for that image size."""
-    if explicit is None:
-        return CameraIntrinsics.default_for(width, height)
-    return CameraIntrinsics(explicit.fx, explicit.fy, explicit.cx, explicit.cy, width, height)
-
-
 def estimate_json(images: list[tuple[str, int, int, FrameResult]], model: dict[str, str]) -> dict[str, Any]:
     """The interfaces.md OUT.json document."""
     return {

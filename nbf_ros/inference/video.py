@@ -5,7 +5,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from nbf_ros.inference.io import InputError, intrinsics_for_image
+from nbf_ros.geometry.camera import intrinsics_for_image
+from nbf_ros.inference.io import InputError
 from nbf_ros.types import CameraIntrinsics, FrameResult
 
 LOG = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def process_video(path: str | Path, pipeline, explicit: Optional[CameraIntrinsic
                 break
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             h, w = rgb.shape[:2]
-            camera = intrinsics_for_image(w, h, explicit)
+            camera = intrinsics_for_image(explicit, w, h, rescale=False)
             result = pipeline.process(rgb, camera, tracker=tracker, fit=fit, stamp_s=index / fps)
             results.append((f"{path}#{index}", w, h, result))
             if overlay_dir is not None:
