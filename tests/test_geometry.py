@@ -4,11 +4,12 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from nbf_ros.geometry.camera import (CropBox, extract_crop, project_points,
-                                     translation_to_weak_perspective,
+from nbf_ros.geometry.camera import (CropBox, extract_crop, intrinsics_for_image, project,
+                                     project_points, translation_to_weak_perspective,
                                      weak_perspective_to_translation)
-from nbf_ros.geometry.rotations import (axis_angle_to_matrix, matrix_to_axis_angle,
-                                        matrix_to_rotation_6d, rotation_6d_to_matrix)
+from nbf_ros.geometry.rotations import (axis_angle_to_matrix, axis_angle_to_quaternion_xyzw,
+                                        matrix_to_axis_angle, matrix_to_rotation_6d,
+                                        rotation_6d_to_matrix, turn_about_local_axis)
 from nbf_ros.types import CameraIntrinsics
 
 
@@ -100,3 +101,34 @@ def test_scaled_intrinsics_keep_pixel_centre_convention():
 def test_default_intrinsics_documented_rule():
     cam = CameraIntrinsics.default_for(640, 480)
     assert cam.fx == pytest.approx(800.0) and cam.cx == 320.0 and cam.cy == 240.0
+
+
+def test_project_points_same_numbers_for_numpy_and_torch():
+    cam = CameraIntrinsics(500.0, 510.0, 320.5, 240.25, 640, 480)
+    pts = np.random.default_rng(3).normal(0, 1, (50, 3)) + [0, 0, 4]
+    pts[0, 2] = -1.0  # behind the camera: clamped by default, exact with min_depth=None
+    want = project_points(torch.as_tensor(pts), cam.fx, cam.fy, cam.cx, cam.cy).numpy()
+    np.testing.assert_array_equal(project_points(pts, cam.fx, cam.fy, cam.cx, cam.cy), want)
+    exact = project(pts, cam)
+    np.testing.assert_array_equal(exact[1:], want[1:])
+    assert exact[0, 0] == pytest.approx(cam.fx * pts[0, 0] / -1.0 + cam.cx)
+
+
+def test_intrinsics_for_image_default_unsized_scaled_and_as_given():
+    assert intrinsics_for_image(None, 640, 480) == CameraIntrinsics.default_for(640, 480)
+    calibrated = CameraIntrinsics(500.0, 510.0, 320.0, 240.0, 640, 480)
+    assert intrinsics_for_image(calibrated, 640, 480) is calibrated
+    assert intrinsics_for_image(calibrated, 320, 240).fx == pytest.approx(250.0)  # a resized stream
+    unsized = CameraIntrinsics(500.0, 510.0, 320.0, 240.0, 0, 0)
+    assert intrinsics_for_image(unsized, 800, 600) == CameraIntrinsics(500.0, 510.0, 320.0, 240.0, 800, 600)
+    # the CLI's explicit intrinsics are meant for the images given: sized, never scaled
+    given = intrinsics_for_image(CameraIntrinsics(500.0, 510.0, 320.0, 240.0, 1, 1), 800, 600, rescale=False)
+    assert given == CameraIntrinsics(500.0, 510.0, 320.0, 240.0, 800, 600)
+
+
+def test_numpy_rotation_helpers_match_scipy():
+    rotvecs = np.random.default_rng(4).normal(0, 1.5, (20, 3))
+    np.testing.assert_array_equal(axis_angle_to_quaternion_xyzw(rotvecs), Rotation.from_rotvec(rotvecs).as_quat())
+    turned = turn_about_local_axis(rotvecs, "y", 0.7)
+    want = Rotation.from_rotvec(rotvecs).as_matrix() @ Rotation.from_euler("y", 0.7).as_matrix()
+    np.testing.assert_allclose(Rotation.from_rotvec(turned).as_matrix(), want, atol=1e-12)

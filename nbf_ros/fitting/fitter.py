@@ -17,7 +17,6 @@ from typing import Optional
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
-from scipy.spatial.transform import Rotation
 
 from nbf_ros.body.model import BodyModel, ShapedSubset
 from nbf_ros.body.nbv import NeuralBodyVolume
@@ -27,6 +26,7 @@ from nbf_ros.fitting.losses import (GaussianPosePrior, feature_loss, feature_sco
                                     outlier_probability, robust_keypoint_loss)
 from nbf_ros.fitting.pose_prior import load_pose_prior
 from nbf_ros.geometry.camera import project_points
+from nbf_ros.geometry.rotations import turn_about_local_axis
 from nbf_ros.nets.bank import MemoryBank
 from nbf_ros.nets.model import heatmap_keypoints
 from nbf_ros.render import RenderCamera, RenderOutput, render_gaussians
@@ -94,8 +94,7 @@ def turned_about_vertical(params: BodyParams, angle: float, body: BodyModel) -> 
 
     SMPL's rest pose stands along +y, so the turn is R_root * R_y(angle).
     """
-    root = Rotation.from_rotvec(params.global_orient.detach().double().numpy())
-    turned = (root * Rotation.from_euler("y", angle)).as_rotvec()
+    turned = turn_about_local_axis(params.global_orient.detach().double().numpy(), "y", angle)
     twin = params.replace(global_orient=torch.from_numpy(turned).to(params.transl))
     with torch.no_grad():  # keep the pelvis where it was
         shift = body(params).joints[:, 0] - body(twin).joints[:, 0]

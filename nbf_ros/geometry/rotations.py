@@ -1,11 +1,14 @@
-"""Rotation conversions in torch (differentiable, batched over leading dims).
+"""Rotation conversions: torch (differentiable, batched over leading dims) and a few numpy ones.
 
 Axis-angle is what the body model takes; the 6D representation (Zhou et al. 2019, first two
-columns of the rotation matrix) is what networks regress because it is continuous. Numpy-side
-conversions use ``scipy.spatial.transform.Rotation`` instead of anything written here.
+columns of the rotation matrix) is what networks regress because it is continuous. The numpy
+helpers at the end wrap ``scipy.spatial.transform.Rotation`` (same numbers) so that runtime code
+asks geometry for a rotation instead of depending on scipy's API; the offline data generator
+still uses ``Rotation`` objects directly.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -84,3 +87,20 @@ def rotation_6d_to_matrix(rot6d: torch.Tensor) -> torch.Tensor:
 def matrix_to_rotation_6d(matrix: torch.Tensor) -> torch.Tensor:
     """... x 3 x 3 -> ... x 6 (first two columns, column-major)."""
     return torch.cat([matrix[..., :, 0], matrix[..., :, 1]], dim=-1)
+
+
+# -- numpy (scipy) ---------------------------------------------------------------------------------
+def axis_angle_to_quaternion_xyzw(axis_angle: np.ndarray) -> np.ndarray:
+    """... x 3 axis-angle -> ... x 4 unit quaternion (x, y, z, w): scalar last, as ROS messages
+    (geometry_msgs/Quaternion) and scipy order it, unlike the torch (w, x, y, z) above."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(np.asarray(axis_angle, dtype=np.float64)).as_quat()
+
+
+def turn_about_local_axis(axis_angle: np.ndarray, axis: str, angle: float) -> np.ndarray:
+    """... x 3 axis-angle R -> axis-angle of R * R_axis(angle): the rotation turned by ``angle``
+    radians about its own (local) ``axis`` ('x', 'y' or 'z'), e.g. a body about its vertical."""
+    from scipy.spatial.transform import Rotation
+
+    return (Rotation.from_rotvec(axis_angle) * Rotation.from_euler(axis, angle)).as_rotvec()
