@@ -15,6 +15,8 @@ from sensor_msgs.msg import PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
+from nbf_ros.geometry.camera import intrinsics_for_image  # noqa: E402
+from nbf_ros.inference import overlay  # noqa: E402
 from nbf_ros.ros import conversions as conv  # noqa: E402
 from nbf_ros.ros import params as P  # noqa: E402
 from nbf_ros.ros.stats import ERROR, OK, WARN, NodeStats, Thresholds, input_status, processing_status  # noqa: E402
@@ -111,11 +113,11 @@ def info(k, w=640, h=480):
 def test_camera_info_valid_and_scaled():
     cam = conv.camera_info_to_intrinsics(info([500, 0, 320, 0, 510, 240, 0, 0, 1]))
     assert (cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height) == (500, 510, 320, 240, 640, 480)
-    assert conv.intrinsics_for_image(cam, 640, 480) is cam
-    half = conv.intrinsics_for_image(cam, 320, 240)
+    assert intrinsics_for_image(cam, 640, 480) is cam
+    half = intrinsics_for_image(cam, 320, 240)
     assert half.fx == pytest.approx(250) and half.cx == pytest.approx(159.75)  # pixel-centre rule
     unsized = conv.camera_info_to_intrinsics(info([500, 0, 320, 0, 510, 240, 0, 0, 1], 0, 0))
-    assert conv.intrinsics_for_image(unsized, 800, 600).width == 800
+    assert intrinsics_for_image(unsized, 800, 600).width == 800
 
 
 @pytest.mark.parametrize("k", [[0.0] * 9, [float("nan")] * 9, [500, 0, 320, 0, float("inf"), 240, 0, 0, 1],
@@ -257,10 +259,15 @@ def test_surface_marker_absent_when_off_or_not_finite():
 
 
 def test_visibility_colour_endpoints_and_nan():
-    assert conv.visibility_colour(1.0)[:3] == tuple(conv.VISIBLE_RGB)
-    assert conv.visibility_colour(0.0)[:3] == tuple(conv.OCCLUDED_RGB)
-    assert conv.visibility_colour(float("nan")) == conv.visibility_colour(0.0)
-    assert conv.visibility_colour(7.0) == conv.visibility_colour(1.0)
+    assert overlay.visibility_colour(1.0)[:3] == tuple(overlay.VISIBLE_RGB)
+    assert overlay.visibility_colour(0.0)[:3] == tuple(overlay.OCCLUDED_RGB)
+    assert overlay.visibility_colour(float("nan")) == overlay.visibility_colour(0.0)
+    assert overlay.visibility_colour(7.0) == overlay.visibility_colour(1.0)
+
+
+def test_stamp_to_ns_is_exact():
+    stamp = SimpleNamespace(sec=1_700_000_000, nanosec=999_999_999)
+    assert conv.stamp_to_ns(stamp) == 1_700_000_000_999_999_999
 
 
 def test_non_finite_person_has_no_markers_and_cloud_not_dense():
@@ -272,7 +279,7 @@ def test_non_finite_person_has_no_markers_and_cloud_not_dense():
 
 def test_overlay_draws_on_a_copy():
     rgb = np.zeros((400, 200, 3), np.uint8)
-    out = conv.draw_overlay(rgb, [person(1)])
+    out = overlay.debug_overlay(rgb, [person(1)])
     assert out.shape == rgb.shape and out.any() and not rgb.any()
 
 

@@ -20,6 +20,8 @@ from typing import Any, Optional
 import numpy as np
 
 from nbf_ros.errors import NbfError
+from nbf_ros.geometry.camera import intrinsics_for_image
+from nbf_ros.inference.overlay import debug_overlay
 from nbf_ros.ros import conversions as conv
 
 LOG = logging.getLogger(__name__)
@@ -213,7 +215,7 @@ def _process_one(msg: Any, msgtype: str, timestamp: int, camera: Optional[conv.C
             return "no_camera_info"
         intrinsics = conv.CameraIntrinsics.default_for(rgb.shape[1], rgb.shape[0])
     else:
-        intrinsics = conv.intrinsics_for_image(camera, rgb.shape[1], rgb.shape[0])
+        intrinsics = intrinsics_for_image(camera, rgb.shape[1], rgb.shape[0])
     stamp_s = conv.stamp_to_seconds(msg.header.stamp)
     try:
         result = pipeline.process(rgb, intrinsics, tracker=tracker, fit=fit, stamp_s=stamp_s)
@@ -226,7 +228,7 @@ def _process_one(msg: Any, msgtype: str, timestamp: int, camera: Optional[conv.C
     outputs.write("joints", timestamp, conv.people_to_pointcloud(people, header))
     outputs.write("people", timestamp, conv.people_to_pose_array(people, header))
     if debug_image:
-        outputs.write("debug_image", timestamp, conv.rgb_to_image_msg(conv.draw_overlay(rgb, people), header))
+        outputs.write("debug_image", timestamp, conv.rgb_to_image_msg(debug_overlay(rgb, people), header))
     stats.processed += 1
     stats.people += len(people)
     if keep:

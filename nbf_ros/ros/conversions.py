@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from nbf_ros.errors import NbfError
+from nbf_ros.inference.overlay import SKELETON_RGB, TEXT_RGB, person_label, visibility_colour
 from nbf_ros.types import JOINT_PARENTS, NUM_JOINTS, CameraIntrinsics, Person
 
 # encoding -> (numpy dtype, channels, channel order of the colour channels)
@@ -148,7 +149,8 @@ def camera_info_to_intrinsics(msg: Any) -> CameraIntrinsics:
     """sensor_msgs/CameraInfo -> intrinsics from K (row-major 3 x 3); raises CameraInfoError.
 
     Width or height 0 (some drivers leave them unset) is kept as 0 and replaced by the image
-    size in ``intrinsics_for_image``. Distortion is not modelled: subscribe to a rectified image.
+    size in ``geometry.camera.intrinsics_for_image``. Distortion is not modelled: subscribe to a
+    rectified image.
     """
     k = np.asarray(list(msg.k), dtype=np.float64)
     if k.size != 9:
@@ -162,21 +164,16 @@ def camera_info_to_intrinsics(msg: Any) -> CameraIntrinsics:
     return CameraIntrinsics(float(fx), float(fy), float(cx), float(cy), int(msg.width), int(msg.height))
 
 
-def intrinsics_for_image(info: CameraIntrinsics, width: int, height: int) -> CameraIntrinsics:
-    """Intrinsics for an image of width x height: scaled when the camera_info size differs
-    (a resized stream), unchanged when CameraInfo gave no size."""
-    if info.width <= 0 or info.height <= 0:
-        return CameraIntrinsics(info.fx, info.fy, info.cx, info.cy, width, height)
-    if (info.width, info.height) == (width, height):
-        return info
-    scaled = info.scaled(width / info.width, height / info.height)
-    return CameraIntrinsics(scaled.fx, scaled.fy, scaled.cx, scaled.cy, width, height)
-
-
 # -- time ------------------------------------------------------------------------------------------
 def stamp_to_seconds(stamp: Any) -> float:
     """builtin_interfaces/Time -> float seconds."""
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds: exact, so stamps can be compared and used
+    as keys (image/CameraInfo pairing, matching outputs to inputs)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 # -- joints as a point cloud -------------------------------------------------------------------------
@@ -239,9 +236,9 @@ def pointcloud_to_array(msg: Any) -> np.ndarray:
 # -- poses -----------------------------------------------------------------------------------------
 def root_quaternion(global_orient: np.ndarray) -> np.ndarray:
     """Axis-angle (3,) -> unit quaternion (x, y, z, w), ROS order."""
-    from scipy.spatial.transform import Rotation
+    from nbf_ros.geometry.rotations import axis_angle_to_quaternion_xyzw
 
-    return Rotation.from_rotvec(np.asarray(global_orient, dtype=np.float64).reshape(3)).as_quat()
+    return axis_angle_to_quaternion_xyzw(np.asarray(global_orient, dtype=np.float64).reshape(3))
 
 
 def people_to_pose_array(people: Sequence[Person], header: Any):
@@ -261,10 +258,9 @@ def people_to_pose_array(people: Sequence[Person], header: Any):
 
 
 # -- markers ---------------------------------------------------------------------------------------
-VISIBLE_RGB = np.array([0.1, 0.85, 0.2])
-OCCLUDED_RGB = np.array([0.95, 0.25, 0.1])
-SKELETON_RGBA = (0.2, 0.6, 1.0, 1.0)
-TEXT_RGBA = (1.0, 1.0, 1.0, 1.0)
+# Colours come from the one palette (inference/overlay.py), so RViz and the debug image agree.
+SKELETON_RGBA = (*SKELETON_RGB, 1.0)
+TEXT_RGBA = (*TEXT_RGB, 1.0)
 LINE_WIDTH_M = 0.03
 JOINT_DIAMETER_M = 0.06
 TEXT_HEIGHT_M = 0.12
@@ -284,22 +280,8 @@ SURFACE_ALPHA = 0.6
 SURFACE_OCCLUDED_BRIGHTNESS = 0.35
 
 
-def visibility_colour(visibility: float) -> tuple[float, float, float, float]:
-    """Visibility 0 (occluded, red) .. 1 (visible, green) -> RGBA in 0..1 (NaN counts as 0)."""
-    v = float(visibility)
-    v = 0.0 if not math.isfinite(v) else min(max(v, 0.0), 1.0)
-    rgb = (1.0 - v) * OCCLUDED_RGB + v * VISIBLE_RGB
-    return (float(rgb[0]), float(rgb[1]), float(rgb[2]), 1.0)
-
-
 def person_namespace(person_id: int) -> str:
     return f"person_{int(person_id)}"
-
-
-def person_label(person: Person) -> str:
-    """'id 3 | conf 0.87 | 2.41 m' (distance = range of the pelvis from the camera centre)."""
-    distance = float(np.linalg.norm(np.asarray(person.joints3d, dtype=np.float64)[0]))
-    return f"id {int(person.id)} | conf {float(person.confidence):.2f} | {distance:.2f} m"
 
 
 def _point(xyz: Iterable[float]):
@@ -456,28 +438,3 @@ def delete_all_markers(header: Any):
     marker.header = header
     marker.action = Marker.DELETEALL
     return MarkerArray(markers=[marker])
-
-
-# -- debug overlay ----------------------------------------------------------------------------------
-def draw_overlay(rgb: np.ndarray, people: Sequence[Person]) -> np.ndarray:
-    """Copy of ``rgb`` with boxes, 2D skeletons and joints (colour = visibility) drawn on it."""
-    import cv2
-
-    out = np.ascontiguousarray(rgb).copy()
-    for person in people:
-        uv = np.asarray(person.joints2d, dtype=np.float64).reshape(NUM_JOINTS, 2)
-        x0, y0, x1, y1 = (int(round(float(v))) for v in person.bbox)
-        cv2.rectangle(out, (x0, y0), (x1, y1), (255, 255, 0), 2)
-        cv2.putText(out, person_label(person), (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.45, (255, 255, 0), 1, cv2.LINE_AA)
-        if not np.all(np.isfinite(uv)):
-            continue
-        pts = np.round(uv).astype(int)
-        for child, parent in enumerate(JOINT_PARENTS):
-            if parent >= 0:
-                cv2.line(out, tuple(pts[parent]), tuple(pts[child]), (51, 153, 255), 2, cv2.LINE_AA)
-        for j, v in enumerate(np.asarray(person.joint_visibility, dtype=np.float64).reshape(-1)):
-            colour = tuple(int(255 * c) for c in visibility_colour(v)[:3])
-            cv2.circle(out, tuple(pts[j]), 4, colour, -1, cv2.LINE_AA)
-    return out
-

@@ -41,11 +41,6 @@ class Recording:
         return self.by_stamp.setdefault(stamp_ns, Received())
 
 
-def header_stamp_ns(header: Any) -> int:
-    """A header's stamp in nanoseconds: the key that matches outputs to inputs."""
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
 class Recorder:
     """Subscribes to the inputs and every output; writes them all into an MCAP bag as they
     arrive (bag time = receive time) and keeps what the evaluation needs (joints, debug image,
@@ -101,17 +96,17 @@ class Recorder:
                 self._writer.write(self._conns[name], received_ns, data)
 
     def _keep(self, name: str, received_ns: int, msg: Any) -> None:
-        from nbf_ros.ros.conversions import image_to_rgb, pointcloud_to_array
+        from nbf_ros.ros.conversions import image_to_rgb, pointcloud_to_array, stamp_to_ns
 
         if name == "diagnostics":
             self.rec.last_diagnostics = msg
         elif name == "joints":
-            entry = self.rec.entry(header_stamp_ns(msg.header))
+            entry = self.rec.entry(stamp_to_ns(msg.header.stamp))
             entry.joints = np.array(pointcloud_to_array(msg))
             entry.frame_id = msg.header.frame_id
-            entry.latency_ms = (received_ns - header_stamp_ns(msg.header)) * 1e-6
+            entry.latency_ms = (received_ns - stamp_to_ns(msg.header.stamp)) * 1e-6
         elif name == "debug_image":
-            self.rec.entry(header_stamp_ns(msg.header)).debug_image = image_to_rgb(msg)
+            self.rec.entry(stamp_to_ns(msg.header.stamp)).debug_image = image_to_rgb(msg)
 
     def outputs_matched(self) -> bool:
         return all(sub.get_publisher_count() >= 1 for sub in self.output_subs)
