@@ -164,7 +164,7 @@ def spread_mm(references: list[np.ndarray]) -> float:
 def mediapipe_method(config: NbfConfig):
     """(estimator factory taking the clean box, clean-box finder) from MediaPipe, or None."""
     from nbf_ros.geometry.boxes import box_iou
-    from nbf_ros.detection.mediapipe import MediaPipeDetector
+    from nbf_ros.keypoints.detector import MediaPipeDetector
 
     try:
         detector = MediaPipeDetector(dataclasses.replace(config.detector, kind="mediapipe",

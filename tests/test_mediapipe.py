@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nbf_ros.config import DetectorConfig, resolve_path
-from nbf_ros.detection import make_detector
+from nbf_ros.inference.pipeline import make_person_detector
 from nbf_ros.geometry.camera import CropBox
 from nbf_ros.keypoints import blazepose as bp
 from nbf_ros.keypoints.mediapipe_worker import (MAGIC, ProtocolError, read_message,
@@ -203,7 +203,7 @@ class _FakeRunner:
 def test_detector_regions_and_cache_with_a_fake_model():
     """Geometry of the detector without MediaPipe: one box from the full image (cached per
     image content), other boxes estimated on their region grown by 25% and mapped back."""
-    from nbf_ros.detection.mediapipe import BOX_CONTEXT, MediaPipeDetector
+    from nbf_ros.keypoints.detector import BOX_CONTEXT, MediaPipeDetector
 
     runner = _FakeRunner()
     det = MediaPipeDetector(DetectorConfig(kind="mediapipe", min_height_px=0.0), runner=runner)
@@ -232,7 +232,7 @@ def test_detector_regions_and_cache_with_a_fake_model():
 def test_absent_mediapipe_gives_one_line_setup_error(tmp_path: Path):
     config = DetectorConfig(kind="mediapipe", mediapipe_python=str(tmp_path / "nope" / "python"))
     with pytest.raises(ImportError) as info:
-        make_detector(config)
+        make_person_detector(config)
     message = str(info.value)
     assert "\n" not in message and "pip install mediapipe==0.10.21" in message
 
@@ -254,7 +254,7 @@ needs_mediapipe = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def detector():
-    det = make_detector(DetectorConfig(kind="mediapipe", min_height_px=0.0))
+    det = make_person_detector(DetectorConfig(kind="mediapipe", min_height_px=0.0))
     yield det
     det.close()
 

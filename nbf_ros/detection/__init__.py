@@ -1,5 +1,9 @@
 """Person boxes for the pipeline: full frame, a fixed region, OpenCV's HOG people detector.
 
+MediaPipe BlazePose, which also finds people, lives in ``keypoints/detector.py``: it depends on
+this package (``Detections``), not the reverse; ``inference.pipeline.make_person_detector``
+chooses between the two.
+
 One entry point, ``make_detector(config)``; every detector has ``detect(image_rgb) -> N x 4``
 boxes [x0, y0, x1, y1] (pixel-edge coordinates, see ``geometry/boxes.py``), best first, at most
 ``config.max_people``. ``detect_scored`` also returns the scores. Importing is cheap: OpenCV is
@@ -16,9 +20,8 @@ __all__ = ["Detections", "Detector", "FixedBoxDetector", "FullFrameDetector", "c
 
 
 def make_detector(config: DetectorConfig) -> Detector:
-    """Build the detector that ``config.kind`` names; raises ValueError/ImportError with the fix."""
-    if config.max_people < 1:
-        raise ValueError(f"detector.max_people must be >= 1, got {config.max_people}")
+    """Build the detector that ``config.kind`` names (not 'mediapipe', see the module doc);
+    raises ValueError with the fix."""
     if config.kind == "full_frame":
         return FullFrameDetector(config)
     if config.kind == "fixed":
@@ -28,10 +31,6 @@ def make_detector(config: DetectorConfig) -> Detector:
 
         return HogDetector(config)
     if config.kind == "mediapipe":
-        try:
-            from nbf_ros.detection.mediapipe import MediaPipeDetector  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise ImportError("detector.kind 'mediapipe' is not available in this install "
-                              f"({exc}); use 'hog', 'full_frame' or 'fixed'") from exc
-        return MediaPipeDetector(config)
+        raise ValueError("detector.kind 'mediapipe' is built by "
+                         "nbf_ros.inference.pipeline.make_person_detector, not by detection/")
     raise ValueError(f"unknown detector.kind {config.kind!r}; valid: full_frame, fixed, hog, mediapipe")

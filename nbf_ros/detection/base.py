@@ -59,9 +59,11 @@ def check_image(image_rgb: np.ndarray) -> tuple[int, int]:
 
 
 class _BaseDetector:
-    """Shared ``detect`` built on ``detect_scored``."""
+    """Shared ``detect`` built on ``detect_scored``, and the config check every detector needs."""
 
     def __init__(self, config: DetectorConfig) -> None:
+        if config.max_people < 1:
+            raise ValueError(f"detector.max_people must be >= 1, got {config.max_people}")
         self.config = config
 
     def detect(self, image_rgb: np.ndarray) -> np.ndarray:

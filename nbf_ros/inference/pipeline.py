@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterator, Optional
 import numpy as np
 import torch
 
-from nbf_ros.config import NbfConfig, resolve_path
+from nbf_ros.config import DetectorConfig, NbfConfig, resolve_path
 from nbf_ros.geometry.camera import CropBox, extract_crop, project_points, weak_perspective_to_translation
 from nbf_ros.geometry.rotations import matrix_to_axis_angle, rotation_6d_to_matrix
 from nbf_ros.inference.backends import NetArrays, NetworkBackend, load_backend
@@ -23,6 +23,7 @@ from nbf_ros.types import BodyParams, CameraIntrinsics, FrameResult, Person
 
 if TYPE_CHECKING:
     from nbf_ros.body.model import BodyOutput
+    from nbf_ros.detection.base import Detector
 
 LOG = logging.getLogger(__name__)
 
@@ -97,6 +98,21 @@ def with_weights_config(config: NbfConfig) -> NbfConfig:
     return dataclasses.replace(config, net=stored.net)
 
 
+def make_person_detector(config: DetectorConfig) -> "Detector":
+    """The detector ``config.kind`` names. BlazePose ('mediapipe') comes from keypoints/, which
+    builds on detection/; choosing here, above both, keeps their imports one-way."""
+    if config.kind != "mediapipe":
+        from nbf_ros.detection import make_detector
+
+        return make_detector(config)
+    try:
+        from nbf_ros.keypoints.detector import MediaPipeDetector
+    except ImportError as exc:
+        raise ImportError("detector.kind 'mediapipe' is not available in this install "
+                          f"({exc}); use 'hog', 'full_frame' or 'fixed'") from exc
+    return MediaPipeDetector(config)
+
+
 class Pipeline:
     """Occlusion-robust 3D people from one RGB image.
 
@@ -116,7 +132,6 @@ class Pipeline:
     def from_config(cls, config: NbfConfig) -> "Pipeline":
         """Load the body model, network backend, detector and fitter; raises on bad files."""
         from nbf_ros.body.model import BodyModel
-        from nbf_ros.detection import make_detector
         from nbf_ros.fitting.fitter import Fitter
 
         config = with_weights_config(config)
@@ -129,7 +144,7 @@ class Pipeline:
         body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
         backend, bank = load_backend(config)  # one read of the weights file for both
         fitter = Fitter.from_config(config, body, bank)
-        return cls(config, backend, make_detector(config.detector), body, fitter)
+        return cls(config, backend, make_person_detector(config.detector), body, fitter)
 
     def model_info(self) -> dict[str, str]:
         return {"body_model": str(self.config.body.model_path),
