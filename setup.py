@@ -54,7 +54,7 @@ setup(
     entry_points={
         "console_scripts": [
             "nbf-ros = nbf_ros.apps.cli:main",
-            "nbf_node = nbf_ros.ros.node:main",
+            "nbf_node = nbf_ros.apps.node:main",
         ],
     },
     zip_safe=False,

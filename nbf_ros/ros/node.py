@@ -18,11 +18,12 @@ Bad input (encodings, sizes, intrinsics, stamps) is skipped with a throttled log
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence
+
+import numpy as np
 
 import rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -35,10 +36,17 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
+from nbf_ros.geometry.camera import intrinsics_for_image
+from nbf_ros.inference.overlay import debug_overlay
 from nbf_ros.ros import conversions as conv
 from nbf_ros.ros import params as P
 from nbf_ros.ros.camera_sync import CameraSyncSlot, Match, SyncedFrame, SyncParams, sync_status
 from nbf_ros.ros.stats import NodeStats, Status, Thresholds, input_status, processing_status
+from nbf_ros.types import CameraIntrinsics, FrameResult
+
+if TYPE_CHECKING:  # the node imports the config and the tracker at configure, not at import
+    from nbf_ros.config import NbfConfig
+    from nbf_ros.tracking import Tracker
 
 NODE_NAME = "nbf"
 OUTPUT_DEPTH = 5
@@ -48,16 +56,26 @@ WORKER_POLL_S = 0.1
 
 InfoEntry = tuple[Optional[conv.CameraIntrinsics], Optional[str]]
 """A received CameraInfo: (intrinsics, None) when valid, (None, why not) when invalid."""
-PipelineFactory = Callable[[Any], Any]
-"""NbfConfig -> object with ``process(image_rgb, camera, tracker=, fit=, stamp_s=) -> FrameResult``
-and ``backend_name``."""
+TRANSITION_STATES = ("configuring", "cleaningup", "shuttingdown", "activating", "deactivating",
+                     "errorprocessing")
+"""REP-2002 transition states: parameters that a transition reads may not change during one."""
 
 
-def _stamp_ns(stamp: Any) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+class PeoplePipeline(Protocol):
+    """What the node runs per frame (``inference.pipeline.Pipeline``; a test double in tests)."""
+
+    backend_name: str
+
+    def process(self, image_rgb: np.ndarray, camera: CameraIntrinsics, tracker: Any = None,
+                fit: bool = True, stamp_s: float = 0.0) -> FrameResult:
+        """Every person in an H x W x 3 uint8 RGB image; raises NbfError/ValueError on bad input."""
+        ...
 
 
-def default_pipeline_factory(config: Any) -> Any:
+PipelineFactory = Callable[["NbfConfig"], PeoplePipeline]
+
+
+def default_pipeline_factory(config: "NbfConfig") -> PeoplePipeline:
     from nbf_ros.inference.pipeline import Pipeline
 
     return Pipeline.from_config(config)
@@ -80,11 +98,10 @@ class NbfNode(LifecycleNode):
         if hasattr(self, "add_post_set_parameters_callback"):
             self.add_post_set_parameters_callback(self._after_set_parameters)
         self.stats = NodeStats()
-        self._pipeline: Any = None
-        self._tracker: Any = None
-        self._config: Any = None
+        self._pipeline: Optional[PeoplePipeline] = None
+        self._tracker: Optional["Tracker"] = None
+        self._config: Optional["NbfConfig"] = None
         self._configure_error: Optional[str] = None
-        self._state = "unconfigured"
         self._latest_info: InfoEntry = (None, None)
         # The last invalid CameraInfo since the previous diagnostics report: CameraInfos held back
         # by DDS arrive in bursts, and a valid one a millisecond later must not hide a bad one.
@@ -126,7 +143,7 @@ class NbfNode(LifecycleNode):
     def _on_set_parameters(self, parameters: Sequence[Any]) -> SetParametersResult:
         for param in parameters:
             value = list(param.value) if param.name == "fixed_box" else param.value
-            reason = P.validate(param.name, value, self._state)
+            reason = P.validate(param.name, value, self._settled_state())
             if reason:
                 self.get_logger().warning(f"rejected parameter: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
@@ -162,7 +179,6 @@ class NbfNode(LifecycleNode):
             "debug_image": self.create_lifecycle_publisher(Image, "~/debug_image", 1),
         }
         self._tf = self._make_tf_broadcaster()
-        self._state = "inactive"
         self.get_logger().info(f"configured: backend {self.backend_name}, detector "
                                f"{config.detector.kind}, max_people {config.detector.max_people}")
         return super().on_configure(state)
@@ -185,7 +201,6 @@ class NbfNode(LifecycleNode):
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="nbf_worker", daemon=True)
         self._worker.start()
-        self._state = "active"
         self.get_logger().info(f"active: subscribed to {self.resolve_topic_name('image')} and "
                                f"{self.resolve_topic_name('camera_info')} ({self.qos_text()})")
         return super().on_activate(state)
@@ -198,20 +213,18 @@ class NbfNode(LifecycleNode):
         if "markers" in self._pubs:
             self._pubs["markers"].publish(conv.delete_all_markers(self._clear_header()))
         self._published_ids.clear()
-        self._state = "inactive"
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
-        self._state = "unconfigured"
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self._state == "active":
+        """From any primary state (``state``: the one being left): deactivate, then release."""
+        if state.label == "active":
             self.on_deactivate(state)
         self._release()
-        self._state = "finalized"
-        return TransitionCallbackReturn.SUCCESS
+        return super().on_shutdown(state)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error("error during a transition: releasing everything")
@@ -220,7 +233,6 @@ class NbfNode(LifecycleNode):
             self.destroy_subscription(sub)
         self._subs = []
         self._release()
-        self._state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self) -> None:
@@ -243,7 +255,14 @@ class NbfNode(LifecycleNode):
 
     @property
     def lifecycle_state(self) -> str:
-        return self._state
+        """The REP-2002 state machine's current state label ('unconfigured', 'active', ...)."""
+        return str(self._state_machine.current_state[1])
+
+    def _settled_state(self) -> str:
+        """The state parameters are validated against: during a transition, 'active' (the
+        strictest), so that a value a transition is reading cannot change under it."""
+        state = self.lifecycle_state
+        return "active" if state in TRANSITION_STATES else state
 
     # -- inputs --------------------------------------------------------------------------------
     def input_qos(self) -> QoSProfile:
@@ -279,12 +298,12 @@ class NbfNode(LifecycleNode):
             self._info_error_since_report = str(exc)
             self.get_logger().error(f"camera_info: {exc}", throttle_duration_sec=LOG_THROTTLE_S)
         self._latest_info = entry
-        self._slot.put_info(_stamp_ns(msg.header.stamp), entry)
+        self._slot.put_info(conv.stamp_to_ns(msg.header.stamp), entry)
 
     def _on_image(self, msg: Image) -> None:
         """Executor thread: store and return; the image waits there for its own CameraInfo."""
         self.stats.frame_received()
-        if self._slot.put_image(msg, _stamp_ns(msg.header.stamp)):
+        if self._slot.put_image(msg, conv.stamp_to_ns(msg.header.stamp)):
             self.get_logger().debug("frame dropped: worker busy")
 
     # -- worker --------------------------------------------------------------------------------
@@ -345,7 +364,7 @@ class NbfNode(LifecycleNode):
             self._skip(exc.reason, str(exc))
             return False
         match, entry = ((synced.match, synced.info) if synced is not None
-                        else self._slot.lookup(_stamp_ns(msg.header.stamp)))
+                        else self._slot.lookup(conv.stamp_to_ns(msg.header.stamp)))
         camera = self._intrinsics(match, entry, rgb.shape[1], rgb.shape[0])
         if camera is None:
             return False
@@ -391,7 +410,7 @@ class NbfNode(LifecycleNode):
                            f"{self.resolve_topic_name('camera_info')}")
                 return None
             return conv.CameraIntrinsics.default_for(width, height)
-        return conv.intrinsics_for_image(camera, width, height)
+        return intrinsics_for_image(camera, width, height)
 
     def _run_pipeline(self, rgb: Any, camera: Any, stamp_s: float) -> Any:
         from nbf_ros.errors import NbfError
@@ -422,7 +441,7 @@ class NbfNode(LifecycleNode):
         self._pubs["joints"].publish(conv.people_to_pointcloud(people, header))
         self._pubs["people"].publish(conv.people_to_pose_array(people, header))
         if self._values["publish_debug_image"]:
-            self._pubs["debug_image"].publish(conv.rgb_to_image_msg(conv.draw_overlay(rgb, people), header))
+            self._pubs["debug_image"].publish(conv.rgb_to_image_msg(debug_overlay(rgb, people), header))
         if self._values["publish_tf"]:
             self._broadcast_tf(header, people)
         latency_ms = (self.get_clock().now().nanoseconds * 1e-9 - conv.stamp_to_seconds(header.stamp)) * 1e3
@@ -464,7 +483,7 @@ class NbfNode(LifecycleNode):
         earlier, self._info_error_since_report = self._info_error_since_report, None
         if error is None and earlier is not None:
             error = f"{earlier} (received since the last report; the latest CameraInfo is valid)"
-        snap = self.stats.snapshot(state=self._state, configure_error=self._configure_error,
+        snap = self.stats.snapshot(state=self.lifecycle_state, configure_error=self._configure_error,
                                    backend=self.backend_name, dropped=self._slot.dropped,
                                    camera_info=camera, camera_info_error=error, qos=self.qos_text())
         th = Thresholds(float(self._values["latency_warn_ms"]), float(self._values["input_timeout_s"]),
@@ -484,33 +503,6 @@ class NbfNode(LifecycleNode):
         self._diag_pub.publish(msg)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point of ``nbf_node`` and ``nbf-ros node`` (ROS arguments accepted)."""
-    from rclpy.exceptions import ParameterException
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-
-    args = sys.argv if argv is None else [sys.argv[0], *argv]
-    rclpy.init(args=args)
-    node: Optional[NbfNode] = None
-    try:
-        node = NbfNode()
-        if node.get_parameter("autostart").value:
-            autostart(node)
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, ParameterException) as exc:  # invalid parameter overrides: one line
-        print(f"nbf_node: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
 def autostart(node: NbfNode) -> bool:
     """configure + activate; logs and returns False if either fails (the node stays up)."""
     if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
@@ -522,6 +514,3 @@ def autostart(node: NbfNode) -> bool:
         return False
     return True
 
-
-if __name__ == "__main__":
-    sys.exit(main())

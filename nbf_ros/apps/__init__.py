@@ -1,0 +1,1 @@
+"""Entry points: command lines and processes; nothing in the runtime imports this package."""
