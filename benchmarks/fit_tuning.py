@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import occlusion_bench as bench  # noqa: E402  (puts the repository root on sys.path)
 from nbf_ros.body.model import BodyModel  # noqa: E402
-from nbf_ros.config import ConfigError, NbfConfig, from_dict, load_config, resolve_path  # noqa: E402
+from nbf_ros.config import ConfigError, NbfConfig, apply_overrides, load_config, resolve_path  # noqa: E402
 from nbf_ros.fitting.fitter import Fitter  # noqa: E402
 from nbf_ros.inference.backends import load_backend  # noqa: E402
 from nbf_ros.inference.pipeline import initial_body, with_weights_config  # noqa: E402
@@ -102,17 +102,6 @@ def build_variants(specs: list[list[str]] | None) -> list[Variant]:
     return variants
 
 
-def apply_overrides(config: NbfConfig, overrides: tuple[tuple[str, str, Any], ...]) -> NbfConfig:
-    """``config`` with the fields changed; each value is checked by the config loader's own rules
-    (unknown key or wrong type -> ConfigError naming the key and the valid ones)."""
-    for section_name, name, value in overrides:
-        section = getattr(config, section_name)
-        checked = from_dict(type(section), {name: value}, section_name)
-        section = dataclasses.replace(section, **{name: getattr(checked, name)})
-        config = dataclasses.replace(config, **{section_name: section})
-    return config
-
-
 def variant_configs(config: NbfConfig, variants: list[Variant]) -> dict[str, NbfConfig]:
     """Each variant's config on the benchmark's base (no wall-clock budget); checked against the
     weights' NBV settings before the slow test-set build."""
@@ -120,7 +109,8 @@ def variant_configs(config: NbfConfig, variants: list[Variant]) -> dict[str, Nbf
     configs = {}
     for variant in variants:
         try:
-            configs[variant.name] = with_weights_config(apply_overrides(base, variant.overrides))
+            configs[variant.name] = with_weights_config(apply_overrides(
+                base, {f"{section}.{name}": value for section, name, value in variant.overrides}))
         except ConfigError as exc:
             raise SystemExit(f"--variant {variant.name!r}: {exc}") from None
     return configs

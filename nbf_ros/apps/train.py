@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 
-from nbf_ros.config import NbfConfig, load_config
+from nbf_ros.config import NbfConfig, apply_overrides, load_config
 from nbf_ros.errors import NbfError
 from nbf_ros.training.train import Distributed, run
 
@@ -39,14 +38,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 
 def _apply_overrides(cfg: NbfConfig, args: argparse.Namespace) -> NbfConfig:
-    changes: dict[str, Any] = {}
-    if args.out_dir is not None:
-        changes["out_dir"] = args.out_dir
-    if args.steps is not None:
-        changes["steps"] = args.steps
-    if args.time_limit_min is not None:
-        changes["time_limit_min"] = args.time_limit_min
-    return replace(cfg, train=replace(cfg.train, **changes)) if changes else cfg
+    """The command line's train.* options over the config file (checked like the file)."""
+    given = {"train.out_dir": args.out_dir, "train.steps": args.steps,
+             "train.time_limit_min": args.time_limit_min}
+    return apply_overrides(cfg, {key: value for key, value in given.items() if value is not None})
 
 
 def main(argv: Optional[list[str]] = None) -> int:
