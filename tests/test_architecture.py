@@ -1,67 +1,22 @@
 """The architecture, checked from the code: data flows one way (docs/architecture.md).
 
-Imports are read from every module's syntax tree (function-level imports included, which is how
-optional dependencies are loaded late), so nothing here lists files by hand: a new module is
-checked the day it is added.
+Imports are read from every module's syntax tree by ``tools/import_graph.py`` (function-level
+imports included, which is how optional dependencies are loaded late), so nothing here lists
+files by hand: a new module is checked the day it is added.
 """
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "nbf_ros"
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
 
-RUNTIME = ("types", "errors", "config", "geometry", "body", "render", "nets", "fitting", "detection",
-           "keypoints", "tracking", "inference", "ros")
-"""What the node runs: image -> boxes -> landmarks/features -> initial body -> fit -> messages."""
-OFFLINE = ("data", "training", "evaluation", "testing", "apps")
-"""The synthetic-data generator, training, benchmark metrics, test doubles and entry points:
-they may use the runtime, never the other way round."""
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def unit(module: str) -> str:
-    """The first-level unit of an ``nbf_ros`` module: 'nbf_ros.fitting.fitter' -> 'fitting'."""
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 else ""
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Every ``nbf_ros`` module that ``path`` imports, anywhere in the file."""
-    tree = ast.parse(path.read_text(), str(path))
-    package = module_name(path).split(".")
-    if path.name != "__init__.py":
-        package = package[:-1]
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
-    return {m for m in found if m == "nbf_ros" or m.startswith("nbf_ros.")}
-
-
-def import_graph() -> dict[str, set[str]]:
-    """First-level unit -> the units it imports (itself excluded)."""
-    graph: dict[str, set[str]] = defaultdict(set)
-    for path in sorted(PACKAGE.rglob("*.py")):
-        source = unit(module_name(path))
-        graph[source]  # every unit appears, also one that imports nothing
-        graph[source].update(u for u in map(unit, imported_modules(path)) if u and u != source)
-    return dict(graph)
+from import_graph import (OFFLINE, PACKAGE, RUNTIME, import_graph, imported_modules,  # noqa: E402
+                          markdown_table, module_name, unit)
 
 
 def test_every_unit_is_classified():
@@ -119,3 +74,9 @@ def test_node_and_pipeline_do_not_load_the_generator_or_training(untrained_confi
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "", f"loaded: {out.stdout.strip()}"
+
+
+def test_architecture_page_shows_the_current_import_table():
+    """docs/architecture.md carries the table ``python tools/import_graph.py`` prints today."""
+    page = (REPO / "docs" / "architecture.md").read_text()
+    assert markdown_table(import_graph()) in page, "re-run: python tools/import_graph.py"
