@@ -279,7 +279,7 @@ def test_non_finite_person_has_no_markers_and_cloud_not_dense():
 
 def test_overlay_draws_on_a_copy():
     rgb = np.zeros((400, 200, 3), np.uint8)
-    out = overlay.debug_overlay(rgb, [person(1)])
+    out = overlay.draw_overlay(rgb, [person(1)])
     assert out.shape == rgb.shape and out.any() and not rgb.any()
 
 

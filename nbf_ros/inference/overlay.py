@@ -1,13 +1,8 @@
-"""Draw people on an image, and the one palette that every view of a person uses (the overlays
-here and the RViz markers in ``ros/conversions.py``).
-
-Two looks, each kept pixel for pixel as it was:
-
-- the report look (``draw_person``, ``render_overlay``, ``save_overlay``: ``nbf-ros estimate
-  --overlay`` and the video overlay): lines that thicken with the image, joints green or red by a
-  visibility threshold, white bones, a blue box;
-- the debug look (``debug_overlay``: the node's and the bag replay's ``~/debug_image``): the RViz
-  markers' colours (bones in the skeleton colour, joints on the visibility scale), a yellow box.
+"""Draw people on an image, in the one palette that every view of a person uses: the overlays
+of ``nbf-ros estimate --overlay`` and of videos, the node's and the bag replay's
+``~/debug_image``, and the RViz markers (``ros/conversions.py``). What a user sees in a saved
+overlay is what RViz shows: bones in the skeleton colour, joints on the visibility scale (red
+occluded .. green visible), the person box and its label (id, confidence, distance).
 
 Colours are RGB in 0..1, the scale RViz takes; ``to_rgb8`` turns one into the 0..255 ints OpenCV
 draws with. OpenCV is imported on first drawing, so the palette is cheap to import.
@@ -20,23 +15,21 @@ from typing import Sequence
 
 import numpy as np
 
-from nbf_ros.types import JOINT_PARENTS, NUM_JOINTS, FrameResult, Person
+from nbf_ros.types import JOINT_PARENTS, FrameResult, Person
 
 # -- palette (RGB, 0..1) ---------------------------------------------------------------------------
 VISIBLE_RGB = (0.1, 0.85, 0.2)
-"""A fully visible joint (RViz markers, debug image); in between, see ``visibility_colour``."""
+"""A fully visible joint; in between visible and occluded, see ``visibility_colour``."""
 OCCLUDED_RGB = (0.95, 0.25, 0.1)
 SKELETON_RGB = (0.2, 0.6, 1.0)
-"""Bones (RViz, debug image) and the body surface (RViz)."""
+"""Bones (overlays and RViz) and the body surface (RViz)."""
 TEXT_RGB = (1.0, 1.0, 1.0)
 """The RViz label."""
-DEBUG_BOX_RGB = (1.0, 1.0, 0.0)
-"""Box and label of the debug image."""
-REPORT_VISIBLE_RGB = (40 / 255, 220 / 255, 60 / 255)
-"""The report look's own colours (they predate the shared ones; kept so its images do not change)."""
-REPORT_OCCLUDED_RGB = (235 / 255, 60 / 255, 40 / 255)
-REPORT_BONE_RGB = (250 / 255, 250 / 255, 250 / 255)
-REPORT_BOX_RGB = (80 / 255, 160 / 255, 255 / 255)
+BOX_RGB = (1.0, 1.0, 0.0)
+"""The person box and its label in the overlays."""
+LINE_PX_PER_SIDE = 240
+"""Strokes are one pixel wide per this many pixels of the image's shorter side (2 px at 480p), so
+an overlay reads the same on a 320 x 240 and on a 4K image."""
 
 
 def to_rgb8(colour: Sequence[float]) -> tuple[int, int, int]:
@@ -80,68 +73,42 @@ def _box_with_label(image: np.ndarray, corners: Sequence[int], text: str, colour
                 text_thickness, cv2.LINE_AA)
 
 
-# -- report look -----------------------------------------------------------------------------------
-def draw_person(image: np.ndarray, person: Person, visible_threshold: float = 0.5) -> None:
-    """Draw one person in place on an H x W x 3 uint8 RGB image (report look); joints that are
-    not finite or absurdly far off the image are left out, with their bones."""
+# -- the overlay ----------------------------------------------------------------------------------
+def draw_person(image: np.ndarray, person: Person) -> None:
+    """Draw one person in place on an H x W x 3 uint8 RGB image: box and label always; bones and
+    joints where the joint is finite and not absurdly far off the image (bad input never raises)."""
     import cv2
 
     h, w = image.shape[:2]
-    thickness = max(1, int(round(min(h, w) / 240)))
-    uv = np.asarray(person.joints2d, dtype=np.float64)
-    finite = np.all(np.isfinite(uv), axis=1) & (np.abs(uv) < 1e5).all(axis=1)
-    pts = np.round(np.where(finite[:, None], uv, 0)).astype(int)
-    _bones(image, pts, finite, to_rgb8(REPORT_BONE_RGB), thickness)
-    visible, occluded = to_rgb8(REPORT_VISIBLE_RGB), to_rgb8(REPORT_OCCLUDED_RGB)
-    for j, (u, v) in enumerate(pts):
-        if finite[j]:
-            colour = visible if person.joint_visibility[j] >= visible_threshold else occluded
-            cv2.circle(image, (int(u), int(v)), thickness + 2, colour, -1, cv2.LINE_AA)
-    distance = float(np.linalg.norm(person.joints3d[0]))
-    label = f"id {person.id} conf {person.confidence:.2f} {distance:.1f} m"
-    _box_with_label(image, np.round(person.bbox).astype(int), label, to_rgb8(REPORT_BOX_RGB),
-                    thickness, 0.4 * thickness, thickness)
+    thickness = max(1, int(round(min(h, w) / LINE_PX_PER_SIDE)))
+    corners = [int(round(float(v))) if math.isfinite(float(v)) else 0 for v in person.bbox]
+    _box_with_label(image, corners, person_label(person), to_rgb8(BOX_RGB), thickness,
+                    0.225 * thickness, max(1, thickness // 2))
+    uv = np.asarray(person.joints2d, dtype=np.float64).reshape(-1, 2)
+    ok = np.all(np.isfinite(uv), axis=1) & (np.abs(uv) < 1e5).all(axis=1)
+    pts = np.round(np.where(ok[:, None], uv, 0.0)).astype(int)
+    _bones(image, pts, ok, to_rgb8(SKELETON_RGB), thickness)
+    visibility = np.asarray(person.joint_visibility, dtype=np.float64).reshape(-1)
+    for j in np.flatnonzero(ok):
+        cv2.circle(image, (int(pts[j, 0]), int(pts[j, 1])), thickness + 2,
+                   to_rgb8(visibility_colour(visibility[j])), -1, cv2.LINE_AA)
 
 
-def render_overlay(image_rgb: np.ndarray, result: FrameResult) -> np.ndarray:
-    """A copy of the image with every person drawn (report look)."""
-    canvas = np.ascontiguousarray(image_rgb.copy())
-    for person in result.people:
+def draw_overlay(image_rgb: np.ndarray, people: Sequence[Person]) -> np.ndarray:
+    """A copy of the H x W x 3 uint8 RGB image with every person drawn on it."""
+    canvas = np.ascontiguousarray(image_rgb).copy()
+    for person in people:
         draw_person(canvas, person)
     return canvas
 
 
 def save_overlay(image_rgb: np.ndarray, result: FrameResult, path: str | Path) -> Path:
-    """``render_overlay`` written to ``path`` (PNG, JPEG ... by extension); raises OSError."""
+    """``draw_overlay`` of a frame's people written to ``path`` (PNG, JPEG ... by extension);
+    raises OSError when it cannot be written."""
     import cv2
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), render_overlay(image_rgb, result)[..., ::-1]):
+    if not cv2.imwrite(str(out), draw_overlay(image_rgb, result.people)[..., ::-1]):
         raise OSError(f"{out}: cannot write image")
     return out
-
-
-# -- debug look ------------------------------------------------------------------------------------
-def debug_overlay(rgb: np.ndarray, people: Sequence[Person]) -> np.ndarray:
-    """Copy of ``rgb`` with boxes, 2D skeletons and joints (colour = visibility) drawn on it, in
-    the RViz markers' colours (debug look)."""
-    out = np.ascontiguousarray(rgb).copy()
-    for person in people:
-        _draw_debug_person(out, person)
-    return out
-
-
-def _draw_debug_person(image: np.ndarray, person: Person) -> None:
-    """Box and label always; skeleton and joints only when every joint is finite."""
-    import cv2
-
-    corners = [int(round(float(v))) for v in person.bbox]
-    _box_with_label(image, corners, person_label(person), to_rgb8(DEBUG_BOX_RGB), 2, 0.45, 1)
-    uv = np.asarray(person.joints2d, dtype=np.float64).reshape(NUM_JOINTS, 2)
-    if not np.all(np.isfinite(uv)):
-        return
-    pts = np.round(uv).astype(int)
-    _bones(image, pts, np.ones(NUM_JOINTS, dtype=bool), to_rgb8(SKELETON_RGB), 2)
-    for j, v in enumerate(np.asarray(person.joint_visibility, dtype=np.float64).reshape(-1)):
-        cv2.circle(image, tuple(pts[j]), 4, to_rgb8(visibility_colour(v)), -1, cv2.LINE_AA)

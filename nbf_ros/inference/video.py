@@ -43,13 +43,13 @@ def process_video(path: str | Path, pipeline, explicit: Optional[CameraIntrinsic
             result = pipeline.process(rgb, camera, tracker=tracker, fit=fit, stamp_s=index / fps)
             results.append((f"{path}#{index}", w, h, result))
             if overlay_dir is not None:
-                from nbf_ros.inference.overlay import render_overlay
+                from nbf_ros.inference.overlay import draw_overlay
 
                 if writer is None:
                     out = Path(overlay_dir) / f"{Path(path).stem}_overlay.mp4"
                     out.parent.mkdir(parents=True, exist_ok=True)
                     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-                writer.write(render_overlay(rgb, result)[..., ::-1])
+                writer.write(draw_overlay(rgb, result.people)[..., ::-1])
             index += 1
     finally:
         capture.release()

@@ -21,7 +21,7 @@ import numpy as np
 
 from nbf_ros.errors import NbfError
 from nbf_ros.geometry.camera import intrinsics_for_image
-from nbf_ros.inference.overlay import debug_overlay
+from nbf_ros.inference.overlay import draw_overlay
 from nbf_ros.ros import conversions as conv
 
 LOG = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ def _process_one(msg: Any, msgtype: str, timestamp: int, camera: Optional[conv.C
     outputs.write("joints", timestamp, conv.people_to_pointcloud(people, header))
     outputs.write("people", timestamp, conv.people_to_pose_array(people, header))
     if debug_image:
-        outputs.write("debug_image", timestamp, conv.rgb_to_image_msg(debug_overlay(rgb, people), header))
+        outputs.write("debug_image", timestamp, conv.rgb_to_image_msg(draw_overlay(rgb, people), header))
     stats.processed += 1
     stats.people += len(people)
     if keep:

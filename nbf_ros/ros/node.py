@@ -37,7 +37,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from nbf_ros.geometry.camera import intrinsics_for_image
-from nbf_ros.inference.overlay import debug_overlay
+from nbf_ros.inference.overlay import draw_overlay
 from nbf_ros.ros import conversions as conv
 from nbf_ros.ros import params as P
 from nbf_ros.ros.camera_sync import CameraSyncSlot, Match, SyncedFrame, SyncParams, sync_status
@@ -441,7 +441,7 @@ class NbfNode(LifecycleNode):
         self._pubs["joints"].publish(conv.people_to_pointcloud(people, header))
         self._pubs["people"].publish(conv.people_to_pose_array(people, header))
         if self._values["publish_debug_image"]:
-            self._pubs["debug_image"].publish(conv.rgb_to_image_msg(debug_overlay(rgb, people), header))
+            self._pubs["debug_image"].publish(conv.rgb_to_image_msg(draw_overlay(rgb, people), header))
         if self._values["publish_tf"]:
             self._broadcast_tf(header, people)
         latency_ms = (self.get_clock().now().nanoseconds * 1e-9 - conv.stamp_to_seconds(header.stamp)) * 1e3
