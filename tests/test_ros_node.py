@@ -182,7 +182,9 @@ def test_configure_failure_keeps_node_alive_and_reports_it(ros):
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
         assert node._pipeline is None and node.lifecycle_state == "unconfigured"
         start(node)  # and the whole cycle again
-        assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS  # from active
+        assert node.lifecycle_state == "finalized"
+        assert node._pipeline is None and node._pubs == {} and node._worker is None
     finally:
         ros.remove(node)
 
