@@ -16,8 +16,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "nbf_ros"
 
-RUNTIME = ("types", "errors", "config", "geometry", "body", "render", "nets", "detection", "tracking",
-           "keypoints", "fitting", "inference", "ros")
+RUNTIME = ("types", "errors", "config", "geometry", "engines", "body", "render", "nets", "detection",
+           "tracking", "keypoints", "fitting", "inference", "ros")
 """What the node runs: image -> boxes -> landmarks/features -> initial body -> fit -> messages."""
 OFFLINE = ("data", "evaluation", "training", "testing", "apps")
 """The synthetic-data generator, benchmark metrics, training, test doubles and entry points: they
