@@ -101,9 +101,11 @@ class FitConfig:
     # Weight of the feature likelihood; 0 gives keypoint-only fitting (SMPLify-style baseline).
     feature_weight: float = 1.0
     use_occlusion_model: bool = True
-    # Where the 2D keypoints of the keypoint term come from: the network's heatmaps, or MediaPipe
-    # BlazePose mapped onto SMPL's joints (nbf_ros/keypoints; needs MediaPipe, docs/mediapipe.md).
-    keypoint_source: Literal["network", "mediapipe"] = "network"
+    # Where the 2D keypoints of the keypoint term come from: the network's heatmaps, MediaPipe
+    # BlazePose mapped onto SMPL's joints (nbf_ros/keypoints; needs MediaPipe, docs/mediapipe.md),
+    # or the same BlazePose landmark model run in-process through ONNX on every person box
+    # ('blazepose': the `blazepose` section, docs/landmarks.md; any detector).
+    keypoint_source: Literal["network", "mediapipe", "blazepose"] = "network"
     # Soft-maximum temperature of the occlusion (outlier) process (method.md: 0.1).
     occlusion_temperature: float = 0.1
     keypoint_weight: float = 0.1
@@ -154,7 +156,7 @@ class FitConfig:
 class DetectorConfig:
     """Where person boxes come from."""
 
-    kind: Literal["full_frame", "fixed", "hog", "mediapipe"] = "hog"
+    kind: Literal["full_frame", "fixed", "hog", "mediapipe", "nanodet"] = "hog"
     fixed_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     max_people: int = 5
     min_height_px: float = 48.0
@@ -176,6 +178,50 @@ class DetectorConfig:
     # Video mode: BlazePose tracks its region from the previous frame (faster, smoothed);
     # False treats every image on its own.
     mediapipe_tracking: bool = False
+    # NanoDet-g (models/pretrained.md, detection/nanodet.py; measured in docs/detection.md). The
+    # shipped ONNX file; rebuilt by `python3 tools/build_pretrained_models.py`.
+    nanodet_model_path: str = "models/nanodet_g.onnx"
+    # Person score (NanoDet's IoU-aware quality score, 0..1) to keep a box: 0.35, NanoDet's own
+    # demo threshold, kept every synthetic person taller than 80 px and no false person on the
+    # real photos of docs/detection.md.
+    nanodet_score_threshold: float = 0.35
+    # Greedy NMS overlap: 0.6 keeps two people side by side or one behind the other (their boxes
+    # often overlap by 0.5), while one person's boxes from the three strides overlap by > 0.7.
+    nanodet_nms_iou: float = 0.6
+    # Tiled pass for small people: n x n overlapping tiles run besides the full frame (1 = off).
+    # Off: each tile costs a full network run (2 -> 5 runs per frame) for a gain only on people
+    # under about 80 px (docs/detection.md).
+    nanodet_tiles: int = 1
+    # Tile overlap as a fraction of a tile: a person this large fits whole in some tile.
+    nanodet_tile_overlap: float = 0.25
+    # onnxruntime intra-op threads (0 = one per core): 2 is the measured best on a 2-core CPU
+    # shared with the fitter; more threads only contend.
+    nanodet_threads: int = 2
+    # onnxruntime (CPU) or tensorrt (NVIDIA GPU; engine cached in cache/engines by content).
+    nanodet_runtime: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
+
+
+@dataclass(frozen=True)
+class BlazePoseConfig:
+    """BlazePose GHUM landmarks on person boxes, in-process through ONNX (keypoints/landmarks.py,
+    docs/landmarks.md, models/pretrained.md)."""
+
+    # full: the best 2D landmarks of the shipped two (docs/landmarks.md); lite is faster and less
+    # accurate; heavy is not shipped (python3 tools/build_pretrained_models.py --heavy builds it).
+    variant: Literal["lite", "full", "heavy"] = "full"
+    # onnxruntime intra-op threads (0 = one per core). 2 = this 2-core CPU: measured faster per
+    # person than 1 (docs/landmarks.md).
+    num_threads: int = 2
+    # Boxes whose pose flag (the model's probability of a person in the crop) is below this are
+    # dropped as "not a person": MediaPipe's default min_tracking_confidence.
+    min_pose_flag: float = 0.5
+    # ROI side = longer box side x roi_scale, square, on the box centre (MediaPipe's 1.25
+    # for its own ROIs; docs/landmarks.md measures alternatives).
+    roi_scale: float = 1.25
+    # Second pass on the ROI MediaPipe would track into the next frame (from the first pass's
+    # auxiliary landmarks 33/34: centred on the hips, rotated upright). Chosen by measurement
+    # (docs/landmarks.md).
+    refine_roi: bool = False
 
 
 @dataclass(frozen=True)
@@ -343,8 +389,10 @@ class SyntheticAppearanceConfig:
     # crop size is rendered, downsampled to that side and upsampled back (bilinear).
     emulate_resolution: bool = True
     # Add the Debian opencv-doc sample photos to the background pool when that package is
-    # installed (never committed). Turn off to get the same images on every machine.
-    opencv_doc_photos: bool = True
+    # installed (never committed). Off by default: a seed must render the same image on every
+    # machine (with the package installed the pool, and so every later random draw, changes);
+    # the training config turns it on for more varied backgrounds.
+    opencv_doc_photos: bool = False
 
 
 @dataclass(frozen=True)
@@ -409,6 +457,7 @@ class NbfConfig:
     net: NetConfig = field(default_factory=NetConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    blazepose: BlazePoseConfig = field(default_factory=BlazePoseConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
