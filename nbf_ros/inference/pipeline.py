@@ -120,12 +120,15 @@ class Pipeline:
     at a time (the node's worker thread).
     """
 
-    def __init__(self, config: NbfConfig, backend: NetworkBackend, detector, body, fitter) -> None:
+    def __init__(self, config: NbfConfig, backend: NetworkBackend, detector, body, fitter,
+                 landmarker=None) -> None:
         self.config = config
         self.backend = backend
         self.detector = detector
         self.body = body
         self.fitter = fitter
+        # BlazePose landmarks on every box (fit.keypoint_source 'blazepose'), else None.
+        self.landmarker = landmarker
         self.backend_name = backend.name
 
     @classmethod
@@ -144,7 +147,12 @@ class Pipeline:
         body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
         backend, bank = load_backend(config)  # one read of the weights file for both
         fitter = Fitter.from_config(config, body, bank)
-        return cls(config, backend, make_person_detector(config.detector), body, fitter)
+        landmarker = None
+        if config.fit.keypoint_source == "blazepose":
+            from nbf_ros.keypoints.landmarks import BlazePoseLandmarker
+
+            landmarker = BlazePoseLandmarker(config.blazepose)
+        return cls(config, backend, make_person_detector(config.detector), body, fitter, landmarker)
 
     def model_info(self) -> dict[str, str]:
         return {"body_model": str(self.config.body.model_path),
@@ -160,18 +168,26 @@ class Pipeline:
         cameras = [box.crop_intrinsics(camera, size) for box in crop_boxes]
         return CropBatch(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), crop_boxes, pixels, cameras)
 
-    def external_keypoints(self, image_rgb: np.ndarray, crops: CropBatch) -> list:
+    def external_keypoints(self, image_rgb: np.ndarray, crops: CropBatch,
+                           camera: Optional[CameraIntrinsics] = None) -> list:
         """Per person (1 x 24 x 2 crop pixels, 1 x 24 confidence) from the configured external
-        source, or None (the fitter then uses the network's heatmaps)."""
-        none = [None] * len(crops.boxes)
-        if self.config.fit.keypoint_source != "mediapipe":
-            return none
-        source = self.detector.keypoints  # a MediaPipeDetector (checked in from_config)
+        source, or None (the fitter then uses the network's heatmaps).
+
+        'mediapipe': the MediaPipe detector's own estimates (checked in from_config);
+        'blazepose': BlazePose run in-process on every box, one batch (keypoints/landmarks.py).
+        """
+        source = self.config.fit.keypoint_source
+        if source == "mediapipe":
+            found = self.detector.keypoints(image_rgb, crops.boxes)
+        elif source == "blazepose" and self.landmarker is not None:
+            found = self.landmarker.keypoints(image_rgb, crops.boxes, camera)
+        else:
+            return [None] * len(crops.boxes)
         from nbf_ros.keypoints.blazepose import crop_keypoints
 
         size = self.config.net.crop_size
         return [None if kp is None else crop_keypoints(kp, box, size)
-                for kp, box in zip(source(image_rgb, crops.boxes), crops.crop_boxes)]
+                for kp, box in zip(found, crops.crop_boxes)]
 
     def people_from_params(self, params: BodyParams, boxes: np.ndarray, camera: CameraIntrinsics,
                            ids: list[int], fits: list) -> list[Person]:
@@ -243,7 +259,7 @@ class Pipeline:
         if tracker is not None:
             ids, previous = tracker.assign(boxes, init.transl.numpy(), stamp_s)
         with stage("keypoints"):
-            keypoints = self.external_keypoints(image_rgb, crops)
+            keypoints = self.external_keypoints(image_rgb, crops, camera)
         with stage("fit"):
             fits = [self.fitter.fit(net, i, crops.cameras[i], init.index(i), warm_start=previous[i],
                                     iterate=fit, keypoints=keypoints[i]) for i in range(len(boxes))]
