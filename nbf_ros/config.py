@@ -181,21 +181,22 @@ class DetectorConfig:
     # NanoDet-g (models/pretrained.md, detection/nanodet.py; measured in docs/detection.md). The
     # shipped ONNX file; rebuilt by `python3 tools/build_pretrained_models.py`.
     nanodet_model_path: str = "models/nanodet_g.onnx"
-    # Person score (NanoDet's IoU-aware quality score, 0..1) to keep a box: 0.35, NanoDet's own
-    # demo threshold, kept every synthetic person taller than 80 px and no false person on the
-    # real photos of docs/detection.md.
+    # Person score (NanoDet's IoU-aware quality score, 0..1) to keep a box. 0.35, NanoDet's demo
+    # threshold: on docs/detection.md's frames it finds 10 of 10 real people with one false box
+    # (a basketball); 0.45 drops that box but loses 9 points of synthetic recall, 0.25 adds 6
+    # points and many false boxes.
     nanodet_score_threshold: float = 0.35
-    # Greedy NMS overlap: 0.6 keeps two people side by side or one behind the other (their boxes
-    # often overlap by 0.5), while one person's boxes from the three strides overlap by > 0.7.
+    # Greedy NMS overlap: the upper end of NanoDet's usual 0.5-0.6, so that two people side by
+    # side or one behind the other keep their own boxes (not tuned further).
     nanodet_nms_iou: float = 0.6
     # Tiled pass for small people: n x n overlapping tiles run besides the full frame (1 = off).
-    # Off: each tile costs a full network run (2 -> 5 runs per frame) for a gain only on people
-    # under about 80 px (docs/detection.md).
+    # Off: 2 x 2 tiles cost 5 network runs per frame (209 vs 39 ms) and, on the synthetic split,
+    # add ~10 points of recall at a large loss of precision (docs/detection.md).
     nanodet_tiles: int = 1
     # Tile overlap as a fraction of a tile: a person this large fits whole in some tile.
     nanodet_tile_overlap: float = 0.25
-    # onnxruntime intra-op threads (0 = one per core): 2 is the measured best on a 2-core CPU
-    # shared with the fitter; more threads only contend.
+    # onnxruntime intra-op threads (0 = one per core): 2 = this 2-core CPU, 39 vs 56 ms per
+    # 640 x 480 frame at 1 thread (docs/detection.md); 1 leaves a core to the fitter.
     nanodet_threads: int = 2
     # onnxruntime (CPU) or tensorrt (NVIDIA GPU; engine cached in cache/engines by content).
     nanodet_runtime: Literal["onnxruntime", "tensorrt"] = "onnxruntime"
