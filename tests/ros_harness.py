@@ -116,6 +116,15 @@ def wait_matched(node, timeout: float = 10.0) -> None:
         "collector never matched the node's publishers"
 
 
+def settled(node) -> bool:
+    """Every frame the node received is settled: processed, dropped by latest-frame-wins, skipped
+    or failed; none waits for its CameraInfo or is in flight. A condition to wait for after the
+    camera stopped, that does not depend on how fast this machine is."""
+    with node.stats.lock:
+        done = node.stats.processed + sum(node.stats.skipped.values()) + node.stats.errors
+    return node._slot.state().pending == 0 and done + node._slot.dropped == node.stats.received
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, period: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
