@@ -4,7 +4,7 @@ People: the first ``--people`` people of synthetic test-split scenes (seeds 0, 1
 as the generator places them; the Debian opencv-doc photos left out, so every machine renders
 the same images), each given its truth box (the projected full body) as the detector box.
 
-Accuracy per configuration (variant x ROI scale x refinement pass):
+Accuracy per configuration (variant x ROI scale x refinement pass x heatmap refinement):
 - found: share of people whose pose flag reaches ``blazepose.min_pose_flag``;
 - errors and L/R over the people that every configuration found (the same people for all);
 - error of the 12 joints BlazePose measures directly (hips, knees, ankles, shoulders, elbows,
@@ -14,10 +14,11 @@ Accuracy per configuration (variant x ROI scale x refinement pass):
 - left/right: share of found people whose 6 left/right pairs fit the truth better as labelled
   than swapped (sum of the pair errors).
 Speed: ``BlazePoseLandmarker.estimate`` (warp + model + decode) per person, median of repeats, at
-batch 1 and 3 and 1 and 2 onnxruntime threads, one pass (refinement costs a second).
+batch 1 and 3 and 1 and 2 onnxruntime threads with the defaults; then full at 1 thread, batch 1,
+without heatmap refinement and with both refinements (the second pass runs the model again).
 
 Usage: python benchmarks/landmark_bench.py [--people 100] [--variants lite,full]
-       [--scales 1.25,1.5] [--repeats 20]
+       [--scales 1.25,1.5] [--repeats 20] [--no-timing | --timing-only]
 Prints tables, then one JSON line with every number.
 """
 from __future__ import annotations
@@ -106,6 +107,7 @@ def summary(config: BlazePoseConfig, rows: list[dict], common: np.ndarray) -> di
     found, so that configurations are compared on the same people)."""
     used = [r for r, c in zip(rows, common) if c]
     out = {"variant": config.variant, "roi_scale": config.roi_scale, "refine": config.refine_roi,
+           "heatmaps": config.heatmap_refine,
            "people": len(rows), "found": float(np.mean([r["found"] for r in rows])),
            "common_people": len(used), "lr_ok": float(np.mean([r["lr_ok"] for r in used])),
            "all24_px": float(np.mean([r["all24"] for r in used]))}
@@ -126,10 +128,9 @@ def _median(x: np.ndarray) -> float:
     return float(np.median(x)) if len(x) else float("nan")
 
 
-def timing(scene, variant: str, threads: int, batch: int, repeats: int) -> dict:
+def timing(scene, config: BlazePoseConfig, batch: int, repeats: int) -> dict:
     """Median ms per person of ``estimate`` on ``batch`` boxes of ``scene`` (repeated if fewer)."""
-    model = BlazePoseLandmarker(BlazePoseConfig(variant=variant, num_threads=threads,
-                                                min_pose_flag=0.0))
+    model = BlazePoseLandmarker(dataclasses.replace(config, min_pose_flag=0.0))
     boxes = np.array([p.bbox for p in scene.people])[np.arange(batch) % len(scene.people)]
     model.estimate(scene.image, boxes, scene.camera)  # warm-up: first-run allocations
     times = []
@@ -138,28 +139,40 @@ def timing(scene, variant: str, threads: int, batch: int, repeats: int) -> dict:
         model.estimate(scene.image, boxes, scene.camera)
         times.append((time.perf_counter() - start) * 1e3)
     median = statistics.median(times)
-    return {"variant": variant, "threads": threads, "batch": batch, "ms_per_call": median,
-            "ms_per_person": median / batch}
+    return {"variant": config.variant, "threads": config.num_threads, "batch": batch,
+            "refine": config.refine_roi, "heatmaps": config.heatmap_refine,
+            "ms_per_call": median, "ms_per_person": median / batch}
+
+
+def timing_rows(scene, variants: list[str], repeats: int) -> list[dict]:
+    """Defaults per variant at 1/2 threads x batch 1/3; then full's options at 1 thread, batch 1."""
+    rows = [timing(scene, BlazePoseConfig(variant=v, num_threads=t), b, repeats)
+            for v in variants for t in (1, 2) for b in (1, 3)]
+    for refine, heatmaps in ((False, False), (True, True)):
+        config = BlazePoseConfig(num_threads=1, refine_roi=refine, heatmap_refine=heatmaps)
+        rows.append(timing(scene, config, 1, repeats))
+    return rows
 
 
 def print_accuracy(rows: list[dict]) -> None:
-    print("| variant | ROI scale | refine | found | visible px mean / median (% h) | occluded | "
-          "self-occluded | all 24 px | L/R ok |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("| variant | ROI scale | refine | heatmaps | found | visible px mean / median (% h) | "
+          "occluded | self-occluded | all 24 px | L/R ok |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         cells = [f"{r[s]['mean_px']:.1f} / {r[s]['median_px']:.1f} ({r[s]['mean_pct_height']:.1f})"
                  for s in STATES]
         print(f"| {r['variant']} | {r['roi_scale']:.2f} | {'yes' if r['refine'] else 'no'} | "
+              f"{'yes' if r['heatmaps'] else 'no'} | "
               f"{r['found'] * 100:.0f}% | " + " | ".join(cells)
               + f" | {r['all24_px']:.1f} | {r['lr_ok'] * 100:.0f}% |")
 
 
 def print_timing(rows: list[dict]) -> None:
-    print("| variant | threads | batch | ms per call | ms per person |")
-    print("|---|---:|---:|---:|---:|")
+    print("| variant | threads | batch | refine | heatmaps | ms per call | ms per person |")
+    print("|---|---:|---:|---|---|---:|---:|")
     for r in rows:
-        print(f"| {r['variant']} | {r['threads']} | {r['batch']} | {r['ms_per_call']:.1f} | "
-              f"{r['ms_per_person']:.1f} |")
+        print(f"| {r['variant']} | {r['threads']} | {r['batch']} | {'yes' if r['refine'] else 'no'} | "
+              f"{'yes' if r['heatmaps'] else 'no'} | {r['ms_per_call']:.1f} | {r['ms_per_person']:.1f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,22 +182,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scales", default="1.25,1.5")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--timing-only", action="store_true")
     args = ap.parse_args(argv)
     variants = args.variants.split(",")
-    scenes = scenes_with_people(args.people)
-    configs = [BlazePoseConfig(variant=v, roi_scale=float(s), refine_roi=r)
-               for v in variants for s in args.scales.split(",") for r in (False, True)]
-    per_config = [estimates(scenes, c) for c in configs]
-    common = np.all([[r["found"] for r in rows] for rows in per_config], axis=0)
-    rows = [summary(c, r, common) for c, r in zip(configs, per_config)]
-    print(f"{args.people} people of {len(scenes)} test-split scenes, truth boxes; errors over the "
-          f"{int(common.sum())} people every configuration found; joints visible/occluded/self: "
-          + "/".join(str(rows[0][s]["joints"]) for s in STATES))
-    print_accuracy(rows)
-    times = []
+    scenes = [] if args.timing_only else scenes_with_people(args.people)
+    rows, times = [], []
+    if not args.timing_only:
+        configs = [BlazePoseConfig(variant=v, roi_scale=float(s), refine_roi=r, heatmap_refine=h)
+                   for v in variants for s in args.scales.split(",") for r in (False, True)
+                   for h in (False, True)]
+        per_config = [estimates(scenes, c) for c in configs]
+        common = np.all([[r["found"] for r in rows] for rows in per_config], axis=0)
+        rows = [summary(c, r, common) for c, r in zip(configs, per_config)]
+        print(f"{args.people} people of {len(scenes)} test-split scenes, truth boxes; errors over "
+              f"the {int(common.sum())} people every configuration found; joints "
+              "visible/occluded/self: " + "/".join(str(rows[0][s]["joints"]) for s in STATES))
+        print_accuracy(rows)
     if not args.no_timing:
-        three = next(s for s in scenes if len(s.people) == 3)
-        times = [timing(three, v, t, b, args.repeats) for v in variants for t in (1, 2) for b in (1, 3)]
+        three = next(s for s in scenes_with_people(30) if len(s.people) == 3)  # seed 1
+        times = timing_rows(three, variants, args.repeats)
         print_timing(times)
     print(json.dumps({"accuracy": rows, "timing": times, "people": args.people,
                       "scenes": len(scenes), "cpu": platform.processor() or platform.machine()}))

@@ -207,22 +207,30 @@ class BlazePoseConfig:
     """BlazePose GHUM landmarks on person boxes, in-process through ONNX (keypoints/landmarks.py,
     docs/landmarks.md, models/pretrained.md)."""
 
-    # full: the best 2D landmarks of the shipped two (docs/landmarks.md); lite is faster and less
-    # accurate; heavy is not shipped (python3 tools/build_pretrained_models.py --heavy builds it).
+    # full: the better 2D landmarks of the shipped two (visible joints 4.9 vs 5.9 px median,
+    # docs/landmarks.md) for 17 vs 14 ms per person; heavy is not shipped
+    # (python3 tools/build_pretrained_models.py --heavy builds it).
     variant: Literal["lite", "full", "heavy"] = "full"
-    # onnxruntime intra-op threads (0 = one per core). 2 = this 2-core CPU: measured faster per
-    # person than 1 (docs/landmarks.md).
-    num_threads: int = 2
+    # onnxruntime intra-op threads (0 = one per core). 1: on this shared 2-core CPU 2 threads were
+    # no faster (full: 17.1 ms per person with 1, 17.9 with 2; docs/landmarks.md) and 1 leaves
+    # the other core to the rest of the node.
+    num_threads: int = 1
     # Boxes whose pose flag (the model's probability of a person in the crop) is below this are
     # dropped as "not a person": MediaPipe's default min_tracking_confidence.
     min_pose_flag: float = 0.5
-    # ROI side = longer box side x roi_scale, square, on the box centre (MediaPipe's 1.25
-    # for its own ROIs; docs/landmarks.md measures alternatives).
+    # ROI side = longer box side x roi_scale, square, on the box centre. 1.25 (MediaPipe's scale
+    # for its own ROIs) gave the smallest errors on truth boxes; 1.5 finds 5 % more people (87 vs
+    # 82 of 100, pose flag >= 0.5) with larger errors (docs/landmarks.md).
     roi_scale: float = 1.25
     # Second pass on the ROI MediaPipe would track into the next frame (from the first pass's
-    # auxiliary landmarks 33/34: centred on the hips, rotated upright). Chosen by measurement
-    # (docs/landmarks.md).
+    # auxiliary landmarks 33/34: centred on the hips, rotated upright). Off: with full it lowers
+    # the visible-joint error 10.5 -> 9.0 px mean (4.9 -> 4.6 median) but runs the model twice
+    # (34 vs 17 ms per person), past the 70 ms detector + landmarks budget (docs/landmarks.md).
     refine_roi: bool = False
+    # Move each landmark to the confidence-weighted mean of its 7 x 7 heatmap window, as MediaPipe
+    # does: measured better on every configuration (full: visible-joint median 5.7 -> 4.9 px) for
+    # ~1 ms per person (docs/landmarks.md).
+    heatmap_refine: bool = True
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,18 @@ def test_world_landmarks_off_axis_are_panned_onto_the_ray():
                                body, atol=1e-9)
 
 
+def test_heatmap_refinement_moves_to_the_peak():
+    """A symmetric peak centred on heatmap cell (20, 30) (cell centre = model coords 4 x (c + 0.5)):
+    a landmark 2 cells off moves onto it; a weak heatmap or a landmark off the map stays put."""
+    rows, cols = np.mgrid[0:64, 0:64]
+    peak = 12.0 - 20.0 * ((cols - 20) ** 2 + (rows - 30) ** 2)  # logits: ~1 at the peak only
+    heatmaps = np.stack([peak, np.full((64, 64), -5.0), peak], axis=-1)
+    xy = np.array([[4 * 22.5, 4 * 29.5], [100.0, 100.0], [300.0, 10.0]])
+    out = lm.refine_from_heatmaps(xy, heatmaps)
+    np.testing.assert_allclose(out[0], [4 * 20.5, 4 * 30.5], atol=0.01)
+    np.testing.assert_allclose(out[1:], xy[1:])
+
+
 # --- config and errors -------------------------------------------------------------------------
 def test_config_section_is_strict():
     assert from_dict(BlazePoseConfig, {"variant": "lite"}).variant == "lite"
@@ -180,9 +192,9 @@ def test_landmarks_match_truth_joints(scenes, model):
             errors.append(err[visible] / (truth.bbox[3] - truth.bbox[1]))
     errors = np.concatenate(errors)
     assert people == 8
-    # measured: mean 3.9 %, median 3.1 % of the box height on these 8 people, all L/R right
-    # (docs/landmarks.md: 5.9 % mean on 69 people of the benchmark)
-    assert errors.mean() < 0.08 and np.median(errors) < 0.05
+    # measured (defaults): mean 3.5 %, median 2.4 % of the box height on these 8 people, all L/R
+    # right (docs/landmarks.md: 5.6 % mean on the benchmark's 69 people); bounds ~2x that
+    assert errors.mean() < 0.07 and np.median(errors) < 0.05
     assert np.mean(lr_ok) >= 0.8
 
 

@@ -133,6 +133,35 @@ def warp_crops(image_rgb: np.ndarray, rois: list[Roi], size: int = CROP_SIZE) ->
     return batch
 
 
+def refine_from_heatmaps(xy_model: np.ndarray, heatmaps: np.ndarray, window: int = 7,
+                         min_confidence: float = 0.5) -> np.ndarray:
+    """Landmarks moved to the confidence-weighted mean of their heatmap window (MediaPipe's
+    ``RefineLandmarksFromHeatmapCalculator``: sigmoid of the logits, 7 x 7 cells around the
+    landmark, only where the window's best cell reaches ``min_confidence``).
+
+    Args:
+        xy_model: K x 2 model crop coordinates (edge-based, 0..256).
+        heatmaps: h x w x K heatmap logits over the crop (64 x 64 at 1/4 of the crop).
+    Returns K x 2 model crop coordinates; a heatmap cell (i, j) stands for its centre.
+    """
+    rows, cols, count = heatmaps.shape
+    cell = CROP_SIZE / cols
+    out = np.array(xy_model, np.float64, copy=True)
+    half = window // 2
+    for k in range(min(count, len(out))):
+        col, row = int(np.floor(out[k, 0] / cell)), int(np.floor(out[k, 1] / cell))
+        if not (0 <= col < cols and 0 <= row < rows):
+            continue
+        r0, r1, c0, c1 = max(0, row - half), min(rows, row + half + 1), max(0, col - half), min(cols, col + half + 1)
+        conf = sigmoid(heatmaps[r0:r1, c0:c1, k].astype(np.float64))
+        total = conf.sum()
+        if conf.max() < min_confidence or total <= 0:
+            continue
+        rr, cc = np.mgrid[r0:r1, c0:c1]
+        out[k] = [((cc + 0.5) * conf).sum() / total * cell, ((rr + 0.5) * conf).sum() / total * cell]
+    return out
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Logistic function without overflow warnings (mask logits reach +-1700)."""
     x = np.asarray(x)
@@ -216,9 +245,14 @@ class PoseLandmarks:
 
 def decode(outputs: dict[str, np.ndarray], rois: list[Roi], boxes: np.ndarray,
            camera: CameraIntrinsics) -> list[PoseLandmarks]:
-    """The model's batch outputs (models/pretrained.md) -> one PoseLandmarks per ROI."""
+    """The model's batch outputs (models/pretrained.md) -> one PoseLandmarks per ROI; with a
+    ``heatmaps`` output the 33 landmarks' x, y are refined from it (``refine_from_heatmaps``)."""
     count = len(rois)
     raw = np.asarray(outputs["landmarks"], np.float64).reshape(count, NUM_MODEL_LANDMARKS, 5)
+    if "heatmaps" in outputs:
+        for i in range(count):
+            raw[i, :NUM_LANDMARKS, :2] = refine_from_heatmaps(raw[i, :NUM_LANDMARKS, :2],
+                                                              outputs["heatmaps"][i])
     world = np.asarray(outputs["world_landmarks"], np.float64).reshape(count, NUM_MODEL_LANDMARKS, 3)
     flags = np.asarray(outputs["pose_flag"], np.float64).reshape(count)
     masks = np.asarray(outputs["segmentation"], np.float32).reshape(count, CROP_SIZE, CROP_SIZE)
@@ -330,7 +364,8 @@ class BlazePoseLandmarker:
         self.config = config
         if run_model is None:
             graph = open_landmark_model(config)
-            run_model = lambda batch: graph.run({"image": batch}, OUTPUTS)  # noqa: E731
+            names = OUTPUTS + (("heatmaps",) if config.heatmap_refine else ())
+            run_model = lambda batch: graph.run({"image": batch}, names)  # noqa: E731
         self.run_model = run_model
 
     def estimate(self, image: np.ndarray, boxes: np.ndarray,
