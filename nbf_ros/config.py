@@ -229,7 +229,7 @@ class BlazePoseConfig:
     refine_roi: bool = False
     # Move each landmark to the confidence-weighted mean of its 7 x 7 heatmap window, as MediaPipe
     # does: measured better on every configuration (full: visible-joint median 5.7 -> 4.9 px) for
-    # ~1 ms per person (docs/landmarks.md).
+    # ~1.4 ms per person (docs/landmarks.md).
     heatmap_refine: bool = True
 
 
