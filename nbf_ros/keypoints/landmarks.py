@@ -101,7 +101,8 @@ def roi_from_box(box: np.ndarray, scale: float) -> Roi:
     return Roi(centre, max(x1 - x0, y1 - y0) * scale, 0.0)
 
 
-def roi_from_aux(hip_centre: np.ndarray, scale_point: np.ndarray, scale: float = AUX_ROI_SCALE) -> Roi:
+def roi_from_aux(hip_centre: np.ndarray, scale_point: np.ndarray,
+                 scale: float = AUX_ROI_SCALE) -> Roi:
     """The ROI MediaPipe derives from landmarks 33 (hip centre) and 34 (image pixels).
 
     Centre on the hips, side 2 |34 - 33| x ``scale`` (MediaPipe: 1.25; 33 -> 34 is the radius of a circle around
@@ -152,7 +153,8 @@ def refine_from_heatmaps(xy_model: np.ndarray, heatmaps: np.ndarray, window: int
         col, row = int(np.floor(out[k, 0] / cell)), int(np.floor(out[k, 1] / cell))
         if not (0 <= col < cols and 0 <= row < rows):
             continue
-        r0, r1, c0, c1 = max(0, row - half), min(rows, row + half + 1), max(0, col - half), min(cols, col + half + 1)
+        r0, r1 = max(0, row - half), min(rows, row + half + 1)
+        c0, c1 = max(0, col - half), min(cols, col + half + 1)
         conf = sigmoid(heatmaps[r0:r1, c0:c1, k].astype(np.float64))
         total = conf.sum()
         if conf.max() < min_confidence or total <= 0:
