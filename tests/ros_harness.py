@@ -108,7 +108,7 @@ class RosHarness:
         self._thread.join(timeout=5.0)
 
 
-def wait_matched(node, timeout: float = 10.0) -> None:
+def wait_matched(node, timeout: float = 30.0) -> None:
     """Block until the node's output publishers see a subscriber (the collector), so that no
     early output is lost to DDS discovery."""
     pubs = [pub for name, pub in node._pubs.items() if name != "debug_image"]
@@ -125,7 +125,24 @@ def settled(node) -> bool:
     return node._slot.state().pending == 0 and done + node._slot.dropped == node.stats.received
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, period: float = 0.05) -> bool:
+def wait_settled(node, expect_frames: bool = True, quiet_s: float = 2.0, timeout: float = 60.0) -> bool:
+    """Wait until the node is ``settled`` and has received nothing new for ``quiet_s``: the
+    camera has stopped, and samples DDS already delivered to the reader but whose callbacks a
+    starved executor has not run yet have come through (``settled`` alone is true while they
+    wait, e.g. before the first one). With ``expect_frames``, at least one must have arrived."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        received = node.stats.received
+        if received != last:
+            last, since = received, time.monotonic()
+        elif settled(node) and (received >= 1 or not expect_frames) and time.monotonic() - since >= quiet_s:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, period: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
