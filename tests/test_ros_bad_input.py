@@ -50,11 +50,10 @@ def test_every_kind_of_bad_frame_is_skipped_and_processing_continues(ros, tmp_pa
         # camera_sync would otherwise drop the frame before "backwards", which then is not late).
         frames = ros.publish("--rate", "5", "--pattern", PATTERN, "--frames", "25", "--info-from", "2",
                              "--reliable", manifest=tmp_path / "m.jsonl")
-        last_good = frames[-1]["stamp_ns"]
-        assert wait_until(lambda: any(stamp_ns(m.header) == last_good for _, m in out.joints),
-                          timeout=60.0), (dict(node.stats.skipped), node._slot.state(), len(out.joints))
+        assert wait_settled(node), (dict(node.stats.skipped), node._slot.state(), len(out.joints))
+        assert wait_until(lambda: len(out.joints) == node.stats.processed), (node.stats.processed, len(out.joints))
         assert node.lifecycle_state == "active"
-        skipped = dict(node.stats.skipped)
+        skipped, received, dropped = dict(node.stats.skipped), node.stats.received, node._slot.dropped
     finally:
         node.trigger_deactivate()
         ros.remove(node)
@@ -78,11 +77,16 @@ def test_every_kind_of_bad_frame_is_skipped_and_processing_continues(ros, tmp_pa
     steady = [f for i, f in enumerate(frames) if f["kind"] == "good" and f["has_info"]
               and i > 0 and not frames[i - 1]["kind"].endswith("_info")]
     missing = [(f["index"], f["kind"]) for f in steady if f["stamp_ns"] not in published]
-    # On a starved machine a reliable writer with a 5-deep history (a camera driver's) can drop a
-    # sample before it is acknowledged: not a node fault (the frame is then skipped for want of
-    # its CameraInfo, or never arrives). Processing must go on: nearly all of them are processed.
-    assert len(steady) >= 8 and len(missing) <= len(steady) // 4, \
-        (missing, node.stats.skipped, node._slot.dropped)
+    # Each of them is processed unless the node reported why not. On a starved machine a reliable
+    # writer with a camera driver's 5-deep history overwrites samples not yet acknowledged: the
+    # image then never arrives, or its CameraInfo does not and it is skipped as unmatched (or, once
+    # the sync falls back to the latest CameraInfo, paired with an invalid one); and a worker
+    # slower than the camera drops frames (latest wins). None may vanish without a reason.
+    deliberate_invalid = sum(f["kind"].endswith("_info") for f in frames)
+    explained = ((len(frames) - received) + dropped + skipped.get("camera_info_unmatched", 0)
+                 + max(0, skipped.get("camera_info_invalid", 0) - deliberate_invalid))
+    assert len(steady) >= 8 and len(missing) <= explained and len(missing) < len(steady), \
+        (missing, explained, received, dropped, skipped)
     for reason in expected_reasons:
         assert skipped.get(reason, 0) >= 1, (reason, skipped)
     assert skipped["data_size"] >= 2
