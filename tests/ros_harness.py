@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -44,32 +46,82 @@ class Outputs:
 
 
 class RosHarness:
-    """One rclpy context; nodes added to one executor spinning in a thread."""
+    """One rclpy context; nodes added to one executor spinning in a thread of its own.
 
-    def __init__(self) -> None:
+    Everything that creates or destroys ROS entities (lifecycle transitions, node removal) runs
+    on the spin thread between two ``spin_once`` calls, as it does in the real node (transitions
+    are service callbacks of its single-threaded executor). Done from the test thread instead, it
+    races with the executor: a subscription destroyed between the executor's wait and its
+    dispatch makes ``spin_once`` raise ``InvalidHandle``, which once silently ended the spin thread
+    under load, and every later test of the module then received nothing.
+
+    The spin thread never ends silently: an exception escaping a callback is recorded in
+    ``errors`` (and printed) and spinning goes on; ``close`` fails the module when any occurred.
+    """
+
+    def __init__(self, spin_period_s: float = 0.02) -> None:
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
 
         self.env = isolate_ros_domain()
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.errors: list[str] = []
+        self._period = spin_period_s
+        self._calls: "queue.Queue[tuple[Callable[[], Any], threading.Event, dict]]" = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, name="ros_harness_spin", daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - context shut down at teardown
-            pass
+        while not self._stop.is_set():
+            self._serve_calls()
+            try:
+                self.executor.spin_once(timeout_sec=self._period)
+            except Exception:  # noqa: BLE001 - recorded; the test module fails at close
+                if self._stop.is_set() or not self.context.ok():
+                    break
+                self.errors.append(traceback.format_exc())
+                print(f"ros_harness: exception in the executor:\n{self.errors[-1]}", file=sys.stderr)
+        self._serve_calls()
+
+    def _serve_calls(self) -> None:
+        while True:
+            try:
+                fn, done, box = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+                box["error"] = exc
+            done.set()
+
+    def call(self, fn: Callable[[], Any], timeout: float = 60.0) -> Any:
+        """Run ``fn`` on the spin thread, between two executor steps, and return its result."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        done, box = threading.Event(), {}
+        self._calls.put((fn, done, box))
+        assert done.wait(timeout), f"spin thread did not run {fn} within {timeout} s"
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def transition(self, node: Any, name: str) -> Any:
+        """``node.trigger_<name>()`` on the spin thread, as a lifecycle service call would run."""
+        return self.call(getattr(node, f"trigger_{name}"))
 
     def add(self, node: Any) -> Any:
         self.executor.add_node(node)
         return node
 
     def remove(self, node: Any) -> None:
-        self.executor.remove_node(node)
-        node.destroy_node()
+        def remove_and_destroy() -> None:
+            self.executor.remove_node(node)
+            node.destroy_node()
+        self.call(remove_and_destroy)
 
     def collector(self, node_ns: str = "/nbf") -> tuple[Any, Outputs]:
         import rclpy
@@ -103,9 +155,11 @@ class RosHarness:
     def close(self) -> None:
         import rclpy
 
+        self._stop.set()
+        self._thread.join(timeout=10.0)
         self.executor.shutdown(timeout_sec=2.0)
         rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=5.0)
+        assert not self.errors, f"{len(self.errors)} exception(s) in the executor; first:\n{self.errors[0]}"
 
 
 def wait_matched(node, timeout: float = 30.0) -> None:

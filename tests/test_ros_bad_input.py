@@ -34,8 +34,8 @@ def make_node(ros, delay_s: float = 0.0, **params):
     node = NbfNode(context=ros.context, parameter_overrides=overrides,
                    pipeline_factory=lambda cfg: SilhouettePipeline(cfg, delay_s=delay_s))
     ros.add(node)
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert ros.transition(node, "configure") == TransitionCallbackReturn.SUCCESS
+    assert ros.transition(node, "activate") == TransitionCallbackReturn.SUCCESS
     wait_matched(node)
     return node
 
@@ -55,7 +55,7 @@ def test_every_kind_of_bad_frame_is_skipped_and_processing_continues(ros, tmp_pa
         assert node.lifecycle_state == "active"
         skipped, received, dropped = dict(node.stats.skipped), node.stats.received, node._slot.dropped
     finally:
-        node.trigger_deactivate()
+        ros.transition(node, "deactivate")
         ros.remove(node)
     order = [stamp_ns(m.header) for _, m in out.joints]  # outputs come in processing order
     published = set(order)
@@ -130,7 +130,7 @@ def test_burst_faster_than_processing_drops_frames_without_queueing(ros, tmp_pat
             (sorted(after_stamps - {stamp_ns(m.header) for _, m in out.joints}), node.stats.skipped)
         assert node.lifecycle_state == "active"
     finally:
-        node.trigger_deactivate()
+        ros.transition(node, "deactivate")
         ros.remove(node)
     assert len(burst) == 60 and 1 <= received <= 60
     # Bounded by the processing rate over the time the burst lasted (by its stamps), not by the
@@ -168,6 +168,6 @@ def test_default_sensor_data_qos_receives_frames(ros, tmp_path):
         assert wait_settled(node) and wait_until(lambda: len(out.joints) >= 1, timeout=30.0), \
             (node.stats.received, node.stats.processed, node.stats.skipped, node._slot.state())
     finally:
-        node.trigger_deactivate()
+        ros.transition(node, "deactivate")
         ros.remove(node)
     ros.remove(collector)

@@ -44,9 +44,9 @@ def make_node(ros, factory=None, **params):
     return ros.add(node)
 
 
-def start(node, collector: bool = False):
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+def start(ros, node, collector: bool = False):
+    assert ros.transition(node, "configure") == TransitionCallbackReturn.SUCCESS
+    assert ros.transition(node, "activate") == TransitionCallbackReturn.SUCCESS
     if collector:
         wait_matched(node)
 
@@ -54,7 +54,7 @@ def start(node, collector: bool = False):
 def test_outputs_carry_input_stamp_and_frame_with_declared_fields_and_stable_ids(ros, tmp_path):
     collector, out = ros.collector()
     node = make_node(ros)
-    start(node, collector=True)
+    start(ros, node, collector=True)
     try:
         frames = ros.publish("--rate", "10", "--frames", "20", "--people", "3", "--reliable",
                              "--frame-id", FRAME_ID, "--encodings", "rgb8,bgr8,rgba8,bgra8,mono8,mono16",
@@ -65,7 +65,7 @@ def test_outputs_carry_input_stamp_and_frame_with_declared_fields_and_stable_ids
                           == node.stats.processed, timeout=30.0), (node.stats.processed, len(out.joints))
         assert node.stats.processed >= 5, (node.stats.received, node._slot.dropped, node.stats.skipped)
     finally:
-        node.trigger_deactivate()
+        ros.transition(node, "deactivate")
         ros.remove(node)
     sent = {f["stamp_ns"]: f for f in frames}
     # Every output is the answer to one input frame: its stamp and frame id.
@@ -110,7 +110,7 @@ def test_outputs_carry_input_stamp_and_frame_with_declared_fields_and_stable_ids
 def test_nobody_in_view_still_publishes_empty_outputs_and_deactivate_clears(ros, tmp_path):
     collector, out = ros.collector()
     node = make_node(ros, publish_debug_image=True)
-    start(node, collector=True)
+    start(ros, node, collector=True)
     try:
         frames = ros.publish("--rate", "10", "--frames", "8", "--people", "0", "--reliable",
                              "--frame-id", FRAME_ID, manifest=tmp_path / "m.jsonl")
@@ -120,7 +120,7 @@ def test_nobody_in_view_still_publishes_empty_outputs_and_deactivate_clears(ros,
             (node.stats.processed, len(out.joints), len(out.debug_image))
         assert node.stats.processed >= 3, (node.stats.received, node._slot.dropped, node.stats.skipped)
         count_before = len(out.markers)
-        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert ros.transition(node, "deactivate") == TransitionCallbackReturn.SUCCESS
         assert wait_until(lambda: len(out.markers) > count_before)
     finally:
         ros.remove(node)
@@ -147,7 +147,7 @@ def test_invalid_parameters_rejected_with_reason(ros):
             assert not result.successful and result.reason, name
         assert not node.set_parameters([Parameter("autostart", value=True)])[0].successful  # read-only
         assert not node.set_parameters([Parameter("qos_depth", value="ten")])[0].successful  # type
-        start(node)
+        start(ros, node)
         result = node.set_parameters([Parameter("config_file", value="other.yaml")])[0]
         assert not result.successful and "configure" in result.reason
         result = node.set_parameters([Parameter("qos_depth", value=3)])[0]
@@ -156,12 +156,12 @@ def test_invalid_parameters_rejected_with_reason(ros):
         assert node.set_parameters([Parameter("track_timeout_s", value=2.5)])[0].successful
         assert node._tracker.config.timeout_s == 2.5  # runtime parameters apply at once
         assert not node.set_parameters([Parameter("camera_info_wait_s", value=0.5)])[0].successful
-        node.trigger_deactivate()
+        ros.transition(node, "deactivate")
         assert node.set_parameters([Parameter("qos_depth", value=3)])[0].successful
         assert node.set_parameters([Parameter("camera_info_wait_s", value=0.5)])[0].successful
-        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert ros.transition(node, "activate") == TransitionCallbackReturn.SUCCESS
         assert node._slot.params.wait_s == 0.5  # the pairing waits as long as the parameter says
-        node.trigger_deactivate()
+        ros.transition(node, "deactivate")
     finally:
         ros.remove(node)
     with pytest.raises(ValueError, match="fixed_box"):
@@ -180,16 +180,16 @@ def test_configure_failure_keeps_node_alive_and_reports_it(ros):
 
     node = make_node(ros, factory=factory)
     try:
-        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert ros.transition(node, "configure") == TransitionCallbackReturn.FAILURE
         statuses = {s.name.split(": ")[1]: s for s in node.diagnostic_statuses()}
         assert statuses["processing"].level == 2 and "nbf_net.pt" in statuses["processing"].message
-        start(node)  # fixed: configure again works, the node was never lost
+        start(ros, node)  # fixed: configure again works, the node was never lost
         assert node.lifecycle_state == "active" and node.backend_name == "silhouette"
-        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
-        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert ros.transition(node, "deactivate") == TransitionCallbackReturn.SUCCESS
+        assert ros.transition(node, "cleanup") == TransitionCallbackReturn.SUCCESS
         assert node._pipeline is None and node.lifecycle_state == "unconfigured"
-        start(node)  # and the whole cycle again
-        assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS  # from active
+        start(ros, node)  # and the whole cycle again
+        assert ros.transition(node, "shutdown") == TransitionCallbackReturn.SUCCESS  # from active
         assert node.lifecycle_state == "finalized"
         assert node._pipeline is None and node._pubs == {} and node._worker is None
     finally:
@@ -227,7 +227,7 @@ def test_stamp_rules_camera_info_rules_and_pipeline_crash_survival(ros):
             return super().process(image_rgb, camera, **kwargs)
 
     node = make_node(ros, factory=lambda cfg: Flaky(cfg))
-    start(node)
+    start(ros, node)
     try:
         assert not node.process_frame(image_msg(10.0))  # no CameraInfo yet
         node._on_camera_info(info_msg([0.0] * 9))
@@ -274,7 +274,7 @@ def test_camera_info_paired_by_stamp_when_late_invalid_or_never_matching(ros):
             return super().process(image_rgb, camera, **kwargs)
 
     node = make_node(ros, factory=lambda cfg: Recording(cfg))
-    start(node)
+    start(ros, node)
     try:
         node._on_camera_info(info_msg(k_with_focal(800.0), 20.0))
         node._on_image(image_msg(20.0))
@@ -314,7 +314,7 @@ def test_an_invalid_camera_info_is_reported_even_when_a_valid_one_follows_at_onc
     """CameraInfos held back by DDS arrive in bursts: the next diagnostics report must still say
     that an invalid one came, once, though the latest is valid again."""
     node = make_node(ros, diagnostics_period_s=60.0)  # no timer report during the test
-    start(node)
+    start(ros, node)
     try:
         node._on_camera_info(info_msg([float("nan")] * 9, 40.0))
         node._on_camera_info(info_msg(k_with_focal(800.0), 40.1))
@@ -334,7 +334,7 @@ def test_qos_mismatch_is_reported(ros):
     from sensor_msgs.msg import Image
 
     node = make_node(ros)  # reliable input QoS
-    start(node)
+    start(ros, node)
     camera = ros.add(rclpy.create_node("best_effort_camera", context=ros.context))
     camera.create_publisher(Image, "image", qos_profile_sensor_data)
     try:
@@ -363,7 +363,7 @@ def test_real_pedestrian_footage_through_the_node(ros, tmp_path):
     hog = make_detector(DetectorConfig(kind="hog", hog_max_side=768, max_people=5))
     collector, out = ros.collector()
     node = make_node(ros, factory=lambda cfg: SilhouettePipeline(cfg, detector=hog))
-    start(node, collector=True)
+    start(ros, node, collector=True)
     try:
         # 1 Hz: HOG on these 768 x 576 frames takes ~70 ms on a free core, so even a loaded
         # machine processes every frame and the tracker sees consecutive ones; a slower node
@@ -376,7 +376,7 @@ def test_real_pedestrian_footage_through_the_node(ros, tmp_path):
             (node.stats.received, node.stats.processed, node.stats.skipped, len(out.joints))
         assert len(out.joints) >= 3, (node.stats.received, node._slot.dropped, node.stats.skipped)
     finally:
-        node.trigger_deactivate()
+        ros.transition(node, "deactivate")
         ros.remove(node)
     sent = {f["stamp_ns"] for f in frames}
     counts, tracks = [], {}

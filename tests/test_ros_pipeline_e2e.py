@@ -65,8 +65,8 @@ def test_rendered_people_through_the_real_pipeline(ros, pipeline, tmp_path):
                    parameter_overrides=[Parameter("autostart", value=False),
                                         Parameter("qos_reliability", value="reliable")])
     ros.add(node)
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert ros.transition(node, "configure") == TransitionCallbackReturn.SUCCESS
+    assert ros.transition(node, "activate") == TransitionCallbackReturn.SUCCESS
     wait_matched(node)
     try:
         # People 2.5-3.5 m away (190-290 px tall): sizes the default HOG detector can find. The
@@ -81,7 +81,7 @@ def test_rendered_people_through_the_real_pipeline(ros, pipeline, tmp_path):
         wait_until(lambda: any(stamp_ns(m.header) == last for _, m in out.people), timeout=60.0)
         assert node.stats.errors == 0, node.stats.last_error
     finally:
-        node.trigger_deactivate()
+        ros.transition(node, "deactivate")
         ros.remove(node)
     sent = {f["stamp_ns"]: f for f in frames}
     assert len(out.joints) >= 4 and len(out.people) == len(out.joints)
