@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nbf_ros.config import DetectorConfig
-from nbf_ros.detection import make_detector
+from nbf_ros.detection import Detections, make_detector
 from nbf_ros.geometry.boxes import box_iou, nms
 from nbf_ros.testing.scenes import DrawnScene, background
 
@@ -57,12 +57,39 @@ def test_hog_finds_drawn_people_and_nothing_in_an_empty_scene():
     assert detector.detect(empty).shape == (0, 4)
 
 
+def _areas(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def test_best_keeps_the_largest_people_of_a_crowd_first():
+    """30 people, max_people 5: the 5 largest boxes (nearest people), largest first, against a
+    brute-force reference; too short and empty boxes never count; equal areas: higher score first."""
+    rng = np.random.default_rng(3)
+    corner = rng.uniform(0, 600, (30, 2))
+    size = rng.uniform([10, 20], [150, 400], (30, 2))
+    boxes = np.hstack([corner, corner + size])
+    boxes[4, 2] = boxes[4, 0]  # zero width
+    scores = rng.uniform(0.35, 1.0, 30)
+    best = Detections(boxes, scores).best(5, min_height_px=48.0)
+    eligible = [i for i in range(30) if size[i, 1] >= 48.0 and i != 4]
+    expected = sorted(eligible, key=lambda i: -_areas(boxes[i:i + 1])[0])[:5]
+    np.testing.assert_array_equal(best.boxes, boxes[expected])
+    np.testing.assert_array_equal(best.scores, scores[expected])
+    assert len(Detections(boxes, scores).best(64, 48.0).boxes) == len(eligible)
+    twins = Detections(np.array([[0, 0, 50, 100], [200, 0, 250, 100.0]]), np.array([0.4, 0.9])).best(2)
+    np.testing.assert_array_equal(twins.scores, [0.9, 0.4])
+    nobody = Detections().best(5, 48.0)
+    assert nobody.boxes.shape == (0, 4) and nobody.scores.shape == (0,)
+
+
 @needs_hog
-def test_hog_max_people_and_sorted_scores():
+def test_hog_max_people_and_largest_first():
+    everyone = make_detector(DetectorConfig(kind="hog", max_people=64))
     detector = make_detector(DetectorConfig(kind="hog", max_people=2))
     image, _ = DrawnScene(num_people=3, seed=1).frame(5)
-    det = detector.detect_scored(image)
-    assert len(det.boxes) == 2 and np.all(np.diff(det.scores) <= 0)
+    det, all_boxes = detector.detect_scored(image), everyone.detect(image)
+    assert len(det.boxes) == 2 and np.all(np.diff(_areas(det.boxes)) <= 0)
+    np.testing.assert_array_equal(det.boxes, all_boxes[:2])
 
 
 @needs_hog

@@ -12,7 +12,7 @@ from nbf_ros.geometry.boxes import box_area
 
 @dataclass
 class Detections:
-    """Person boxes of one image, best first.
+    """Person boxes of one image, largest first (``best``).
 
     Attributes:
         boxes: N x 4 [x0, y0, x1, y1] float64 pixels (pixel-edge coordinates).
@@ -29,16 +29,24 @@ class Detections:
             raise ValueError(f"Detections: {len(self.boxes)} boxes but {len(self.scores)} scores")
 
     def best(self, max_people: int, min_height_px: float = 0.0) -> "Detections":
-        """Boxes at least ``min_height_px`` tall and with positive area, sorted by score, top k."""
+        """Boxes at least ``min_height_px`` tall and with positive area, largest first, top k.
+
+        Largest (box area) first, not most confident: a robot cares most about the people
+        nearest to it, and a person's image area falls with the square of their distance
+        whatever their pose (height alone would rank a sitting or lying person as far). Every box
+        here has passed its detector's score threshold; equal areas keep the higher score first.
+        So with 30 people in view and ``max_people`` 5, the 5 nearest are processed.
+        """
         heights = self.boxes[:, 3] - self.boxes[:, 1]
-        ok = (heights >= min_height_px) & (box_area(self.boxes) > 0)
-        boxes, scores = self.boxes[ok], self.scores[ok]
-        order = np.argsort(-scores, kind="stable")[:max_people]
+        areas = box_area(self.boxes)
+        ok = (heights >= min_height_px) & (areas > 0)
+        boxes, scores, areas = self.boxes[ok], self.scores[ok], areas[ok]
+        order = np.lexsort((-scores, -areas))[:max_people]  # last key first: area, then score
         return Detections(boxes[order], scores[order])
 
 
 class Detector(Protocol):
-    """Anything with ``detect(image_rgb) -> N x 4`` boxes (best first, at most max_people)."""
+    """Anything with ``detect(image_rgb) -> N x 4`` boxes (largest first, at most max_people)."""
 
     def detect(self, image_rgb: np.ndarray) -> np.ndarray: ...
 
@@ -67,7 +75,7 @@ class _BaseDetector:
         self.config = config
 
     def detect(self, image_rgb: np.ndarray) -> np.ndarray:
-        """H x W x 3 uint8 RGB -> N x 4 boxes, best first, N <= config.max_people."""
+        """H x W x 3 uint8 RGB -> N x 4 boxes, largest first, N <= config.max_people."""
         return self.detect_scored(image_rgb).boxes
 
     def detect_scored(self, image_rgb: np.ndarray) -> Detections:

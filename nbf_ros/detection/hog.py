@@ -52,7 +52,7 @@ class HogDetector(_BaseDetector):
         self._hog = _load_hog()
 
     def detect_scored(self, image_rgb: np.ndarray) -> Detections:
-        """H x W x 3 uint8 RGB -> people boxes in image pixels, best first."""
+        """H x W x 3 uint8 RGB -> person boxes (image pixels), largest first (``best``)."""
         import cv2
 
         height, width = check_image(image_rgb)
