@@ -7,6 +7,7 @@ Paths are relative to the repository/package root unless absolute (see ``resolve
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +20,16 @@ from nbf_ros.errors import NbfError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 """Repository root in a source checkout (models/ and config/ live here)."""
+
+LOG = logging.getLogger(__name__)
+
+RETIRED_KEYS: dict[str, frozenset[str]] = {
+    "DetectorConfig": frozenset({"mediapipe_python", "mediapipe_min_confidence",
+                                 "mediapipe_box_padding", "mediapipe_tracking"}),
+}
+"""Keys of removed features (the MediaPipe package path), by dataclass: skipped with a warning
+when a file still has them, so configs saved beside older weights or checkpoints keep loading.
+Any other unknown key is an error."""
 
 
 class ConfigError(NbfError, ValueError):
@@ -101,11 +112,13 @@ class FitConfig:
     # Weight of the feature likelihood; 0 gives keypoint-only fitting (SMPLify-style baseline).
     feature_weight: float = 1.0
     use_occlusion_model: bool = True
-    # Where the 2D keypoints of the keypoint term come from: the network's heatmaps, MediaPipe
-    # BlazePose mapped onto SMPL's joints (nbf_ros/keypoints; needs MediaPipe, docs/mediapipe.md),
-    # or the same BlazePose landmark model run in-process through ONNX on every person box
-    # ('blazepose': the `blazepose` section, docs/landmarks.md; any detector).
-    keypoint_source: Literal["network", "mediapipe", "blazepose"] = "network"
+    # Where the 2D keypoints of the keypoint term come from: BlazePose GHUM run in-process through
+    # ONNX on every person box of any detector ('blazepose': the `blazepose` section,
+    # docs/landmarks.md), or the network's own heatmaps ('network'). BlazePose by default: a
+    # pretrained real-image model with 4.9 px median error on visible joints (docs/landmarks.md)
+    # that tells left from right, where the shipped network, trained 52 min on our renders,
+    # cannot (docs/fit_tuning.md); a box where BlazePose finds nobody keeps the heatmaps.
+    keypoint_source: Literal["network", "blazepose"] = "blazepose"
     # Soft-maximum temperature of the occlusion (outlier) process (method.md: 0.1).
     occlusion_temperature: float = 0.1
     keypoint_weight: float = 0.1
@@ -120,8 +133,11 @@ class FitConfig:
     # Try the 180-degree rotated, left-right mirrored twin of the initial body (method.md step 8).
     flip_hypothesis: bool = True
     # Also try the initial body turned about its vertical axis in this many even steps (1 = off;
-    # 4 adds 90, 180 and 270 degrees): one render each, the best start is then fitted.
-    turn_hypotheses: int = 1
+    # 4 adds 90, 180 and 270 degrees): one render each, the best start is then fitted. 4: with
+    # BlazePose keypoints (the default source) the turns pay, since BlazePose tells left from
+    # right; with the network's heatmaps they do not (docs/fit_tuning.md, "turn4"): config/hog.yaml
+    # sets 1 with them.
+    turn_hypotheses: int = 4
     # How the start is chosen among the hypotheses: by the whole objective, or (only when an
     # external 2D source such as BlazePose gives the keypoints) by the keypoint term and priors
     # alone: the shipped network cannot tell front from back (docs/fit_tuning.md), BlazePose can.
@@ -137,26 +153,31 @@ class FitConfig:
     # kernels (soft z-test against the render, normalised by facing_fraction), the share of them
     # the occlusion map explains away, and its 2D keypoint confidence. (bias, w_self, w_occ, w_kp),
     # fitted with the signs fixed (more self-visible or keypoint evidence never lowers it, more
-    # occlusion never raises it) on 48 validation people for the shipped weights and the network's
-    # keypoints: benchmarks/visibility_calibration.py, docs/visibility.md. With these weights the
-    # render cues carry no information (AUC 0.51 / 0.48) and get weight 0; the heatmap confidence
-    # ranks (AUC 0.69). Refit after retraining.
-    visibility_logit: tuple[float, float, float, float] = (0.153, 0.0, 0.0, 3.558)
+    # occlusion never raises it) by benchmarks/visibility_calibration.py on 48 validation people
+    # for the shipped weights with BlazePose full keypoints (its confidence where it found the
+    # person, else the heatmaps): docs/visibility_mediapipe.md. That fit was made with the same
+    # landmark model run by the since removed MediaPipe package path (MediaPipe's own person
+    # region, confidence = visibility); not yet refitted for the in-process landmarker (detector
+    # boxes, confidence = visibility x presence). config/hog.yaml keeps the network keypoints' own
+    # (0.153, 0, 0, 3.558; docs/visibility.md). Refit after retraining or changing the source.
+    visibility_logit: tuple[float, float, float, float] = (0.837, 0.0, -0.282, 1.208)
     # Confidence = P(MPJPE < 150 mm) as a logistic function of the feature agreement, fitted on
-    # the occlusion benchmark with the shipped weights and this config (the network's keypoints;
-    # docs/results_network_keypoints.md, "Calibration"; 1,200 NBF fits): 5 % of those fits are
-    # within 150 mm and the agreement does not rank them (Spearman 0.03), so the fit is flat at
-    # ~0.05: honest, not informative, until better weights. config/mediapipe.yaml has its own.
-    # Refit after retraining: the benchmark prints the new values.
-    confidence_scale: float = 0.13
-    confidence_offset: float = 22.295
-
+    # the occlusion benchmark with the shipped weights and BlazePose full keypoints (docs/results.md,
+    # "Calibration": 1,200 fits, 13 % within 150 mm, Spearman 0.13 with -MPJPE: nearly flat with
+    # the shipped weights; made with the removed MediaPipe path as above). config/hog.yaml keeps
+    # the network keypoints' own (0.13, 22.295; docs/results_network_keypoints.md). Refit after
+    # retraining: the benchmark prints the new values.
+    confidence_scale: float = 1.37
+    confidence_offset: float = 2.166
 
 @dataclass(frozen=True)
 class DetectorConfig:
     """Where person boxes come from."""
 
-    kind: Literal["full_frame", "fixed", "hog", "mediapipe", "nanodet"] = "hog"
+    # nanodet: the pretrained NanoDet-g (below; docs/detection.md: 10 of 10 real people where
+    # HOG found 3, synthetic recall 0.71 vs 0.19-0.22). hog, fixed and full_frame stay selectable
+    # (config/hog.yaml: the previous front end).
+    kind: Literal["full_frame", "fixed", "hog", "nanodet"] = "nanodet"
     fixed_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     max_people: int = 5
     min_height_px: float = 48.0
@@ -167,17 +188,6 @@ class DetectorConfig:
     hog_score_threshold: float = 0.3
     hog_scale_step: float = 1.05
     nms_iou: float = 0.45
-    # MediaPipe BlazePose (docs/mediapipe.md): one person per image (or per given box). It runs
-    # in this process when mediapipe imports here, else in a helper process under this
-    # interpreter (a separate venv: mediapipe 0.10.21 needs numpy < 2 and protobuf < 5).
-    mediapipe_python: str = ".venv-mediapipe/bin/python"
-    # Detection and tracking thresholds of BlazePose (0..1).
-    mediapipe_min_confidence: float = 0.5
-    # Landmarks are joint centres: the box grows by this fraction of its longer side per side.
-    mediapipe_box_padding: float = 0.1
-    # Video mode: BlazePose tracks its region from the previous frame (faster, smoothed);
-    # False treats every image on its own.
-    mediapipe_tracking: bool = False
     # NanoDet-g (models/pretrained.md, detection/nanodet.py; measured in docs/detection.md). The
     # shipped ONNX file; rebuilt by `python3 tools/build_pretrained_models.py`.
     nanodet_model_path: str = "models/nanodet_g.onnx"
@@ -490,6 +500,10 @@ def from_dict(cls: type[T], data: Optional[dict[str, Any]], where: str = "") -> 
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    retired = sorted(set(data) & RETIRED_KEYS.get(cls.__name__, frozenset()))
+    if retired:
+        LOG.warning("%s: ignoring key(s) of a removed feature: %s", where or cls.__name__, retired)
+        data = {k: v for k, v in data.items() if k not in retired}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; valid: {sorted(names)}")

@@ -42,6 +42,23 @@ def test_estimate_writes_the_interface_json(image_file, untrained_config, tmp_pa
     assert (tmp_path / "ov" / "people_overlay.png").is_file()
 
 
+def test_embedded_defaults_find_the_astronaut_not_her_helmet(tmp_path):
+    """The issue's first real photo, with no --config: NanoDet-g boxes her (HOG boxed the
+    helmet in her hands and missed her) and BlazePose gives the fit her keypoints."""
+    from skimage import data
+
+    from nbf_ros.geometry.boxes import box_iou
+
+    photo, out = tmp_path / "astronaut.png", tmp_path / "out.json"
+    cv2.imwrite(str(photo), data.astronaut()[..., ::-1])
+    proc = run_cli("estimate", "--image", str(photo), "--json", str(out), "--max-iters", "2")
+    assert proc.returncode == 0, proc.stderr
+    people = json.loads(out.read_text())["images"][0]["people"]
+    boxes = [p["bbox"] for p in people]
+    assert box_iou([[25.0, 15.0, 370.0, 511.0]], boxes).max() > 0.5, boxes  # her, hand-labelled
+    assert box_iou([[275.0, 345.0, 511.0, 511.0]], boxes).max() < 0.3, boxes  # not the helmet
+
+
 def test_no_fit_and_intrinsics_options(image_file, untrained_config, tmp_path):
     out = tmp_path / "out.json"
     proc = run_cli("estimate", "--image", str(image_file), "--json", str(out), "--config",

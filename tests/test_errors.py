@@ -12,17 +12,19 @@ def _classes():
     from nbf_ros.config import ConfigError
     from nbf_ros.inference.backends import BackendError
     from nbf_ros.inference.io import InputError
-    from nbf_ros.keypoints.runtime import MediaPipeUnavailable
+    from nbf_ros.engines import EngineError
+    from nbf_ros.keypoints.landmarks import LandmarkModelError
     from nbf_ros.ros.bag_io import BagError
     from nbf_ros.ros.conversions import CameraInfoError, ImageError
 
     return {CliError: (), DemoError: (), BodyModelError: (ValueError,), ConfigError: (ValueError,),
-            BackendError: (RuntimeError,), InputError: (ValueError,), MediaPipeUnavailable: (ImportError,),
+            BackendError: (RuntimeError,), InputError: (ValueError,), EngineError: (RuntimeError,),
+            LandmarkModelError: (RuntimeError,),
             BagError: (ValueError,), CameraInfoError: (ValueError,), ImageError: (ValueError,)}
 
 
 @pytest.mark.parametrize("name", ["CliError", "DemoError", "BodyModelError", "ConfigError", "BackendError",
-                                  "InputError", "MediaPipeUnavailable", "BagError", "CameraInfoError",
+                                  "InputError", "EngineError", "LandmarkModelError", "BagError", "CameraInfoError",
                                   "ImageError"])
 def test_user_facing_errors_are_nbf_errors(name):
     cls = next(c for c in _classes() if c.__name__ == name)

@@ -188,6 +188,27 @@ def test_max_people_and_min_height_are_applied(scenes):
     assert len(tall) == 0
 
 
+def test_a_crowd_comes_largest_first_and_max_people_keeps_the_largest(detector):
+    """Thirty astronauts of 110-200 px on one 1280 x 960 frame (NanoDet, whose input is 416 px,
+    finds the largest few): boxes come largest first, and max_people 2 keeps exactly the two
+    largest of them, whatever their scores."""
+    import cv2
+    from skimage import data
+
+    canvas, rng, x, y, row = np.full((960, 1280, 3), 90, np.uint8), np.random.default_rng(0), 0, 0, 0
+    for _ in range(30):
+        side = int(rng.integers(110, 200))
+        if x + side > 1280:
+            x, y, row = 0, y + row, 0
+        canvas[y:y + side, x:x + side] = cv2.resize(data.astronaut(), (side, side), interpolation=cv2.INTER_AREA)
+        x, row = x + side, max(row, side)
+    everyone = make_detector(dataclasses.replace(CONFIG, max_people=64)).detect(canvas)
+    areas = (everyone[:, 2] - everyone[:, 0]) * (everyone[:, 3] - everyone[:, 1])
+    assert len(everyone) >= 3 and np.all(np.diff(areas) <= 0)
+    two = make_detector(dataclasses.replace(CONFIG, max_people=2)).detect(canvas)
+    np.testing.assert_array_equal(two, everyone[:2])
+
+
 def test_missing_and_corrupt_model_name_the_file_and_the_rebuild(tmp_path):
     with pytest.raises(EngineError, match=r"nope\.onnx.*python3 tools/build_pretrained_models\.py"):
         make_detector(dataclasses.replace(CONFIG, nanodet_model_path=str(tmp_path / "nope.onnx")))
@@ -228,6 +249,5 @@ def test_config_round_trip_and_factory(tmp_path):
         CONFIG, nanodet_tiles=2, nanodet_score_threshold=0.4, nanodet_threads=1))
     save_config(cfg, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
-    from nbf_ros.inference.pipeline import make_person_detector
-
-    assert isinstance(make_person_detector(cfg.detector), NanoDetDetector)
+    assert isinstance(make_detector(cfg.detector), NanoDetDetector)
+    assert NbfConfig().detector.kind == "nanodet"  # the default of the node, the CLI and the demo

@@ -324,6 +324,8 @@ def test_parameter_rules():
     assert "clean up" in P.validate("config_file", "x.yaml", "inactive")
     assert P.validate("config_file", "x.yaml", "unconfigured") is None
     assert "one of" in P.validate("detector", "yolo", "unconfigured")
+    assert "one of" in P.validate("detector", "mediapipe", "unconfigured")  # removed
+    assert "one of" in P.validate("keypoint_source", "mediapipe", "unconfigured")
     assert "x1 > x0" in P.validate("fixed_box", [10.0, 10.0, 5.0, 20.0], "unconfigured")
     assert P.validate("fixed_box", [0.0, 0.0, 0.0, 0.0], "unconfigured") is None
     assert "finite" in P.validate("marker_lifetime_s", float("nan"), "active")
@@ -333,7 +335,9 @@ def test_parameter_rules():
 def test_pipeline_config_overrides(tmp_path):
     defaults = {s.name: s.default for s in P.PARAMS}
     base = P.pipeline_config(defaults)
-    assert base.detector.kind == "hog"
+    assert (base.detector.kind, base.fit.keypoint_source) == ("nanodet", "blazepose")  # the defaults
+    old = P.pipeline_config({**defaults, "detector": "hog", "keypoint_source": "network"})
+    assert (old.detector.kind, old.fit.keypoint_source) == ("hog", "network")
     yaml_file = tmp_path / "p.yaml"
     yaml_file.write_text("detector:\n  max_people: 2\nfit:\n  max_iters: 7\n")
     cfg = P.pipeline_config({**defaults, "config_file": str(yaml_file), "detector": "fixed",

@@ -196,6 +196,28 @@ def test_configure_failure_keeps_node_alive_and_reports_it(ros):
         ros.remove(node)
 
 
+def test_missing_or_corrupt_onnx_model_fails_configure_with_one_line(ros, tmp_path):
+    """The real pipeline factory with the detector's ONNX file missing, then corrupt: configure
+    fails (the node stays alive, unconfigured) and diagnostics give one line naming the file and
+    the command that rebuilds it."""
+    from nbf_ros.inference.pipeline import Pipeline
+
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not an onnx graph")
+    for model in (tmp_path / "missing.onnx", corrupt):
+        config = tmp_path / f"{model.stem}.yaml"
+        config.write_text(f"detector:\n  nanodet_model_path: {model}\n")
+        node = make_node(ros, factory=Pipeline.from_config, config_file=str(config))
+        try:
+            assert ros.transition(node, "configure") == TransitionCallbackReturn.FAILURE
+            assert node.lifecycle_state == "unconfigured"
+            message = {s.name.split(": ")[1]: s for s in node.diagnostic_statuses()}["processing"].message
+            assert str(model) in message and "`python3 tools/build_pretrained_models.py`" in message
+            assert "\n" not in message
+        finally:
+            ros.remove(node)
+
+
 def image_msg(stamp_s: float, people: int = 1, frame_id: str = FRAME_ID):
     from builtin_interfaces.msg import Time
     from std_msgs.msg import Header

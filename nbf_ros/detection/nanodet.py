@@ -7,7 +7,7 @@ docs/detection.md) or a TensorRT engine on a GPU, through ``nbf_ros.engines``.
 Stages: letterbox the frame to 416 x 416 (long side scaled to 416, top-left, black padding, BGR,
 NanoDet's mean/std) -> the graph's per-stride class probabilities and distance distributions ->
 person (class 0) scores above the threshold -> distribution-focal decode of the boxes -> back to
-image pixels -> NMS -> minimum height, largest score first, at most ``max_people``. Optionally
+image pixels -> NMS -> minimum height, largest box first, at most ``max_people``. Optionally
 the frame is also cut into an n x n grid of overlapping tiles, each run at the full input size
 (small people get n times more pixels); boxes cut by an inner tile edge are dropped (the overlap
 shows them whole in a neighbour tile or the full frame) and everything is merged by one NMS.
@@ -162,7 +162,7 @@ class NanoDetDetector(_BaseDetector):
         return box.to_image(boxes), scores
 
     def detect_scored(self, image_rgb: np.ndarray) -> Detections:
-        """H x W x 3 uint8 RGB -> people boxes in image pixels, best first."""
+        """H x W x 3 uint8 RGB -> person boxes (image pixels), largest first (``best``)."""
         height, width = check_image(image_rgb)
         boxes, scores = self.raw(image_rgb, Letterbox.fit(width, height))
         if self.config.nanodet_tiles > 1:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterator, Optional
 import numpy as np
 import torch
 
-from nbf_ros.config import DetectorConfig, NbfConfig, resolve_path
+from nbf_ros.config import NbfConfig, resolve_path
 from nbf_ros.geometry.camera import CropBox, extract_crop, project_points, weak_perspective_to_translation
 from nbf_ros.geometry.rotations import matrix_to_axis_angle, rotation_6d_to_matrix
 from nbf_ros.inference.backends import NetArrays, NetworkBackend, load_backend
@@ -23,7 +23,6 @@ from nbf_ros.types import BodyParams, CameraIntrinsics, FrameResult, Person
 
 if TYPE_CHECKING:
     from nbf_ros.body.model import BodyOutput
-    from nbf_ros.detection.base import Detector
 
 LOG = logging.getLogger(__name__)
 
@@ -98,21 +97,6 @@ def with_weights_config(config: NbfConfig) -> NbfConfig:
     return dataclasses.replace(config, net=stored.net)
 
 
-def make_person_detector(config: DetectorConfig) -> "Detector":
-    """The detector ``config.kind`` names. BlazePose ('mediapipe') comes from keypoints/, which
-    builds on detection/; choosing here, above both, keeps their imports one-way."""
-    if config.kind != "mediapipe":
-        from nbf_ros.detection import make_detector
-
-        return make_detector(config)
-    try:
-        from nbf_ros.keypoints.detector import MediaPipeDetector
-    except ImportError as exc:
-        raise ImportError("detector.kind 'mediapipe' is not available in this install "
-                          f"({exc}); use 'hog', 'full_frame' or 'fixed'") from exc
-    return MediaPipeDetector(config)
-
-
 class Pipeline:
     """Occlusion-robust 3D people from one RGB image.
 
@@ -133,26 +117,30 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, config: NbfConfig) -> "Pipeline":
-        """Load the body model, network backend, detector and fitter; raises on bad files."""
+        """Load the detector, BlazePose, body model, network backend and fitter; raises on bad
+        files (a missing or corrupt ONNX model: one-line EngineError naming the file and the
+        command that rebuilds it).
+
+        The pretrained ONNX front end is opened first: it fails fastest, before seconds are
+        spent loading the network.
+        """
         from nbf_ros.body.model import BodyModel
+        from nbf_ros.detection import make_detector
         from nbf_ros.fitting.fitter import Fitter
 
         config = with_weights_config(config)
-        if config.fit.keypoint_source == "mediapipe" and config.detector.kind != "mediapipe":
-            from nbf_ros.config import ConfigError
-
-            raise ConfigError("fit.keypoint_source 'mediapipe' needs detector.kind 'mediapipe'")
-        if config.inference.num_threads > 0:
-            torch.set_num_threads(config.inference.num_threads)
-        body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
-        backend, bank = load_backend(config)  # one read of the weights file for both
-        fitter = Fitter.from_config(config, body, bank)
+        detector = make_detector(config.detector)
         landmarker = None
         if config.fit.keypoint_source == "blazepose":
             from nbf_ros.keypoints.landmarks import BlazePoseLandmarker
 
             landmarker = BlazePoseLandmarker(config.blazepose)
-        return cls(config, backend, make_person_detector(config.detector), body, fitter, landmarker)
+        if config.inference.num_threads > 0:
+            torch.set_num_threads(config.inference.num_threads)
+        body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
+        backend, bank = load_backend(config)  # one read of the weights file for both
+        fitter = Fitter.from_config(config, body, bank)
+        return cls(config, backend, detector, body, fitter, landmarker)
 
     def model_info(self) -> dict[str, str]:
         return {"body_model": str(self.config.body.model_path),
@@ -170,21 +158,15 @@ class Pipeline:
 
     def external_keypoints(self, image_rgb: np.ndarray, crops: CropBatch,
                            camera: Optional[CameraIntrinsics] = None) -> list:
-        """Per person (1 x 24 x 2 crop pixels, 1 x 24 confidence) from the configured external
-        source, or None (the fitter then uses the network's heatmaps).
-
-        'mediapipe': the MediaPipe detector's own estimates (checked in from_config);
-        'blazepose': BlazePose run in-process on every box, one batch (keypoints/landmarks.py).
-        """
-        source = self.config.fit.keypoint_source
-        if source == "mediapipe":
-            found = self.detector.keypoints(image_rgb, crops.boxes)
-        elif source == "blazepose" and self.landmarker is not None:
-            found = self.landmarker.keypoints(image_rgb, crops.boxes, camera)
-        else:
+        """Per person (1 x 24 x 2 crop pixels, 1 x 24 confidence) from BlazePose run in-process
+        on every box, one batch (``fit.keypoint_source`` 'blazepose', keypoints/landmarks.py), or
+        None (the fitter then uses the network's heatmaps: source 'network', or no person found
+        in that box)."""
+        if self.landmarker is None:
             return [None] * len(crops.boxes)
         from nbf_ros.keypoints.blazepose import crop_keypoints
 
+        found = self.landmarker.keypoints(image_rgb, crops.boxes, camera)
         size = self.config.net.crop_size
         return [None if kp is None else crop_keypoints(kp, box, size)
                 for kp, box in zip(found, crops.crop_boxes)]

@@ -1,14 +1,14 @@
-"""MediaPipe BlazePose (33 landmarks) -> SMPL's 24 joints, boxes and crop keypoints.
+"""BlazePose (33 landmarks) -> SMPL's 24 joints, and crop keypoints for the fitter.
 
-BlazePose (Bazarevsky et al. 2020, the "full" model shipped in the mediapipe 0.10.21 wheel) gives
-33 landmarks per person: normalised image coordinates with a visibility score, and "world"
-landmarks in metres with the origin between the hips and camera-aligned axes (x right, y down,
-z away from the camera), i.e. the camera optical frame translated to the hips.
+BlazePose GHUM (Bazarevsky et al. 2020; the landmark model runs in-process from
+``models/blazepose_{lite,full}.onnx``, ``keypoints/landmarks.py``) gives 33 landmarks per
+person: image pixels with a confidence, and "world" landmarks in metres with the origin between
+the hips and camera optical axes (x right, y down, z away from the camera).
 
 Every SMPL joint is an affine combination of landmarks (``SMPL_FROM_BLAZEPOSE``), so one 24 x 33
 matrix maps 2D pixels and 3D metres alike. Joints BlazePose measures directly (hips, knees,
 ankles, shoulders, elbows, wrists) copy a landmark. The others are placed with ratios measured
-on our body model in its rest pose (``models/nbf_body.npz``, see docs/mediapipe.md, and the
+on our body model in its rest pose (``models/nbf_body.npz``, see docs/landmarks.md, and the
 test that recomputes them): pelvis, spine1-3 on the mid-hip -> mid-shoulder segment; neck and
 head on mid-shoulder -> mid-ear; collars beside the neck; feet between heel and toe; hands at
 the middle of the index and pinky landmarks.
@@ -27,7 +27,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-from nbf_ros.geometry.boxes import clip_boxes
 from nbf_ros.geometry.camera import CropBox
 from nbf_ros.types import JOINT_NAMES, NUM_JOINTS
 
@@ -42,8 +41,8 @@ LANDMARK_NAMES: tuple[str, ...] = (
 )
 _L = {name: i for i, name in enumerate(LANDMARK_NAMES)}
 
-# Ratios measured on the rest pose of models/nbf_body.npz (tests/test_mediapipe.py recomputes
-# them): position of a joint along a segment between landmark midpoints, 0 = start, 1 = end.
+# Ratios measured on the rest pose of models/nbf_body.npz (tests/test_blazepose_mapping.py
+# recomputes them): position of a joint along a segment between landmark midpoints, 0 = start, 1 = end.
 PELVIS_ON_HIPS_TO_SHOULDERS = 0.03
 SPINE1_ON_HIPS_TO_SHOULDERS = 0.34
 SPINE2_ON_HIPS_TO_SHOULDERS = 0.52
@@ -129,7 +128,8 @@ class BlazePoseResult:
 
     Attributes:
         landmarks: 33 x 2 image pixels (pixel-centre convention of geometry/camera.py).
-        visibility: (33,) in [0, 1], BlazePose's "present and not occluded" likelihood.
+        visibility: (33,) in [0, 1]: how much to trust each landmark (``landmarks.py`` gives
+            visibility x presence: in the crop and not occluded).
         world: 33 x 3 metres, origin between the hips, camera optical axes.
         mask: H x W float32 person segmentation in [0, 1], or None when not requested.
     """
@@ -144,15 +144,6 @@ class BlazePoseResult:
         _check_shape("visibility", self.visibility, (NUM_LANDMARKS,))
         _check_shape("world", self.world, (NUM_LANDMARKS, 3))
 
-    @staticmethod
-    def from_normalised(normalised: np.ndarray, visibility: np.ndarray, world: np.ndarray,
-                        width: int, height: int, mask: Optional[np.ndarray] = None) -> "BlazePoseResult":
-        """MediaPipe's normalised x, y (0..1 across the image edges; 33 x >=2) -> pixel centres."""
-        xy = np.asarray(normalised, dtype=np.float64)[:, :2]
-        pixels = xy * np.array([width, height], dtype=np.float64) - 0.5
-        return BlazePoseResult(pixels, np.asarray(visibility, dtype=np.float64).reshape(-1),
-                               np.asarray(world, dtype=np.float64), mask)
-
 
 @dataclass
 class SmplKeypoints:
@@ -160,7 +151,7 @@ class SmplKeypoints:
 
     Attributes:
         box: (4,) person box [x0, y0, x1, y1] image pixels (pixel-edge coordinates).
-        score: detection score (mean landmark visibility).
+        score: mean landmark confidence (``BlazePoseResult.visibility``).
         joints2d: 24 x 2 image pixels.
         confidence: (24,) in [0, 1] (0 = do not use; see module docstring).
         joints3d: 24 x 3 metres, root (pelvis) relative, camera optical axes: an initial body
@@ -198,20 +189,6 @@ def map_confidence(visibility: np.ndarray) -> np.ndarray:
     vis = np.clip(visibility, 0.0, 1.0)[..., None, :]  # ... x 1 x 33
     lowest = np.where(_USES, vis, np.inf).min(axis=-1)  # ... x 24
     return lowest * JOINT_RELIABILITY
-
-
-def pose_box(result: BlazePoseResult, width: int, height: int, padding: float) -> np.ndarray:
-    """(4,) person box: extent of the 33 landmarks, padded, clipped to the image.
-
-    Landmarks are joint centres, so the body's outline reaches past them (top of the head above
-    the eyes): ``padding`` x the longer side is added on every side. The segmentation mask is
-    not used: on real photos its bounding box often takes in background (a crowd, a doorway)
-    and doubled the box (docs/mediapipe.md).
-    """
-    x0, y0 = result.landmarks.min(axis=0)
-    x1, y1 = result.landmarks.max(axis=0)
-    pad = padding * max(x1 - x0, y1 - y0)
-    return clip_boxes(np.array([x0 - pad, y0 - pad, x1 + pad, y1 + pad]), width, height)[0]
 
 
 def to_smpl(result: BlazePoseResult, box: np.ndarray) -> SmplKeypoints:

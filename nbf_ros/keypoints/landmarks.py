@@ -398,7 +398,7 @@ class BlazePoseLandmarker:
     def keypoints(self, image: np.ndarray, boxes: np.ndarray,
                   camera: Optional[CameraIntrinsics] = None) -> list[Optional[SmplKeypoints]]:
         """SMPL's 24 joints per box (``to_smpl``: confidence = visibility x presence mapped as in
-        docs/mediapipe.md), None where ``estimate`` found nobody; ``box`` is the one asked for."""
+        docs/landmarks.md), None where ``estimate`` found nobody; ``box`` is the one asked for."""
         return [None if p is None else to_smpl(p.to_result(), p.box)
                 for p in self.estimate(image, boxes, camera)]
 

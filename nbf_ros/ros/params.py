@@ -39,8 +39,12 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "", "network backend; empty = from config_file", CONFIGURE,
               choices=("", "torch", "onnxruntime", "tensorrt")),
     ParamSpec("device", "", "torch device (cpu, cuda, cuda:1); empty = from config_file", CONFIGURE),
-    ParamSpec("detector", "", "person boxes; empty = from config_file", CONFIGURE,
-              choices=("", "full_frame", "fixed", "hog", "mediapipe")),
+    ParamSpec("detector", "", "person boxes (nanodet = the pretrained NanoDet-g, the config "
+              "default); empty = from config_file", CONFIGURE,
+              choices=("", "nanodet", "hog", "fixed", "full_frame")),
+    ParamSpec("keypoint_source", "", "2D keypoints of the fit (blazepose = BlazePose GHUM on every "
+              "box, the config default; network = the network's heatmaps); empty = from config_file",
+              CONFIGURE, choices=("", "blazepose", "network")),
     ParamSpec("fixed_box", [0.0, 0.0, 0.0, 0.0], "box [x0, y0, x1, y1] px for detector 'fixed'; "
               "all zero = from config_file", CONFIGURE),
     ParamSpec("max_people", 0, "most people per frame; 0 = from config_file", CONFIGURE, 0, 64),
@@ -109,6 +113,7 @@ CONFIG_OVERRIDES: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
     ("backend", "inference.backend", bool),
     ("device", "inference.device", bool),
     ("detector", "detector.kind", bool),
+    ("keypoint_source", "fit.keypoint_source", bool),
     ("fixed_box", "detector.fixed_box", any),
     ("max_people", "detector.max_people", lambda v: v > 0),
     ("max_iters", "fit.max_iters", lambda v: v >= 0),
