@@ -103,6 +103,23 @@ def test_cloud_to_people_and_matching_against_brute_force():
     assert matches[3]["mpjpe_mm"] == pytest.approx(brute, rel=1e-6)
 
 
+def test_demo_defaults_to_the_config_detector_and_checks_the_onnx_files_first(tmp_path):
+    """Without --detector the demo runs the config's detector (NanoDet-g by default); a missing
+    ONNX file stops it before anything is rendered, naming the file and the rebuild command."""
+    from nbf_ros.apps.demo import DemoError
+    from nbf_ros.apps.demo.cli import parse_args
+    from nbf_ros.apps.demo.node_config import node_config
+
+    cfg = node_config(parse_args(["--out", str(tmp_path / "out")]))
+    assert (cfg.detector.kind, cfg.fit.keypoint_source) == ("nanodet", "blazepose")
+    assert node_config(parse_args(["--detector", "hog"])).detector.kind == "hog"
+    config = tmp_path / "missing.yaml"
+    config.write_text(f"detector:\n  nanodet_model_path: {tmp_path / 'gone.onnx'}\n")
+    with pytest.raises(DemoError, match=r"gone\.onnx.*`python3 tools/build_pretrained_models\.py`"):
+        node_config(parse_args(["--config", str(config)]))
+    assert not (tmp_path / "out").exists()
+
+
 def test_demo_end_to_end(untrained_weights, tmp_path, monkeypatch, capsys):
     from rosbags.rosbag2 import Reader
     from rosbags.typesys import Stores, get_typestore
@@ -122,7 +139,8 @@ def test_demo_end_to_end(untrained_weights, tmp_path, monkeypatch, capsys):
     assert summary["frames_published"] == 3
     processed = summary["frames_processed"]
     assert 1 <= processed <= 3 and summary["frames_dropped"] == 3 - processed
-    assert summary["people_per_frame"] == [1] * processed  # the fixed region: the main person
+    assert summary["detector"] == "nanodet"  # the default: the real detector, no region from the truth
+    assert summary["people_per_frame"] == [1] * processed  # NanoDet finds the one rendered person
     assert summary["frame_ids"] == [FRAME_ID]
     assert summary["main_person"]["track_ids"]  # the main person got a track id
     for frame in summary["per_frame"]:

@@ -16,7 +16,8 @@ from nbf_ros.errors import NbfError
 DESCRIPTION = ("the main job: the real node on a bundled, rendered input, with no camera and no "
                "ROS install (the ROS 2 PyPI wheels give rclpy and DDS)")
 DEFAULT_RATE_HZ = 1.0
-DEFAULT_DETECTOR = "fixed"
+DEFAULT_DETECTOR = "config"
+DETECTORS = ("config", "nanodet", "hog", "fixed", "full_frame")
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -29,9 +30,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7, help="scene seed (looks, shapes, background)")
     p.add_argument("--config", metavar="PIPELINE.yaml", help="pipeline config (embedded defaults if absent)")
     p.add_argument("--weights", metavar="NET.pt", help="network weights (overrides the config)")
-    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=("fixed", "hog", "full_frame", "config"),
-                   help="person boxes: 'fixed' = the region where the main person stands (default: "
-                   "HOG misses people behind the occluder), 'config' = as the pipeline config says")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTORS,
+                   help="person boxes: 'config' (default) = as the pipeline config says (the "
+                   "embedded default: NanoDet-g), 'fixed' = the region where the main person stands "
+                   "(taken from the truth), or another detector kind")
     p.add_argument("--max-iters", type=int, default=None, help="fitting iterations per person")
     p.add_argument("--no-fit", action="store_true", help="regression only")
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: the environment's)")

@@ -1,6 +1,7 @@
-"""The pipeline config the demo's node runs with: the user's (or the defaults) with the demo's
-options applied, checked for its model files before anything is rendered, then saved with the
-fixed person region as the YAML the node reads (``pipeline.yaml``)."""
+"""The pipeline config the demo's node runs with: the user's (or the defaults: NanoDet-g boxes,
+BlazePose keypoints) with the demo's options applied, checked for its model files before
+anything is rendered, then saved as the YAML the node reads (``pipeline.yaml``; with
+``--detector fixed``, the main person's region from the truth)."""
 from __future__ import annotations
 
 import argparse
@@ -33,13 +34,23 @@ def demo_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_model_files(cfg: NbfConfig) -> None:
-    """DemoError naming the first missing file: the body model, and the weights for torch."""
-    needed = [("body model", cfg.body.model_path)]
+    """DemoError naming the first missing file: the body model, the weights for torch, and the
+    pretrained ONNX models the config uses (with the command that rebuilds them)."""
+    from nbf_ros.keypoints.landmarks import MODEL_PATHS, REBUILD
+
+    needed = [("body model", cfg.body.model_path, "pass --weights NET.pt or a --config")]
     if cfg.inference.backend == "torch":
-        needed.append(("network weights", cfg.inference.weights_path))
-    for what, p in needed:
+        needed.append(("network weights", cfg.inference.weights_path,
+                       "pass --weights NET.pt or a --config"))
+    if cfg.detector.kind == "nanodet":
+        needed.append(("detector model", cfg.detector.nanodet_model_path, f"rebuild it with `{REBUILD}`"))
+    if cfg.fit.keypoint_source == "blazepose":
+        heavy = " --heavy" if cfg.blazepose.variant == "heavy" else ""
+        needed.append(("BlazePose model", MODEL_PATHS[cfg.blazepose.variant],
+                       f"build it with `{REBUILD}{heavy}`"))
+    for what, p, fix in needed:
         if not resolve_path(p).is_file():
-            raise DemoError(f"{what} not found: {resolve_path(p)} (pass --weights NET.pt or a --config)")
+            raise DemoError(f"{what} not found: {resolve_path(p)} ({fix})")
 
 
 def save_node_config(cfg: NbfConfig, scene: Scene, path: Path) -> NbfConfig:
