@@ -134,13 +134,13 @@ def run_variants(cases: list, variants: list[Variant], fitters: dict[str, Fitter
                  body: BodyModel, crop_size: int) -> list[dict]:
     """Per-person rows: every variant fitted from the same network output of every crop.
 
-    Variants with ``fit.keypoint_source=mediapipe`` get BlazePose's keypoints of the crop (run
-    once per crop, as in ``occlusion_bench.py --keypoints mediapipe``); the others the heatmaps.
+    Variants with ``fit.keypoint_source=blazepose`` get BlazePose's keypoints of the crop (full,
+    ONNX, in-process; run once per crop, as in ``occlusion_bench.py``); the others the heatmaps.
     """
     external = {v.name for v in variants
-                if fitters[v.name].cfg.keypoint_source == "mediapipe" and v.iterate}
+                if fitters[v.name].cfg.keypoint_source == "blazepose" and v.iterate}
     first = next(iter(fitters.values()))
-    source = bench.KeypointSource("mediapipe" if external else "network", first.config)
+    source = bench.KeypointSource("blazepose" if external else "network", first.config)
     items = []
     for case in tqdm(cases, desc="fitting", file=sys.stderr):
         pixels = case.image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
@@ -151,7 +151,6 @@ def run_variants(cases: list, variants: list[Variant], fitters: dict[str, Fitter
             item = bench.evaluate_case(case, fitters[variant.name], net, init, body, iterate=variant.iterate,
                                        keypoints=keypoints if variant.name in external else None)
             items.append({"condition": case.condition, "method": variant.name, "person": case.index, **item})
-    source.close()
     if external:
         LOG.info("BlazePose found nobody in %d of %d crops (heatmaps used there)", source.misses, source.calls)
     return items

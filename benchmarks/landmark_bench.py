@@ -10,7 +10,7 @@ Accuracy per configuration (variant x ROI scale x refinement pass x heatmap refi
 - error of the 12 joints BlazePose measures directly (hips, knees, ankles, shoulders, elbows,
   wrists; landmark vs the SMPL joint) over found people and joints inside the image, in pixels
   and in % of the person's box height, split by the generator's joint state: visible, occluded
-  (by an object or another body), self-occluded; 'all 24' maps every joint (docs/mediapipe.md);
+  (by an object or another body), self-occluded; 'all 24' maps every joint (docs/landmarks.md);
 - left/right: share of found people whose 6 left/right pairs fit the truth better as labelled
   than swapped (sum of the pair errors).
 Speed: ``BlazePoseLandmarker.estimate`` (warp + model + decode) per person, median of repeats, at

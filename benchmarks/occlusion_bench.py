@@ -227,53 +227,57 @@ MAIN_METHODS = ("regression", "keypoint-fit", "nbf")
 ABLATIONS = ("nbf-no-occlusion-model", "nbf-O1", "nbf-anisotropic", "nbf-120-iters")
 
 
-# BlazePose's person detector expects a person with context around it, as in a camera image; the
-# benchmark's crops are tight. On a gray canvas with half a crop of margin per side it found the
-# person in 68 of 96 validation crops instead of 54, left/right about as reliable
-# (docs/fit_tuning.md). The pipeline runs BlazePose on the camera image, which has that context.
-BLAZEPOSE_CONTEXT = 0.5
-BLAZEPOSE_CANVAS_GRAY = 128
-
-
 class KeypointSource:
     """2D keypoints of the fitting's keypoint term for one crop.
 
     ``kind`` is the config's ``fit.keypoint_source``.
-    ``network``: the network's own heatmaps (the fitter's default). ``mediapipe``: BlazePose
-    (full) run on the crop and mapped onto SMPL's joints, the paper's protocol with an external
-    2D detector (it used OpenPose); where BlazePose finds nobody the heatmaps are used and the
-    person is counted in ``misses``.
+    ``network``: the network's own heatmaps. ``blazepose``: BlazePose GHUM (the ``blazepose``
+    config section; full by default) run in-process on the crop (``keypoints/landmarks.py``) and
+    mapped onto SMPL's joints, the paper's protocol with an external 2D detector (it used
+    OpenPose). Its box is the one the crop was cut around (``crop_box``), so its region of
+    interest is the one the pipeline would give it on the camera image; only the resolution
+    differs (the benchmark's crops are ``net.crop_size`` pixels). Where BlazePose finds nobody
+    (pose flag below ``blazepose.min_pose_flag``) the heatmaps are used and the person is counted
+    in ``misses``.
     """
 
-    def __init__(self, kind: str, config: NbfConfig, context: float | None = None) -> None:
+    def __init__(self, kind: str, config: NbfConfig) -> None:
         self.kind, self.misses, self.calls = kind, 0, 0
-        self.context = BLAZEPOSE_CONTEXT if context is None else context
-        self.runner = None
-        if kind == "mediapipe":
-            from nbf_ros.keypoints.runtime import make_runner
+        self.crop_scale = config.net.crop_scale
+        self.landmarker = None
+        if kind == "blazepose":
+            from nbf_ros.keypoints.landmarks import BlazePoseLandmarker
 
-            self.runner = make_runner(config.detector)
+            self.landmarker = BlazePoseLandmarker(config.blazepose)
+
+    def crop_box(self, size: int) -> np.ndarray:
+        """1 x 4: the person box a crop of ``size`` pixels was cut around, as far as the
+        landmarker's region depends on it (centre and longer side: ``CropBox.around_bbox``
+        makes the crop side = longer box side x ``net.crop_scale`` about the box centre)."""
+        half = 0.5 * size / self.crop_scale
+        centre = 0.5 * size
+        return np.array([[centre - half, centre - half, centre + half, centre + half]])
+
+    def landmarks(self, case: Case):
+        """BlazePose's ``PoseLandmarks`` for the crop (crop pixels, world landmarks in the crop
+        camera's axes), or None where it found nobody (counted in ``misses``)."""
+        if self.landmarker is None:
+            return None
+        self.calls += 1
+        found = self.landmarker.estimate(case.image, self.crop_box(case.image.shape[0]), case.camera)[0]
+        if found is None:
+            self.misses += 1
+        return found
 
     def __call__(self, case: Case) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if self.runner is None:
+        """(1 x 24 x 2 crop pixels, 1 x 24 confidence) for the fitter, or None (heatmaps)."""
+        found = self.landmarks(case)
+        if found is None:
             return None
         from nbf_ros.keypoints.blazepose import to_smpl
 
-        self.calls += 1
-        size = case.image.shape[0]
-        pad = int(round(self.context * size))
-        canvas = np.pad(case.image, ((pad, pad), (pad, pad), (0, 0)), constant_values=BLAZEPOSE_CANVAS_GRAY)
-        estimate = self.runner.estimate(canvas)
-        if estimate is None:
-            self.misses += 1
-            return None
-        kp = to_smpl(estimate, np.array([0.0, 0.0, canvas.shape[1], canvas.shape[0]]))
-        uv = kp.joints2d - pad  # canvas -> crop pixels
-        return torch.from_numpy(uv).float()[None], torch.from_numpy(kp.confidence).float()[None]
-
-    def close(self) -> None:
-        if self.runner is not None:
-            self.runner.close()
+        kp = to_smpl(found.to_result(), found.box)
+        return torch.from_numpy(kp.joints2d).float()[None], torch.from_numpy(kp.confidence).float()[None]
 
 
 def evaluate_case(case: Case, fitter: Fitter | None, net, init: BodyParams, body: BodyModel,
@@ -442,7 +446,6 @@ def main(argv: list[str] | None = None) -> int:
             item = evaluate_case(case, fitters[name], net, init, body, iterate=name != "regression",
                                  keypoints=keypoints)
             items.append({"condition": case.condition, "method": name, "person": case.index, **item})
-    source.close()
     summary = summarise_items(items, {
         "keypoints": config.fit.keypoint_source, "keypoint_misses": source.misses,
         "config_file": args.config or "", "run_tag": Path(args.json_out).stem.rsplit("_", 1)[0]
@@ -600,10 +603,16 @@ def write_results(args, summary: dict, table_text: str) -> None:
     else:
         command = run
     source = summary.get("keypoints", "network")
-    if source == "mediapipe":
+    if source == "blazepose":
+        keypoint_text = (f"2D keypoints of the fits (keypoint-only and NBF alike): BlazePose full (ONNX, "
+                         f"in-process) on each crop, on the box the crop was cut around, mapped onto "
+                         f"SMPL's joints (the paper used OpenPose); where it found nobody "
+                         f"({summary.get('keypoint_misses', 0)} of {summary['regression_crops']} crops) "
+                         f"the network's heatmaps.")
+    elif source == "mediapipe":  # results made before the MediaPipe package path was removed
         keypoint_text = (f"2D keypoints of the fits (keypoint-only and NBF alike): MediaPipe BlazePose "
-                         f"(full) on each crop, mapped onto SMPL's joints (the paper used OpenPose); "
-                         f"where it found nobody ({summary.get('keypoint_misses', 0)} of "
+                         f"(full, the since removed MediaPipe package path) on each crop, mapped onto "
+                         f"SMPL's joints; where it found nobody ({summary.get('keypoint_misses', 0)} of "
                          f"{summary['regression_crops']} crops) the network's heatmaps.")
     else:
         keypoint_text = "2D keypoints of the fits (keypoint-only and NBF alike): the network's heatmaps."
@@ -630,9 +639,9 @@ person). Visible joints: generator visibility >= 0.5 and not under the patch. {k
 {summary['regression_ms_per_crop']:.1f} ms per crop (torch, CPU). Time per person includes the
 hypothesis checks and the final assessment render.
 
-Two runs are kept: `docs/results.md` with `--config config/mediapipe.yaml` (BlazePose's 2D
-keypoints for the fits, as the paper used OpenPose's) and `docs/results_network_keypoints.md` with
-the default config (the network's own heatmaps); what limits both: `docs/fit_tuning.md`.
+Two runs are kept: `docs/results.md` with BlazePose's 2D keypoints for the fits (as the paper
+used OpenPose's; the default config) and `docs/results_network_keypoints.md` with the network's
+own heatmaps (`--config config/hog.yaml`); what limits both: `docs/fit_tuning.md`.
 
 {table_text}
 

@@ -8,7 +8,8 @@ On validation people (test split, seeds from 900000, as ``fit_tuning.py``), per 
   a perfect orientation alone would give), and the best of 12 turns about the vertical axis;
 - left/right: for six joint pairs (shoulders, hips, elbows, knees, wrists, ankles), the share
   whose 2D positions are closer to the truth as labelled than swapped, for the network's heatmap
-  keypoints, the regression's projected joints and (when MediaPipe is set up) BlazePose.
+  keypoints, the regression's projected joints and (``--blazepose``) BlazePose full (ONNX,
+  in-process, on the box the crop was cut around).
 Prints a table and a final JSON line.
 
     .venv/bin/python benchmarks/orientation_diagnosis.py --people 24 --cases-cache cache/bench/val24.npz
@@ -109,9 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--people", type=int, default=24)
     parser.add_argument("--config", default=None)
     parser.add_argument("--cases-cache", metavar="NPZ")
-    parser.add_argument("--blazepose", action="store_true", help="also BlazePose's left/right (needs MediaPipe)")
-    parser.add_argument("--blazepose-context", type=float, default=bench.BLAZEPOSE_CONTEXT,
-                        help="gray margin around the crop for BlazePose, in crop sides per side")
+    parser.add_argument("--blazepose", action="store_true",
+                        help="also BlazePose's left/right (BlazePose full, ONNX, in-process)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s", stream=sys.stderr)
     torch.set_num_threads(1)
@@ -123,15 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     with fit_tuning.validation_seeds(args.people):
         cases = bench.cached_cases(args, config, body, bench.Regressor(backend, body, config.net.crop_size))
     fitter = Fitter.from_config(config, body, bank)
-    source = bench.KeypointSource("mediapipe" if args.blazepose else "network", config,
-                                  context=args.blazepose_context)
+    source = bench.KeypointSource("blazepose" if args.blazepose else "network", config)
     groups: dict[str, list[dict]] = defaultdict(list)
-    try:
-        for case in tqdm(cases, desc="people", file=sys.stderr):
-            groups[case.condition].append(diagnose(case, backend, body, fitter, source, config.net.crop_size,
-                                                   config.net.feature_stride))
-    finally:
-        source.close()
+    for case in tqdm(cases, desc="people", file=sys.stderr):
+        groups[case.condition].append(diagnose(case, backend, body, fitter, source, config.net.crop_size,
+                                               config.net.feature_stride))
     table = {cond: summarise(rows) for cond, rows in groups.items()}
     keys = ["angle_regression", "share_regression_over_90deg", "angle_fit", "mpjpe_regression",
             "mpjpe_true_orientation", "mpjpe_best_turn", "mpjpe_fit", "lr_heatmaps", "lr_regression",
@@ -141,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     for cond, s in table.items():
         print(f"| {cond} | " + " | ".join(f"{s.get(k, float('nan')):.2f}" for k in keys) + " |")
     print(json.dumps({"benchmark": "orientation_diagnosis", "people": args.people,
-                      "blazepose_context": args.blazepose_context if args.blazepose else None,
+                      "blazepose": "BlazePose full (ONNX, in-process)" if args.blazepose else None,
                       "conditions": table}))
     return 0
 

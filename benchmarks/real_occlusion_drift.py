@@ -3,8 +3,10 @@
 A square textured occluder (procedural held-out texture) slides over each person on a grid; per
 position, drift = mean over SMPL's 24 joints of |J(occluded) - J(clean)| after subtracting the
 pelvis, in mm. Methods, each measured when available:
-  mediapipe       MediaPipe BlazePose's own 3D world landmarks, mapped to SMPL joints
-                  (nbf_ros/keypoints); it searches the whole image, so it can lose the person.
+  mediapipe       MediaPipe BlazePose full's own 3D world landmarks, mapped to SMPL joints
+                  (ONNX, in-process: nbf_ros/keypoints/landmarks.py) on the box our default
+                  detector (NanoDet-g) finds in each occluded image, so it can lose the person.
+                  (Results before 2026-12-05 ran the mediapipe package's own pipeline.)
   ours_regression our pipeline, fit=False, on the clean image's person box.
   ours_fit        our pipeline, fit=True (needs the trained weights models/nbf_net.pt).
 Occluder sides follow the 3DPW-AdvOcc protocol (40 and 80 px at 224-px crop scale, the crop being
@@ -14,8 +16,8 @@ Target (issue 4): ours' worst-case drift at most half of MediaPipe's, and never 
 
     .venv/bin/python benchmarks/real_occlusion_drift.py [--stride 20] [--config CONFIG.yaml]
 
-Photos: scikit-image's astronaut (public domain), matplotlib's grace_hopper.jpg when found
-(main or MediaPipe venv), the Debian package opencv-doc's messi5.jpg and basketball1/2.png when
+Photos: scikit-image's astronaut (public domain), matplotlib's grace_hopper.jpg when found,
+the Debian package opencv-doc's messi5.jpg and basketball1/2.png when
 installed (`apt-get install opencv-doc`; never committed). Prints a table and a final JSON line.
 """
 from __future__ import annotations
@@ -44,7 +46,7 @@ from nbf_ros.types import CameraIntrinsics  # noqa: E402
 LOG = logging.getLogger("real_occlusion_drift")
 OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
 TEXTURE_SEED = 4242
-# MediaPipe's box must overlap the clean one this much to count as the same person.
+# The detector's box must overlap the clean one this much to count as the same person.
 SAME_PERSON_IOU = 0.3
 # Below this clean-photo spread a method's output does not depend on the photo: drift is moot.
 MIN_SPREAD_MM = 20.0
@@ -162,29 +164,40 @@ def spread_mm(references: list[np.ndarray]) -> float:
 
 
 def mediapipe_method(config: NbfConfig):
-    """(estimator factory taking the clean box, clean-box finder) from MediaPipe, or None."""
+    """(estimator factory taking the clean box, clean-box finder) from MediaPipe's BlazePose
+    full, run in-process (ONNX) behind our default detector, or None when a model is missing.
+
+    The clean box is NanoDet-g's largest person on the clean photo. On every occluded image the
+    front end runs again, as it would on a camera frame: NanoDet's box that overlaps the clean
+    one most (lost when none reaches SAME_PERSON_IOU), BlazePose on it (lost when its pose flag
+    says nobody), its world landmarks mapped to SMPL joints (root-relative, camera axes).
+    """
+    from nbf_ros.detection import make_detector
+    from nbf_ros.engines import EngineError
     from nbf_ros.geometry.boxes import box_iou
-    from nbf_ros.keypoints.detector import MediaPipeDetector
+    from nbf_ros.keypoints.landmarks import BlazePoseLandmarker, LandmarkModelError
 
     try:
-        detector = MediaPipeDetector(dataclasses.replace(config.detector, kind="mediapipe",
-                                                         min_height_px=0.0, mediapipe_tracking=False))
-    except ImportError as exc:
-        LOG.warning("mediapipe skipped: %s", exc)
+        detector = make_detector(dataclasses.replace(config.detector, kind="nanodet"))
+        landmarker = BlazePoseLandmarker(config.blazepose)
+    except (EngineError, LandmarkModelError) as exc:
+        LOG.warning("mediapipe (BlazePose) skipped: %s", exc)
         return None
 
     def bind(box: np.ndarray) -> Estimator:
         def estimate(image: np.ndarray) -> Optional[np.ndarray]:
-            found = detector.people(image)
-            # Nobody, or somebody else (its box barely overlaps the person's): lost.
-            if not found or box_iou(found[0].box, box)[0, 0] < SAME_PERSON_IOU:
-                return None
-            return found[0].joints3d
+            boxes = detector.detect(image)
+            overlap = box_iou(box, boxes)[0] if len(boxes) else np.zeros(0)
+            if not len(overlap) or overlap.max() < SAME_PERSON_IOU:
+                return None  # nobody, or somebody else: lost
+            camera = CameraIntrinsics.default_for(image.shape[1], image.shape[0])
+            (found,) = landmarker.keypoints(image, boxes[int(np.argmax(overlap))][None], camera)
+            return None if found is None else found.joints3d
         return estimate
 
     def clean_box(image: np.ndarray) -> Optional[np.ndarray]:
-        found = detector.people(image)
-        return found[0].box if found else None
+        boxes = detector.detect(image)
+        return boxes[0] if len(boxes) else None  # the largest person
 
     return bind, clean_box
 
@@ -229,7 +242,7 @@ def run(args) -> dict:
     for name, photo in photos.items():
         box = mp[1](photo) if mp else None
         if box is None:
-            LOG.warning("%s: no person box (MediaPipe absent or found nobody); skipped", name)
+            LOG.warning("%s: no person box (BlazePose/NanoDet absent or nobody found); skipped", name)
             continue
         used.append({"name": name, "size": [photo.shape[1], photo.shape[0]], "box": box.round(1).tolist()})
         estimators = {"mediapipe": mp[0](box)} if mp else {}

@@ -14,7 +14,9 @@ one and the constant "always visible", the fitted values as a config snippet, an
 line; writes docs/visibility.md (with --out).
 
     .venv/bin/python benchmarks/visibility_calibration.py --people 48 --cases-cache cache/bench/val48.npz
-    .venv/bin/python benchmarks/visibility_calibration.py --people 48 --config config/mediapipe.yaml ...
+    .venv/bin/python benchmarks/visibility_calibration.py --people 48 --config config/hog.yaml ...
+(the default config: BlazePose's keypoints, docs/visibility_mediapipe.md; config/hog.yaml: the
+network's heatmaps, docs/visibility.md)
 """
 from __future__ import annotations
 
@@ -210,10 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     with fit_tuning.validation_seeds(args.people):
         cases = bench.cached_cases(args, config, body, bench.Regressor(backend, body, config.net.crop_size))
     source = bench.KeypointSource(config.fit.keypoint_source, config)
-    try:
-        data = collect(cases, Fitter.from_config(config, body, bank), backend, body, config.net.crop_size, source)
-    finally:
-        source.close()
+    data = collect(cases, Fitter.from_config(config, body, bank), backend, body, config.net.crop_size, source)
     current = tuple(config.fit.visibility_logit)
     results = held_out(data, current)
     logit = fit_logit(data["cues"], data["truth"])
@@ -221,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(results))
     print(separation)
     print(f"fit:\n  visibility_logit: [{', '.join(f'{v:.3f}' for v in logit)}]")
-    kind = ("BlazePose, where it found the person; else the heatmaps" if config.fit.keypoint_source == "mediapipe"
-            else "the network's heatmap peak")
+    kind = ("BlazePose full (ONNX, in-process) visibility x presence, where it found the person; else "
+            "the heatmaps" if config.fit.keypoint_source == "blazepose" else "the network's heatmap peak")
     if args.out:
         write_doc(Path(args.out), args, results, logit, current, separation, kind)
     summary = {"benchmark": "visibility_calibration", "people": args.people, "config": args.config or "",
