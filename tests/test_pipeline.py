@@ -130,3 +130,45 @@ def test_surface_points_switch_off_gives_none(pipeline, scene):
     people = quiet.process(scene.image, scene.camera, boxes=boxes, fit=False).people
     assert len(people) == 2 and all(p.surface_points is None for p in people)
     assert NbfConfig().inference.surface_points  # on by default
+
+
+@pytest.fixture(scope="module")
+def front_end(untrained_config):
+    """The default front end (NanoDet-g boxes, BlazePose keypoints) on the untrained network."""
+    cfg = untrained_config[0]
+    return Pipeline.from_config(dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector,
+                                                                                     kind="nanodet")))
+
+
+def test_every_encoding_the_node_accepts_goes_through_the_default_front_end(front_end, scene):
+    """The node decodes every supported sensor_msgs/Image encoding to RGB (ros/conversions.py):
+    colour ones give back the very pixels (so the same people), grey ones a grey frame that goes
+    through detector, network and BlazePose like any other."""
+    from nbf_ros.ros.conversions import ENCODINGS, encode_image, image_to_rgb
+
+    assert front_end.process(scene.image, scene.camera, fit=False).people, "NanoDet found nobody"
+    grey: dict[bytes, np.ndarray] = {}
+    for encoding, (_, channels, _) in ENCODINGS.items():
+        rgb = image_to_rgb(encode_image(scene.image, encoding, row_padding=3))
+        assert rgb.shape == scene.image.shape and rgb.dtype == np.uint8, encoding
+        if channels >= 3:
+            np.testing.assert_array_equal(rgb, scene.image, err_msg=encoding)
+        else:
+            grey.setdefault(rgb.tobytes(), rgb)
+    assert len(grey) >= 1
+    for rgb in grey.values():
+        result = front_end.process(rgb, scene.camera, fit=False)
+        assert all(np.isfinite(p.joints3d).all() for p in result.people)
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (2, 3), (16, 4096), (4096, 16), (31, 17)])
+def test_images_of_any_size_go_through(front_end, pipeline, height, width):
+    """Tiny and extremely elongated frames (the node accepts 1 x 1 up to max_image_side): the
+    detector finds nothing or something, a full-frame box too small for BlazePose falls back to
+    the heatmaps; nothing raises."""
+    image = np.random.default_rng(height * width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    camera = CameraIntrinsics.default_for(width, height)
+    for pipe, fit in ((front_end, False), (pipeline, True)):  # pipeline: full_frame, BlazePose on
+        result = pipe.process(image, camera, fit=fit)
+        assert all(np.isfinite(p.joints3d).all() for p in result.people)
+    assert len(pipeline.process(image, camera, fit=False).people) == 1  # the full frame
