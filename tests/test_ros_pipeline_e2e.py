@@ -69,10 +69,11 @@ def test_rendered_people_through_the_real_pipeline(ros, pipeline, tmp_path):
     assert ros.transition(node, "activate") == TransitionCallbackReturn.SUCCESS
     wait_matched(node)
     try:
-        # People 2.5-3.5 m away (190-290 px tall): sizes the default HOG detector can find. The
-        # scenes depend only on the seed (the publisher pins its background photos to
-        # scikit-image's), so what the detector finds is the same on every machine: with seed 0
-        # it finds the person of the first scene (checked below), not those of the second.
+        # People 2.5-3.5 m away (190-290 px tall): sizes the default NanoDet-g (and HOG, with
+        # NBF_E2E_CONFIG=config/hog.yaml) can find. The scenes depend only on the seed (the
+        # publisher pins its background photos to scikit-image's), so what the detector finds is
+        # the same on every machine; with the shipped weights every person matched to a rendered
+        # one must have its root depth within DEPTH_TOLERANCE (checked below).
         frames = ros.publish("--rendered", "2", "--people", "2", "--frames", "10", "--rate", "1",
                              "--distance", "2.5,3.5", "--seed", "0",
                              "--reliable", "--frame-id", FRAME_ID, timeout=120.0,
