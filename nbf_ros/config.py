@@ -170,6 +170,7 @@ class FitConfig:
     confidence_scale: float = 1.37
     confidence_offset: float = 2.166
 
+
 @dataclass(frozen=True)
 class DetectorConfig:
     """Where person boxes come from."""

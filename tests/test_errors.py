@@ -24,8 +24,8 @@ def _classes():
 
 
 @pytest.mark.parametrize("name", ["CliError", "DemoError", "BodyModelError", "ConfigError", "BackendError",
-                                  "InputError", "EngineError", "LandmarkModelError", "BagError", "CameraInfoError",
-                                  "ImageError"])
+                                  "InputError", "EngineError", "LandmarkModelError", "BagError",
+                                  "CameraInfoError", "ImageError"])
 def test_user_facing_errors_are_nbf_errors(name):
     cls = next(c for c in _classes() if c.__name__ == name)
     assert issubclass(cls, NbfError)

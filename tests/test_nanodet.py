@@ -200,7 +200,8 @@ def test_a_crowd_comes_largest_first_and_max_people_keeps_the_largest(detector):
         side = int(rng.integers(110, 200))
         if x + side > 1280:
             x, y, row = 0, y + row, 0
-        canvas[y:y + side, x:x + side] = cv2.resize(data.astronaut(), (side, side), interpolation=cv2.INTER_AREA)
+        canvas[y:y + side, x:x + side] = cv2.resize(data.astronaut(), (side, side),
+                                                    interpolation=cv2.INTER_AREA)
         x, row = x + side, max(row, side)
     everyone = make_detector(dataclasses.replace(CONFIG, max_people=64)).detect(canvas)
     areas = (everyone[:, 2] - everyone[:, 0]) * (everyone[:, 3] - everyone[:, 1])
