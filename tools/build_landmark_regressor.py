@@ -290,7 +290,8 @@ def fit_regressor(train: Renders, vertices: np.ndarray, names: tuple[str, ...], 
     return indices, weights
 
 
-def crude_points(joints: np.ndarray, names: tuple[str, ...], extra_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+def crude_points(joints: np.ndarray, names: tuple[str, ...], extra_names: tuple[str, ...]
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """N x 33 x 3 the crude mapping's point for each landmark and (33,) bool: has one."""
     from nbf_ros.types import JOINT_NAMES
 
