@@ -111,21 +111,33 @@ def real_images() -> dict[str, np.ndarray]:
     return out
 
 
+def score_real(image_name: str, boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, int]:
+    """Match N x 4 boxes (with (N,) scores) to the hand-labelled people of one REAL image at IoU 0.5.
+
+    Returns ((M,) bool truth_hit, number of false boxes). Shared with real_frames_bench.py so that
+    both benchmarks score the real frames the same way. On messi5 a box mostly (> 50 % of its
+    height) inside the blurred crowd band is an unlabelled spectator, not a false person.
+    """
+    truth = np.array(REAL[image_name], np.float64).reshape(-1, 4)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    m = match(truth, boxes, scores, 0.5)
+    false = m.det_state == 0
+    if image_name == "messi5":
+        _, y0, _, y1 = MESSI_CROWD
+        inside = (np.minimum(boxes[:, 3], y1) - np.maximum(boxes[:, 1], y0)) / np.maximum(
+            boxes[:, 3] - boxes[:, 1], 1e-9)
+        false &= inside <= 0.5
+    return m.truth_hit, int(false.sum())
+
+
 def real(detectors: dict[str, Detector], images: dict[str, np.ndarray]) -> dict[str, dict[str, list[int]]]:
     """name -> image -> [found, missed, false] (people > 50 px tall; all labelled ones are)."""
     out: dict[str, dict[str, list[int]]] = {n: {} for n in detectors}
     for image_name, image in images.items():
-        truth = np.array(REAL[image_name], np.float64).reshape(-1, 4)
         for name, det in detectors.items():
             d = det.detect_scored(image).best(64, REAL_MIN_HEIGHT_PX)
-            m = match(truth, d.boxes, d.scores, 0.5)
-            false = m.det_state == 0
-            if image_name == "messi5":  # boxes mostly inside the crowd band are unlabelled people
-                x0, y0, x1, y1 = MESSI_CROWD
-                inside = (np.minimum(d.boxes[:, 3], y1) - np.maximum(d.boxes[:, 1], y0)) / np.maximum(
-                    d.boxes[:, 3] - d.boxes[:, 1], 1e-9)
-                false &= inside <= 0.5
-            out[name][image_name] = [int(m.truth_hit.sum()), int((~m.truth_hit).sum()), int(false.sum())]
+            hit, false = score_real(image_name, d.boxes, d.scores)
+            out[name][image_name] = [int(hit.sum()), int((~hit).sum()), false]
     return out
 
 
