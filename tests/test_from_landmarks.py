@@ -14,7 +14,7 @@ from nbf_ros.body.landmark_regressor import LandmarkRegressorError
 from nbf_ros.body.model import BodyModel
 from nbf_ros.config import resolve_path
 from nbf_ros.fitting.from_landmarks import (LandmarkBodyFitter, LandmarkFitConfig, geman_mcclure, kabsch,
-                                            ray_translation)
+                                            ray_translation, rotation_between)
 from nbf_ros.geometry.rotations import axis_angle_to_matrix
 from nbf_ros.types import JOINT_NAMES, BodyParams, CameraIntrinsics
 
@@ -92,6 +92,18 @@ def test_kabsch_recovers_a_known_rotation_like_scipy():
     for i in range(2):
         reference, _ = Rotation.align_vectors(noisy[i] - noisy[i].mean(0), source[i] - source[i].mean(0))
         np.testing.assert_allclose(rot[i], reference.as_matrix(), atol=1e-8)
+
+
+def test_rotation_between_is_the_smallest_rotation_onto_the_target():
+    rng = np.random.default_rng(3)
+    source, target = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    target[3] = -2.0 * source[3]  # opposite: any half turn will do
+    rot = rotation_between(torch.from_numpy(source), torch.from_numpy(target)).numpy()
+    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(np.einsum("bij,bj->bi", rot, unit(source)), unit(target), atol=1e-9)
+    for i in range(3):
+        angle = np.arccos(np.clip(unit(source[i]) @ unit(target[i]), -1, 1))
+        assert np.isclose(Rotation.from_matrix(rot[i]).magnitude(), angle, atol=1e-9)
 
 
 def test_ray_translation_puts_points_on_their_rays():
@@ -210,8 +222,9 @@ def test_a_front_back_flipped_reading_is_undone_by_the_turned_hypothesis(fitter)
                                 LandmarkFitConfig(world_depth_gain=1.0, hypothesis_choice="score"))
     result = scored.fit([flipped], [CAMERA])
     assert result.info[0].hypothesis == 1
+    assert result.info[0].losses[1] + scored.config.turn_margin < result.info[0].losses[0]
     assert angle_deg(result.params.global_orient, truth.global_orient) < 10.0
-    kept = fitter.fit([flipped], [CAMERA])  # hypothesis_choice "blazepose": its reading first
+    kept = fitter.fit([flipped], [CAMERA])  # the default keeps BlazePose's reading first
     assert kept.info[0].hypothesis == 0
     assert angle_deg(kept.alternative.global_orient, truth.global_orient) < 10.0
 

@@ -14,19 +14,22 @@ initial_body.md), in named stages, batched over people x hypotheses:
    image; keypoints alone cannot tell which is right (BlazePose confuses them at facing angles
    near front or back on our face-less renders).
 3. ``initialise``: the prior's mean pose; global orientation in closed form from the torso
-   (``kabsch`` of hips + shoulders onto the world landmarks); full-perspective translation from
-   the 2D landmarks and the world landmarks' metric positions (linear least squares on the ray
-   constraints (u - cx) Z - fx X = 0, (v - cy) Z - fy Y = 0) with the real intrinsics.
+   (``kabsch`` of hips + shoulders onto the world landmarks); thighs, upper arms, shins and
+   forearms aimed along their world landmarks (``_aim_limbs``: smallest rotations, so a short
+   optimisation suffices); full-perspective translation from the 2D landmarks and the world
+   landmarks' metric positions (linear least squares on the ray constraints
+   (u - cx) Z - fx X = 0, (v - cy) Z - fy Y = 0) with the real intrinsics.
 4. ``optimise``: a short deterministic Adam run on orientation, body pose, shape and translation
    (depth in log units): robust 2D reprojection + robust world-landmark terms (both through the
    learned landmark regressor, ``body/landmark_regressor.py``) + the stored pose prior + joint
    limits + a shape prior. Adam updates each element alone, so people never influence each
    other (batch == one by one); L-BFGS couples them through its line search and converged worse
    here (docs/initial_body.md), so it is only an option.
-5. ``choose``: BlazePose's reading by default, the turned one as ``alternative``; with
-   ``hypothesis_choice: score`` the one with the lower final objective, optionally with the
-   silhouette overlap with BlazePose's mask (``silhouette_iou``). Each person's info carries the
-   evidence for a later decision (objectives, IoU, face-landmark visibility, facing direction).
+5. ``choose``: BlazePose's reading, the turned one as ``alternative``; with
+   ``hypothesis_choice: score`` the turned one when its final objective is lower by a margin
+   (optionally with the silhouette overlap with BlazePose's mask, ``silhouette_iou``). Each
+   person's info carries the evidence for a later decision (objectives, IoU, face-landmark
+   visibility, facing direction).
 
 Input is duck-typed (``LandmarkObservation``) so this runtime unit does not import keypoints/.
 """
@@ -52,6 +55,15 @@ from nbf_ros.types import NUM_BETAS, BodyParams, CameraIntrinsics
 TORSO = ("left_hip", "right_hip", "left_shoulder", "right_shoulder")
 HIPS = ("left_hip", "right_hip")
 FACE = ("nose", "left_eye", "right_eye", "mouth_left", "mouth_right")
+# Limb bones aimed at the world landmarks before the optimisation (``_aim_limbs``): per stage,
+# (SMPL joint whose rotation moves the bone, (start landmark, end landmark)); a stage's joints
+# are independent of each other, the second stage's parents are the first stage's.
+LIMB_STAGES: tuple[tuple[tuple[int, tuple[str, str]], ...], ...] = (
+    ((1, ("left_hip", "left_knee")), (2, ("right_hip", "right_knee")),
+     (16, ("left_shoulder", "left_elbow")), (17, ("right_shoulder", "right_elbow"))),
+    ((4, ("left_knee", "left_ankle")), (5, ("right_knee", "right_ankle")),
+     (18, ("left_elbow", "left_wrist")), (19, ("right_elbow", "right_wrist"))),
+)
 MASK_GRID = 64  # silhouettes are compared on a 64 x 64 grid over BlazePose's crop
 MIN_DEPTH_M = 0.3
 
@@ -81,12 +93,14 @@ class LandmarkFitConfig:
     # translation (x/z, y/z and log z: fractions of the depth, so near and far people move alike
     # on screen; a step of 0.08 x depth would jump 0.35 m at 4.4 m and lose the 2D term).
     optimizer: Literal["adam", "lbfgs"] = "adam"
-    iterations: int = 40
+    iterations: int = 30
     lr: float = 0.04
     shape_lr: float = 0.04
     transl_lr: float = 0.005
     # The step decays linearly to lr x lr_end over the iterations (large first moves, then settle).
     lr_end: float = 0.1
+    # Aim hips, shoulders, knees and elbows at the world landmarks before iterating.
+    limb_init: bool = True
     # 2D term: Geman-McClure on the reprojection error in units of the person's 2D size.
     weight_2d: float = 1.0
     sigma_2d: float = 0.04
@@ -114,13 +128,15 @@ class LandmarkFitConfig:
     turned_hypothesis: bool = True
     # Which reading becomes ``params``: "blazepose" keeps BlazePose's own; "score" takes the one
     # with the lower score = objective_weight x final objective - mask_weight x silhouette IoU
-    # with BlazePose's mask (+ turn_margin for the turned one). On the validation people neither
-    # the objective nor the mask told the readings apart better than chance (docs/initial_body.md),
-    # so the decision is left to image evidence later in the pipeline (the NBF fit's hypotheses).
+    # with BlazePose's mask, + turn_margin for the turned one (it must explain the landmarks
+    # clearly better). "score" with margin 0.02 replaced 2-3 readings per 100 people and gained
+    # 3-4 mm with these defaults on validation and test, but lost 4-6 mm with 60 iterations or
+    # no depth gain: evidence too weak to be the default (docs/initial_body.md). The turned
+    # reading stays available as ``alternative`` for image evidence later in the pipeline.
     hypothesis_choice: Literal["blazepose", "score"] = "blazepose"
     objective_weight: float = 1.0
     mask_weight: float = 0.0
-    turn_margin: float = 0.01
+    turn_margin: float = 0.02
 
 
 @dataclass
@@ -229,6 +245,22 @@ def ray_translation(points: torch.Tensor, uv: torch.Tensor, intrinsics: torch.Te
     a, b = a * sw[..., None], b * sw
     normal = a.transpose(1, 2) @ a + 1e-9 * torch.eye(3, dtype=a.dtype)
     return torch.linalg.solve(normal, (a.transpose(1, 2) @ b[..., None]))[..., 0]
+
+
+def rotation_between(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """B x 3 x 3 smallest rotations taking the directions of B x 3 ``source`` onto ``target``
+    (identity where either is zero; an arbitrary half turn for opposite directions)."""
+    u = source / source.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+    v = target / target.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+    axis = torch.cross(u, v, dim=-1)
+    sin, cos = axis.norm(dim=-1, keepdim=True), (u * v).sum(-1, keepdim=True)
+    angle = torch.atan2(sin, cos)
+    fallback = torch.cross(u, torch.tensor([1.0, 0.0, 0.0], dtype=u.dtype).expand_as(u), dim=-1)
+    fallback = torch.where(fallback.norm(dim=-1, keepdim=True) > 1e-3, fallback,
+                           torch.cross(u, torch.tensor([0.0, 1.0, 0.0], dtype=u.dtype).expand_as(u), dim=-1))
+    direction = torch.where(sin > 1e-6, axis, fallback)
+    direction = direction / direction.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return axis_angle_to_matrix(direction * angle)
 
 
 def _ancestor_jumps(parents: list[int]) -> list[torch.Tensor]:
@@ -431,6 +463,8 @@ class LandmarkBodyFitter:
             rot = kabsch(rest_rel[:, self.torso], obs.world[:, self.torso], torso_w)
             orient = matrix_to_axis_angle(rot)
             posed = zero.replace(global_orient=orient)
+            if self.config.limb_init:
+                posed = self._aim_limbs(posed, obs)
             model = self.landmarks(posed)  # rotated about the pelvis, no translation
             hip_model = model[:, self.hips].mean(1)
             # Where the hip centre goes: the world landmarks (metric, full pose) on the rays.
@@ -439,6 +473,28 @@ class LandmarkBodyFitter:
             fallback = self._depth_from_scale(obs)
             hip_at = torch.where(depth_ok, hip_at, fallback)
         return posed.replace(transl=hip_at - hip_model)
+
+    def _aim_limbs(self, params: BodyParams, obs: Observations) -> BodyParams:
+        """Turn hips and shoulders, then knees and elbows, so that each limb bone points along
+        its world landmarks (smallest rotation, twist kept): a start near the observed limbs lets
+        a short optimisation converge. Bones whose two landmarks are not confident keep the
+        prior's mean pose."""
+        batch = params.batch_size
+        pose = params.body_pose.reshape(batch, -1, 3).clone()
+        confident = obs.weight >= self.config.min_confidence
+        for bones in LIMB_STAGES:
+            current = params.replace(body_pose=pose.reshape(batch, -1))
+            points = self.landmarks(current)
+            rest_joints = self.j_template + torch.einsum("jcb,nb->njc", self.j_shapedirs, current.betas)
+            full = torch.cat([current.global_orient[:, None], pose], 1)
+            rot, _ = self._chain(axis_angle_to_matrix(full), rest_joints)
+            for joint, (start, end) in bones:
+                a, b = self.regressor.index_of(start), self.regressor.index_of(end)
+                swing = rotation_between(points[:, b] - points[:, a], obs.world[:, b] - obs.world[:, a])
+                local = rot[:, self.parents[joint]].transpose(1, 2) @ swing @ rot[:, joint]
+                use = (confident[:, a] & confident[:, b])[:, None]
+                pose[:, joint - 1] = torch.where(use, matrix_to_axis_angle(local), pose[:, joint - 1])
+        return params.replace(body_pose=pose.reshape(batch, -1))
 
     def _depth_from_scale(self, obs: Observations) -> torch.Tensor:
         """B x 3 hip-centre position from the 2D size alone (a 1.7 m person), for degenerate rays."""
