@@ -54,6 +54,7 @@ from nbf_ros.config import BlazePoseConfig, SyntheticConfig, apply_overrides, lo
 from nbf_ros.data.crops import render_crop  # noqa: E402
 from nbf_ros.data.scene import body_labels  # noqa: E402
 from nbf_ros.evaluation.metrics import procrustes_aligned, root_aligned_error  # noqa: E402
+from nbf_ros.fitting.fitter import Fitter  # noqa: E402
 from nbf_ros.fitting.from_landmarks import LandmarkBodyFitter, LandmarkFitConfig  # noqa: E402
 from nbf_ros.geometry.camera import project  # noqa: E402
 from nbf_ros.geometry.rotations import axis_angle_to_matrix  # noqa: E402
@@ -81,6 +82,7 @@ class Person:
     landmarks: object  # PoseLandmarks or None (not found)
     canvas_camera: CameraIntrinsics
     regression: BodyParams
+    net: object  # NetArrays of the crop (features for the feature-likelihood choice)
     blazepose_ms: float
     network_ms: float
 
@@ -113,7 +115,7 @@ def clean_people(count: int, seed_base: int, config, body: BodyModel, backend,
         net = backend.run(s.image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
         init = initial_body(net, [cam], size)
         net_ms = (time.perf_counter() - start) * 1e3
-        people.append(Person(i, s.image, cam, truth, s.joints3d, found, ccam, init, bp_ms, net_ms))
+        people.append(Person(i, s.image, cam, truth, s.joints3d, found, ccam, init, net, bp_ms, net_ms))
     return people
 
 
@@ -160,6 +162,18 @@ def body_row(name: str, params: BodyParams, people: list[Person], body: BodyMode
             "turned_pct": float((angle > 90).mean() * 100), "turned_pct_found": float((angle[found] > 90).mean() * 100),
             "ms_per_person": float(np.median(ms)) if len(ms) else float("nan"), **(extra or {}),
             "per_person_mpjpe": mpjpe.round(1).tolist()}
+
+
+def feature_choice(nbf: Fitter, person: Person, first: BodyParams, turned: BodyParams) -> BodyParams:
+    """The reading whose rendered Neural Body Volume agrees better with the network's features of
+    the crop (the fit's feature loss at the start, no iterations): the image evidence the NBF fit
+    itself would use."""
+    if person.landmarks is None:
+        return first
+    obs = nbf.observe(person.net.features[0], person.net.heatmaps[0], person.camera)
+    with torch.no_grad():
+        losses = [float(nbf.evaluate(b, obs, 0.0).feature[0]) for b in (first, turned)]
+    return first if losses[0] <= losses[1] else turned
 
 
 def frame_timing(fitter: LandmarkBodyFitter, people: list[Person], sizes: tuple[int, ...] = (1, 4),
@@ -209,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     config = with_weights_config(load_config(args.config))
     body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
-    backend, _ = load_backend(config)
+    backend, bank = load_backend(config)
     people = clean_people(args.people, args.seed_base, config, body, backend, args.context)
     found = np.array([p.landmarks is not None for p in people])
     truth = np.stack([p.joints for p in people])
@@ -260,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
             oracle = body_row(label + " (oracle choice)", BodyParams.cat(pick), people, body, found, np.array(ms))
             rows += [one, oracle]
             LOG.info("%s: oracle mean %.1f", label, float(np.mean(best)))
+            if not name:
+                nbf = Fitter.from_config(config, body, bank)
+                picked = [feature_choice(nbf, p, f, t) for p, f, t in zip(people, first, alt)]
+                rows.append(body_row(label + " (choice by NBV feature likelihood)", BodyParams.cat(picked),
+                                     people, body, found, np.array(ms)))
     rows.append(body_row("regression", regression, people, body, found,
                          np.array([p.network_ms for p in people])))
     timing = frame_timing(LandmarkBodyFitter.from_config(body, LandmarkFitConfig()), people)
