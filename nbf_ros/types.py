@@ -130,6 +130,10 @@ class FitInfo:
     loss_init: float = float("nan")
     loss: float = float("nan")
     ms: float = 0.0
+    # Where the fit's start came from: "landmarks" (our body fitted to BlazePose's landmarks),
+    # "landmarks (turned reading)", or "network" with the reason the landmarks were not used.
+    # Python API and logs only: the JSON's "fit" object keeps the documented four keys.
+    start: str = "network"
 
 
 @dataclass

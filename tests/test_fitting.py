@@ -173,7 +173,8 @@ def test_turn_hypotheses_recover_a_side_on_start(setup):
     gt = truth()
     side_on = turned_about_vertical(gt, -np.pi / 2, body)
     obs = observed(setup, gt)
-    without = make_fitter(setup, max_iters=10, keypoint_weight=0.0, flip_hypothesis=False)
+    without = make_fitter(setup, max_iters=10, keypoint_weight=0.0, flip_hypothesis=False,
+                          turn_hypotheses=1)
     with_turns = make_fitter(setup, max_iters=10, keypoint_weight=0.0, flip_hypothesis=False,
                              turn_hypotheses=4)
     stuck = mpjpe(body, without.fit(obs, 0, crop_camera(), side_on).params, gt)
@@ -214,3 +215,18 @@ def test_hypothesis_score_keypoints_follows_the_external_keypoints(setup):
         picked[score] = fitter.fit(obs, 0, cam, gt, keypoints=keypoints).params
     assert mpjpe(body, picked["objective"], gt) < 1e-4
     assert mpjpe(body, picked["keypoints"], twin) < 1e-4
+
+
+def test_alternative_starts_compete_with_the_init(setup):
+    """A caller's alternative start (e.g. the turned reading of BlazePose's landmarks) is scored
+    like the built-in hypotheses: the features pick it when it is the truth, and it is ignored
+    without iterating (``iterate=False`` evaluates ``init`` only)."""
+    body = setup[1]
+    gt = truth()
+    wrong = turned_about_vertical(gt, np.pi, body)
+    obs = observed(setup, gt)
+    fitter = make_fitter(setup, max_iters=0, flip_hypothesis=False, turn_hypotheses=1, keypoint_weight=0.0)
+    assert mpjpe(body, fitter.fit(obs, 0, crop_camera(), wrong).params, wrong) < 1e-4
+    assert mpjpe(body, fitter.fit(obs, 0, crop_camera(), wrong, alternatives=[gt]).params, gt) < 1e-4
+    kept = fitter.fit(obs, 0, crop_camera(), wrong, alternatives=[gt], iterate=False).params
+    assert mpjpe(body, kept, wrong) < 1e-4

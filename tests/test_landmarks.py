@@ -11,6 +11,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from nbf_ros.config import BlazePoseConfig, ConfigError, SyntheticConfig, from_dict, resolve_path
 from nbf_ros.engines import EngineError
@@ -335,11 +336,43 @@ def test_pipeline_fits_with_blazepose_keypoints(untrained_config, scenes):
     width = scene.image.shape[1]
     boxes = np.array([scene.people[0].bbox, [width + 10.0, 0.0, width + 90.0, 160.0]])  # 2nd: outside
     crops = pipeline.crop_people(scene.image, scene.camera, boxes)
-    found = pipeline.external_keypoints(scene.image, crops, scene.camera)
+    found = pipeline.external_keypoints(pipeline.landmarks(scene.image, boxes, scene.camera), crops)
     assert found[1] is None
     expected = crop_keypoints(pipeline.landmarker.keypoints(scene.image, boxes[:1], scene.camera)[0],
                               crops.crop_boxes[0], cfg.net.crop_size)
     for got, want in zip(found[0], expected):
         np.testing.assert_allclose(got.numpy(), want.numpy())
     result = pipeline.process(scene.image, scene.camera, boxes=boxes[:1], fit=True)
-    assert len(result.people) == 1 and "keypoints" in result.timings_ms
+    assert len(result.people) == 1 and "landmarks" in result.timings_ms
+
+
+def test_pipeline_starts_from_the_body_fitted_to_blazepose_landmarks(untrained_config, scenes):
+    """fit.init_source 'landmarks': a person BlazePose finds starts from our body fitted to its
+    landmarks (exactly what LandmarkBodyFitter gives for that person alone), with the turned
+    reading as an extra start; a box without a person keeps the regression head's body, and
+    every person's output says where its start came from."""
+    from nbf_ros.fitting.from_landmarks import LandmarkBodyFitter
+    from nbf_ros.inference.pipeline import Pipeline, initial_body
+
+    cfg = untrained_config[0]
+    cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, keypoint_source="blazepose",
+                                                           init_source="landmarks"))
+    pipeline = Pipeline.from_config(cfg)
+    assert isinstance(pipeline.body_from_landmarks, LandmarkBodyFitter)
+    scene = scenes[1]
+    width = scene.image.shape[1]
+    boxes = np.array([[width + 10.0, 0.0, width + 90.0, 160.0], scene.people[0].bbox])  # 1st: outside
+    crops = pipeline.crop_people(scene.image, scene.camera, boxes)
+    regression = initial_body(pipeline.backend.run(crops.pixels), crops.cameras, cfg.net.crop_size)
+    landmarks = pipeline.landmarks(scene.image, boxes, scene.camera)
+    start, alternatives, sources = pipeline.start_bodies(regression, landmarks, scene.camera)
+    alone = pipeline.body_from_landmarks.fit([landmarks[1]], [scene.camera])
+    assert alone.ok[0] and sources == ["network (BlazePose found nobody in the box)", "landmarks"]
+    for got, want, kept in zip(start.as_tuple(), alone.params.as_tuple(), regression.as_tuple()):
+        torch.testing.assert_close(got[1:], want, atol=1e-5, rtol=0)  # batching is exact up to rounding
+        torch.testing.assert_close(got[:1], kept[:1], atol=0, rtol=0)
+    assert alternatives[0] == [] and len(alternatives[1]) == 1
+    torch.testing.assert_close(alternatives[1][0].global_orient, alone.alternative.global_orient, atol=1e-5, rtol=0)
+    result = pipeline.process(scene.image, scene.camera, boxes=boxes[1:], fit=False)
+    assert [p.fit.start for p in result.people] == ["landmarks"]
+    assert set(result.people[0].to_json()["fit"]) == {"iterations", "loss_init", "loss", "ms"}  # interfaces.md

@@ -72,6 +72,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         results.append((path, image.shape[1], image.shape[0], result))
         LOG.info("%s: %d people (%s)", path, len(result.people),
                  ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items()))
+        for person in result.people:
+            if not person.fit.start.startswith("landmarks"):
+                LOG.info("%s: person %d started from the %s", path, person.id, person.fit.start)
         if args.overlay:
             from nbf_ros.inference.overlay import save_overlay
 

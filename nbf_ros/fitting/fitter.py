@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -203,13 +203,16 @@ class Fitter:
     # -- the fit -------------------------------------------------------------------------------
     def fit(self, net, index: int, camera: CameraIntrinsics, init: BodyParams,
             warm_start: Optional[Person] = None, iterate: bool = True,
-            keypoints: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> FitResult:
+            keypoints: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+            alternatives: Sequence[BodyParams] = ()) -> FitResult:
         """Fit person ``index`` of a network batch (``NetArrays``), starting from ``init`` (1).
 
-        Hypotheses: the regressor's body, its flipped twin and the track's previous body (warm
-        start); the one with the lowest objective is optimised. ``keypoints`` (1 x 24 x 2 crop
-        pixels, 1 x 24 confidence) replace the network's heatmap keypoints when given. With ``iterate=False`` only the
-        regressor's body is evaluated (regression-only output with fit-based visibility).
+        Hypotheses: ``init``, the caller's ``alternatives`` (e.g. the front/back-turned reading
+        of BlazePose's landmarks, which only image evidence can rule out), ``init``'s flipped
+        twin and turns, and the track's previous body (warm start); the one with the lowest
+        score is optimised. ``keypoints`` (1 x 24 x 2 crop pixels, 1 x 24 confidence) replace
+        the network's heatmap keypoints when given. With ``iterate=False`` only ``init`` is
+        evaluated (the start's output with fit-based visibility).
         """
         start = time.perf_counter()
         obs = self.observe(net.features[index], net.heatmaps[index], camera)
@@ -218,6 +221,7 @@ class Fitter:
         kp_weight = self.cfg.keypoint_weight
         candidates = [init]
         if iterate:
+            candidates.extend(alternatives)
             if self.cfg.flip_hypothesis:
                 candidates.append(flipped_twin(init, self.body))
             candidates.extend(turn_hypotheses(init, self.cfg.turn_hypotheses, self.body))

@@ -23,6 +23,7 @@ from nbf_ros.types import BodyParams, CameraIntrinsics, FrameResult, Person
 
 if TYPE_CHECKING:
     from nbf_ros.body.model import BodyOutput
+    from nbf_ros.keypoints.landmarks import PoseLandmarks
 
 LOG = logging.getLogger(__name__)
 
@@ -105,14 +106,17 @@ class Pipeline:
     """
 
     def __init__(self, config: NbfConfig, backend: NetworkBackend, detector, body, fitter,
-                 landmarker=None) -> None:
+                 landmarker=None, body_from_landmarks=None) -> None:
         self.config = config
         self.backend = backend
         self.detector = detector
         self.body = body
         self.fitter = fitter
-        # BlazePose landmarks on every box (fit.keypoint_source 'blazepose'), else None.
+        # BlazePose landmarks on every box (fit.keypoint_source 'blazepose' or fit.init_source
+        # 'landmarks'), else None.
         self.landmarker = landmarker
+        # Our body fitted to those landmarks as the fit's start (fit.init_source 'landmarks').
+        self.body_from_landmarks = body_from_landmarks
         self.backend_name = backend.name
 
     @classmethod
@@ -131,16 +135,21 @@ class Pipeline:
         config = with_weights_config(config)
         detector = make_detector(config.detector)
         landmarker = None
-        if config.fit.keypoint_source == "blazepose":
+        if config.fit.keypoint_source == "blazepose" or config.fit.init_source == "landmarks":
             from nbf_ros.keypoints.landmarks import BlazePoseLandmarker
 
             landmarker = BlazePoseLandmarker(config.blazepose)
         if config.inference.num_threads > 0:
             torch.set_num_threads(config.inference.num_threads)
         body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
+        body_from_landmarks = None
+        if config.fit.init_source == "landmarks":
+            from nbf_ros.fitting.from_landmarks import LandmarkBodyFitter
+
+            body_from_landmarks = LandmarkBodyFitter.from_config(body, config.landmark_fit)
         backend, bank = load_backend(config)  # one read of the weights file for both
         fitter = Fitter.from_config(config, body, bank)
-        return cls(config, backend, detector, body, fitter, landmarker)
+        return cls(config, backend, detector, body, fitter, landmarker, body_from_landmarks)
 
     def model_info(self) -> dict[str, str]:
         return {"body_model": str(self.config.body.model_path),
@@ -156,20 +165,61 @@ class Pipeline:
         cameras = [box.crop_intrinsics(camera, size) for box in crop_boxes]
         return CropBatch(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), crop_boxes, pixels, cameras)
 
-    def external_keypoints(self, image_rgb: np.ndarray, crops: CropBatch,
-                           camera: Optional[CameraIntrinsics] = None) -> list:
-        """Per person (1 x 24 x 2 crop pixels, 1 x 24 confidence) from BlazePose run in-process
-        on every box, one batch (``fit.keypoint_source`` 'blazepose', keypoints/landmarks.py), or
-        None (the fitter then uses the network's heatmaps: source 'network', or no person found
-        in that box)."""
+    def landmarks(self, image_rgb: np.ndarray, boxes: np.ndarray,
+                  camera: CameraIntrinsics) -> list[Optional["PoseLandmarks"]]:
+        """BlazePose on every box, one batch (keypoints/landmarks.py); None per box where it
+        found nobody, and all None when BlazePose is not configured."""
         if self.landmarker is None:
-            return [None] * len(crops.boxes)
-        from nbf_ros.keypoints.blazepose import crop_keypoints
+            return [None] * len(boxes)
+        return self.landmarker.estimate(image_rgb, boxes, camera)
 
-        found = self.landmarker.keypoints(image_rgb, crops.boxes, camera)
+    def external_keypoints(self, landmarks: list, crops: CropBatch) -> list:
+        """Per person (1 x 24 x 2 crop pixels, 1 x 24 confidence) from BlazePose's landmarks
+        (``fit.keypoint_source`` 'blazepose'), or None (the fitter then uses the network's
+        heatmaps: source 'network', or no person found in that box)."""
+        if self.config.fit.keypoint_source != "blazepose":
+            return [None] * len(crops.boxes)
+        from nbf_ros.keypoints.blazepose import crop_keypoints, to_smpl
+
         size = self.config.net.crop_size
-        return [None if kp is None else crop_keypoints(kp, box, size)
-                for kp, box in zip(found, crops.crop_boxes)]
+        return [None if p is None else crop_keypoints(to_smpl(p.to_result(), p.box), box, size)
+                for p, box in zip(landmarks, crops.crop_boxes)]
+
+    def start_bodies(self, regression: BodyParams, landmarks: list, camera: CameraIntrinsics
+                     ) -> tuple[BodyParams, list[list[BodyParams]], list[str]]:
+        """The fit's start per person: (bodies (N), extra start hypotheses per person, where
+        each start came from).
+
+        With ``fit.init_source`` 'landmarks', people BlazePose found get our body fitted to its
+        landmarks (one batched call for the frame), and the front/back-turned reading as an
+        extra hypothesis for the NBF objective to rule on; the others, and people with too few
+        confident landmarks, keep the regression head's body and say why.
+        """
+        count = regression.batch_size
+        sources = ["network"] * count
+        alternatives: list[list[BodyParams]] = [[] for _ in range(count)]
+        found = [i for i, p in enumerate(landmarks) if p is not None]
+        if self.body_from_landmarks is None or not found:
+            if self.body_from_landmarks is not None:
+                sources = ["network (BlazePose found nobody in the box)"] * count
+            return regression, alternatives, sources
+        if len(found) < count:
+            for i in set(range(count)) - set(found):
+                sources[i] = "network (BlazePose found nobody in the box)"
+        result = self.body_from_landmarks.fit([landmarks[i] for i in found], [camera] * len(found))
+        index = torch.as_tensor(found)
+        chosen = result.with_fallback(BodyParams(*(t[index] for t in regression.as_tuple())))
+        merged = [t.clone() for t in regression.as_tuple()]
+        for full, part in zip(merged, chosen.as_tuple()):
+            full[index] = part.to(full)
+        for row, (i, info) in enumerate(zip(found, result.info)):
+            if info.ok:
+                sources[i] = "landmarks" if info.hypothesis == 0 else "landmarks (turned reading)"
+                if self.config.landmark_fit.turned_hypothesis:
+                    alternatives[i] = [result.alternative.index(row)]
+            else:
+                sources[i] = f"network ({info.reason})"
+        return BodyParams(*merged), alternatives, sources
 
     def people_from_params(self, params: BodyParams, boxes: np.ndarray, camera: CameraIntrinsics,
                            ids: list[int], fits: list) -> list[Person]:
@@ -235,16 +285,21 @@ class Pipeline:
             crops = self.crop_people(image_rgb, camera, boxes)
         with stage("network"):
             net = self.backend.run(crops.pixels)
+        with stage("landmarks"):
+            landmarks = self.landmarks(image_rgb, boxes, camera)
         with stage("init"):
-            init = initial_body(net, crops.cameras, self.config.net.crop_size)
+            regression = initial_body(net, crops.cameras, self.config.net.crop_size)
+            init, alternatives, sources = self.start_bodies(regression, landmarks, camera)
         ids, previous = list(range(len(boxes))), [None] * len(boxes)
         if tracker is not None:
             ids, previous = tracker.assign(boxes, init.transl.numpy(), stamp_s)
-        with stage("keypoints"):
-            keypoints = self.external_keypoints(image_rgb, crops, camera)
+        keypoints = self.external_keypoints(landmarks, crops)
         with stage("fit"):
             fits = [self.fitter.fit(net, i, crops.cameras[i], init.index(i), warm_start=previous[i],
-                                    iterate=fit, keypoints=keypoints[i]) for i in range(len(boxes))]
+                                    iterate=fit, keypoints=keypoints[i], alternatives=alternatives[i])
+                    for i in range(len(boxes))]
+            for result, source in zip(fits, sources):
+                result.info.start = source
             params = BodyParams.cat([f.params for f in fits])
         with stage("people"):
             people = self.people_from_params(params, boxes, camera, ids, fits)
