@@ -44,6 +44,7 @@ from nbf_ros.evaluation.occlusion import joints_under_patch, paste_patch, patch_
 from nbf_ros.fitting.fitter import Fitter  # noqa: E402
 from nbf_ros.geometry.camera import project_points  # noqa: E402
 from nbf_ros.inference.backends import load_backend  # noqa: E402
+from nbf_ros.fitting.from_landmarks import LandmarkBodyFitter  # noqa: E402
 from nbf_ros.inference.pipeline import initial_body, with_weights_config  # noqa: E402
 from nbf_ros.types import BodyParams, CameraIntrinsics  # noqa: E402
 
@@ -269,9 +270,10 @@ class KeypointSource:
             self.misses += 1
         return found
 
-    def __call__(self, case: Case) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(1 x 24 x 2 crop pixels, 1 x 24 confidence) for the fitter, or None (heatmaps)."""
-        found = self.landmarks(case)
+    def __call__(self, case: Case, found=None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(1 x 24 x 2 crop pixels, 1 x 24 confidence) for the fitter, or None (heatmaps).
+        ``found``: the case's landmarks when already estimated (``landmarks``)."""
+        found = self.landmarks(case) if found is None else found
         if found is None:
             return None
         from nbf_ros.keypoints.blazepose import to_smpl
@@ -281,9 +283,11 @@ class KeypointSource:
 
 
 def evaluate_case(case: Case, fitter: Fitter | None, net, init: BodyParams, body: BodyModel,
-                  iterate: bool, keypoints: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+                  iterate: bool, keypoints: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  alternatives: list[BodyParams] = ()) -> dict:
     start = time.perf_counter()
-    result = fitter.fit(net, 0, case.camera, init, iterate=iterate, keypoints=keypoints)
+    result = fitter.fit(net, 0, case.camera, init, iterate=iterate, keypoints=keypoints,
+                        alternatives=alternatives)
     ms = (time.perf_counter() - start) * 1e3
     with torch.no_grad():
         pred_out, true_out = body(result.params), body(case.params)
@@ -306,6 +310,42 @@ def evaluate_case(case: Case, fitter: Fitter | None, net, init: BodyParams, body
         "vis_pred": result.joint_visibility >= 0.5, "vis_true": vis,
         "external_keypoints": keypoints is not None,
     }
+
+
+def evaluate_world_landmarks(case: Case, found) -> dict:
+    """BlazePose's own 3D answer, as a MediaPipe user gets it: its world landmarks (rotated onto
+    the crop-centre ray by ``keypoints/landmarks.py``) mapped to our 24 joints
+    (``keypoints.blazepose.map_points``), root-relative. No body, no position: MPJPE and
+    PA-MPJPE only; a person BlazePose misses counts as missing (nan, left out of the means)."""
+    from nbf_ros.keypoints.blazepose import map_points
+
+    nan = float("nan")
+    item = {"mpjpe": nan, "mpjpe_vis": nan, "pa_mpjpe": nan, "pa_mpjpe_vis": nan, "pve": nan,
+            "pckh": nan, "iters": 0, "ms": 0.0, "confidence": nan, "agreement": nan,
+            "vis_pred": None, "vis_true": case.visible, "external_keypoints": found is not None}
+    if found is None:
+        return item
+    pred = map_points(found.world)
+    truth = case.joints3d
+    per_joint = root_aligned_error(pred, truth) * 1e3
+    pa = np.linalg.norm(procrustes_aligned(pred, truth) - truth, axis=-1) * 1e3
+    vis = case.visible
+    item.update(mpjpe=per_joint.mean(), mpjpe_vis=per_joint[vis].mean() if vis.any() else nan,
+                pa_mpjpe=pa.mean(), pa_mpjpe_vis=pa[vis].mean() if vis.any() else nan)
+    return item
+
+
+def landmark_start(fitter, case: Case, found, regression: BodyParams) -> tuple[BodyParams, list[BodyParams], bool]:
+    """(start, extra start hypotheses, from landmarks?) as ``Pipeline.start_bodies`` makes them
+    for one person: our body fitted to BlazePose's landmarks and its turned reading, or the
+    regression head's body where BlazePose found nobody or too few confident landmarks."""
+    if fitter is None or found is None:
+        return regression, [], False
+    result = fitter.fit([found], [case.camera])
+    if not result.ok[0]:
+        return regression, [], False
+    alternatives = [result.alternative] if fitter.config.turned_hypothesis else []
+    return result.params, alternatives, True
 
 
 def summarise(rows: dict[tuple[str, str], list[dict]]) -> list[dict]:
@@ -431,26 +471,45 @@ def main(argv: list[str] | None = None) -> int:
         LOG.info("test set ready (%d crops, %.0f s); --build-only: no fitting", len(cases), build_s)
         return 0
     fitters = {name: Fitter.from_config(cfg, body, bank) for name, cfg in method_configs(config).items()}
-    source = KeypointSource(config.fit.keypoint_source, config)
-    reg_ms = []
+    from_landmarks = config.fit.init_source == "landmarks"
+    source = KeypointSource("blazepose" if from_landmarks else config.fit.keypoint_source, config)
+    use_keypoints = config.fit.keypoint_source == "blazepose"
+    body_fitter = LandmarkBodyFitter.from_config(body, config.landmark_fit) if from_landmarks else None
+    reg_ms, start_ms, landmark_starts = [], [], 0
     items: list[dict] = []
     for case in tqdm(cases, desc="fitting", file=sys.stderr):
         start = time.perf_counter()
         pixels = case.image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         net = backend.run(pixels)
-        init = initial_body(net, [case.camera], config.net.crop_size)
+        regression = initial_body(net, [case.camera], config.net.crop_size)
         reg_ms.append((time.perf_counter() - start) * 1e3)
-        keypoints = source(case)
+        found = source.landmarks(case)
+        keypoints = source(case, found) if use_keypoints else None
+        start = time.perf_counter()
+        init, alternatives, used = landmark_start(body_fitter, case, found, regression)
+        start_ms.append((time.perf_counter() - start) * 1e3)
+        landmark_starts += used
         methods = MAIN_METHODS + (ABLATIONS if case.index < args.ablation_people else ())
         for name in methods:
-            item = evaluate_case(case, fitters[name], net, init, body, iterate=name != "regression",
-                                 keypoints=keypoints)
+            if name == "regression":  # the regression head's body, whatever the start
+                item = evaluate_case(case, fitters[name], net, regression, body, iterate=False,
+                                     keypoints=keypoints)
+            else:
+                item = evaluate_case(case, fitters[name], net, init, body, iterate=True,
+                                     keypoints=keypoints, alternatives=alternatives)
             items.append({"condition": case.condition, "method": name, "person": case.index, **item})
+        if from_landmarks:
+            item = evaluate_case(case, fitters["nbf"], net, init, body, iterate=False, keypoints=keypoints)
+            items.append({"condition": case.condition, "method": "landmark-start", "person": case.index, **item})
+            items.append({"condition": case.condition, "method": "blazepose-world", "person": case.index,
+                          **evaluate_world_landmarks(case, found)})
     summary = summarise_items(items, {
         "keypoints": config.fit.keypoint_source, "keypoint_misses": source.misses,
         "config_file": args.config or "", "run_tag": Path(args.json_out).stem.rsplit("_", 1)[0]
         if args.shard != "0/1" else Path(args.json_out).stem,
         "regression_ms_per_crop": float(np.mean(reg_ms)), "regression_crops": len(reg_ms),
+        "init_source": config.fit.init_source, "landmark_starts": landmark_starts,
+        "landmark_start_ms": float(np.mean(start_ms)),
         "test_set_build_s": build_s, "people": args.people, "ablation_people": args.ablation_people,
         "shard": args.shard,
         "config": {"fit": dataclasses.asdict(config.fit), "nbv": dataclasses.asdict(config.nbv)}})
