@@ -32,13 +32,14 @@ initial_body.md), in named stages, batched over people x hypotheses:
    visibility, facing direction).
 
 Input is duck-typed (``LandmarkObservation``) so this runtime unit does not import keypoints/.
+Settings: ``config.LandmarkFitConfig`` (the pipeline's ``landmark_fit`` section), re-exported here.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Protocol, Sequence
+from typing import Optional, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ import torch
 from nbf_ros.body.landmark_regressor import LandmarkRegressor, load_landmark_regressor
 from nbf_ros.body.model import BodyModel, ShapedSubset
 from nbf_ros.body.pose_limits import joint_limit_violation
-from nbf_ros.config import resolve_path
+from nbf_ros.config import LandmarkFitConfig, resolve_path
 from nbf_ros.fitting.losses import GaussianPosePrior
 from nbf_ros.fitting.pose_prior import load_pose_prior
 from nbf_ros.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -81,62 +82,6 @@ class LandmarkObservation(Protocol):
     visibility: np.ndarray
     presence: np.ndarray
     world: np.ndarray
-
-
-@dataclass(frozen=True)
-class LandmarkFitConfig:
-    """Settings of the body-from-landmarks fit (chosen on validation seeds, docs/initial_body.md)."""
-
-    regressor_path: str = "models/nbf_landmark_regressor.npz"
-    pose_prior_path: str = "models/nbf_pose_prior.npz"
-    # Adam iterations and steps: rotations (radians), shape (units of the shape space) and
-    # translation (x/z, y/z and log z: fractions of the depth, so near and far people move alike
-    # on screen; a step of 0.08 x depth would jump 0.35 m at 4.4 m and lose the 2D term).
-    optimizer: Literal["adam", "lbfgs"] = "adam"
-    iterations: int = 30
-    lr: float = 0.04
-    shape_lr: float = 0.04
-    transl_lr: float = 0.005
-    # The step decays linearly to lr x lr_end over the iterations (large first moves, then settle).
-    lr_end: float = 0.1
-    # Aim hips, shoulders, knees and elbows at the world landmarks before iterating.
-    limb_init: bool = True
-    # 2D term: Geman-McClure on the reprojection error in units of the person's 2D size.
-    weight_2d: float = 1.0
-    sigma_2d: float = 0.04
-    # World-landmark term: Geman-McClure on hip-centred 3D differences (metres). BlazePose's
-    # world landmarks are off by ~0.12-0.15 m per landmark on our renders (depth most), hence
-    # the wide scale; it still decides each limb's depth sign, which 2D alone leaves open.
-    weight_3d: float = 1.0
-    sigma_3d: float = 0.3
-    # The world landmarks' offsets along the viewing ray (depth within the body) are multiplied
-    # by this before fitting: BlazePose's depth is its weakest output (on our train renders it
-    # correlates 0.64 with the truth; the least-squares gain truth ~ world is 0.70).
-    world_depth_gain: float = 0.7
-    # A landmark's weight is visibility x presence, floored here so occluded guesses count a little.
-    confidence_floor: float = 0.05
-    pose_prior_weight: float = 0.03
-    joint_limit_weight: float = 0.1
-    shape_weight: float = 0.01
-    fit_shape: bool = True
-    # Fewer landmarks with visibility x presence >= min_confidence than this (or a missing
-    # torso landmark) -> flagged, the caller falls back to the regression head.
-    min_confidence: float = 0.5
-    min_landmarks: int = 8
-    # Fit the front/back-turned reading too, as ``LandmarkFitResult.alternative`` (else only
-    # BlazePose's reading is fitted and the alternative repeats it).
-    turned_hypothesis: bool = True
-    # Which reading becomes ``params``: "blazepose" keeps BlazePose's own; "score" takes the one
-    # with the lower score = objective_weight x final objective - mask_weight x silhouette IoU
-    # with BlazePose's mask, + turn_margin for the turned one (it must explain the landmarks
-    # clearly better). "score" with margin 0.02 replaced 2-3 readings per 100 people and gained
-    # 3-4 mm with these defaults on validation and test, but lost 4-6 mm with 60 iterations or
-    # no depth gain: evidence too weak to be the default (docs/initial_body.md). The turned
-    # reading stays available as ``alternative`` for image evidence later in the pipeline.
-    hypothesis_choice: Literal["blazepose", "score"] = "blazepose"
-    objective_weight: float = 1.0
-    mask_weight: float = 0.0
-    turn_margin: float = 0.02
 
 
 @dataclass
