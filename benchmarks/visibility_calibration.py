@@ -51,14 +51,20 @@ RIDGE = 1e-3
 
 
 def collect(cases: list, fitter: Fitter, backend, body: BodyModel, crop_size: int,
-            source: bench.KeypointSource) -> dict[str, np.ndarray]:
-    """Per joint of every case: its cues (N x 3), the truth (N,), person and condition ids."""
+            source: bench.KeypointSource, body_fitter=None, use_keypoints: bool = True) -> dict[str, np.ndarray]:
+    """Per joint of every case: its cues (N x 3), the truth (N,), person and condition ids.
+
+    The fits start where the pipeline starts them (``occlusion_bench.landmark_start``: our body
+    fitted to BlazePose's landmarks when ``body_fitter`` is given, else the regression head)."""
     cues, truth, person, condition = [], [], [], []
     for case in tqdm(cases, desc="fitting", file=sys.stderr):
         pixels = case.image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         net = backend.run(pixels)
-        init = initial_body(net, [case.camera], crop_size)
-        result = fitter.fit(net, 0, case.camera, init, keypoints=source(case))
+        regression = initial_body(net, [case.camera], crop_size)
+        found = source.landmarks(case)
+        init, alternatives, _ = bench.landmark_start(body_fitter, case, found, regression)
+        keypoints = source(case, found) if use_keypoints else None
+        result = fitter.fit(net, 0, case.camera, init, keypoints=keypoints, alternatives=alternatives)
         cues.append(result.visibility_cues)
         truth.append(case.visible)
         person += [case.index] * len(case.visible)
@@ -211,8 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     args.shard = "0/1"
     with fit_tuning.validation_seeds(args.people):
         cases = bench.cached_cases(args, config, body, bench.Regressor(backend, body, config.net.crop_size))
-    source = bench.KeypointSource(config.fit.keypoint_source, config)
-    data = collect(cases, Fitter.from_config(config, body, bank), backend, body, config.net.crop_size, source)
+    from_landmarks = config.fit.init_source == "landmarks"
+    source = bench.KeypointSource("blazepose" if from_landmarks else config.fit.keypoint_source, config)
+    body_fitter = bench.LandmarkBodyFitter.from_config(body, config.landmark_fit) if from_landmarks else None
+    data = collect(cases, Fitter.from_config(config, body, bank), backend, body, config.net.crop_size, source,
+                   body_fitter, use_keypoints=config.fit.keypoint_source == "blazepose")
     current = tuple(config.fit.visibility_logit)
     results = held_out(data, current)
     logit = fit_logit(data["cues"], data["truth"])
