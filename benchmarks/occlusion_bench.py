@@ -270,10 +270,14 @@ class KeypointSource:
             self.misses += 1
         return found
 
-    def __call__(self, case: Case, found=None) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(1 x 24 x 2 crop pixels, 1 x 24 confidence) for the fitter, or None (heatmaps).
-        ``found``: the case's landmarks when already estimated (``landmarks``)."""
-        found = self.landmarks(case) if found is None else found
+    def __call__(self, case: Case) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(1 x 24 x 2 crop pixels, 1 x 24 confidence) for the fitter, or None (heatmaps)."""
+        return self.keypoints_from(self.landmarks(case))
+
+    @staticmethod
+    def keypoints_from(found) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The fitter's keypoints from a case's landmarks (``landmarks``), None where BlazePose
+        found nobody (the fitter then uses the heatmaps)."""
         if found is None:
             return None
         from nbf_ros.keypoints.blazepose import to_smpl
@@ -484,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         regression = initial_body(net, [case.camera], config.net.crop_size)
         reg_ms.append((time.perf_counter() - start) * 1e3)
         found = source.landmarks(case)
-        keypoints = source(case, found) if use_keypoints else None
+        keypoints = source.keypoints_from(found) if use_keypoints else None
         start = time.perf_counter()
         init, alternatives, used = landmark_start(body_fitter, case, found, regression)
         start_ms.append((time.perf_counter() - start) * 1e3)
@@ -676,7 +680,19 @@ def write_results(args, summary: dict, table_text: str) -> None:
     else:
         keypoint_text = "2D keypoints of the fits (keypoint-only and NBF alike): the network's heatmaps."
     fit = summary["config"]["fit"]
-    hypotheses = (f"Start hypotheses: the regressor's body"
+    if summary.get("init_source") == "landmarks":
+        start = (f"The fits start from our body fitted to BlazePose's landmarks "
+                 f"(`fit.init_source: landmarks`, docs/initial_body.md; "
+                 f"{summary.get('landmark_starts', 0)} of {summary['regression_crops']} crops, "
+                 f"{summary.get('landmark_start_ms', float('nan')):.1f} ms each; the regression head's "
+                 f"body where BlazePose found nobody or too few confident landmarks). Rows "
+                 f"`landmark-start`: that body, not iterated; `blazepose-world`: BlazePose's own world "
+                 f"landmarks mapped to our joints, root-relative, as a MediaPipe user gets them (people "
+                 f"it misses left out); `regression`: the regression head's body (the old start). "
+                 f"Start hypotheses: that body, its front/back-turned reading")
+    else:
+        start = "Start hypotheses: the regressor's body"
+    hypotheses = (start
                   + (", its flipped twin" if fit.get("flip_hypothesis") else "")
                   + (f", {fit['turn_hypotheses'] - 1} turns about the vertical axis"
                      if fit.get("turn_hypotheses", 1) > 1 else "") + ".")

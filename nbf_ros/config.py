@@ -162,21 +162,23 @@ class FitConfig:
     # the occlusion map explains away, and its 2D keypoint confidence. (bias, w_self, w_occ, w_kp),
     # fitted with the signs fixed (more self-visible or keypoint evidence never lowers it, more
     # occlusion never raises it) by benchmarks/visibility_calibration.py on 48 validation people
-    # for the shipped weights with BlazePose full keypoints (its confidence where it found the
-    # person, else the heatmaps): docs/visibility_mediapipe.md. That fit was made with the same
-    # landmark model run by the since removed MediaPipe package path (MediaPipe's own person
-    # region, confidence = visibility); not yet refitted for the in-process landmarker (detector
-    # boxes, confidence = visibility x presence). config/hog.yaml keeps the network keypoints' own
-    # (0.153, 0, 0, 3.558; docs/visibility.md). Refit after retraining or changing the source.
-    visibility_logit: tuple[float, float, float, float] = (0.837, 0.0, -0.282, 1.208)
+    # for the shipped weights, the fit started from the body fitted to BlazePose's landmarks, with
+    # BlazePose full's in-process keypoints (visibility x presence; the heatmaps where it found
+    # nobody): docs/visibility_landmarks.md. The cues are weak with the shipped weights (held-out
+    # AUC 0.61; Brier 0.167 vs 0.220 for "always visible"): the probabilities are calibrated, but
+    # at visible_threshold 0.5 every joint is called visible. config/hog.yaml keeps the network
+    # keypoints' own (0.153, 0, 0, 3.558; docs/visibility.md). Refit after retraining or changing
+    # the source.
+    visibility_logit: tuple[float, float, float, float] = (0.646, 0.248, 0.0, 1.027)
     # Confidence = P(MPJPE < 150 mm) as a logistic function of the feature agreement, fitted on
-    # the occlusion benchmark with the shipped weights and BlazePose full keypoints (docs/results.md,
-    # "Calibration": 1,200 fits, 13 % within 150 mm, Spearman 0.13 with -MPJPE: nearly flat with
-    # the shipped weights; made with the removed MediaPipe path as above). config/hog.yaml keeps
-    # the network keypoints' own (0.13, 22.295; docs/results_network_keypoints.md). Refit after
-    # retraining: the benchmark prints the new values.
-    confidence_scale: float = 1.37
-    confidence_offset: float = 2.166
+    # the occlusion benchmark with the shipped weights and the default front end (landmark start,
+    # BlazePose keypoints; docs/results.md, "Calibration": 400 fits of 100 test people x 4
+    # conditions, predicted 0.49 / 0.51 where 47 % / 53 % were within 150 mm: calibrated, but
+    # nearly flat, the shipped features' agreement says little about the error). config/hog.yaml
+    # keeps the network keypoints' own (0.13, 22.295; docs/results_network_keypoints.md). Refit
+    # after retraining: the benchmark prints the new values.
+    confidence_scale: float = 0.664
+    confidence_offset: float = 0.803
 
 
 @dataclass(frozen=True)
