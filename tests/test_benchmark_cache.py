@@ -1,7 +1,5 @@
 """The occlusion benchmark's test-set cache: exact round trip, and a rebuild (None) whenever the
 file was made for other settings or is not a readable cache."""
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,15 +7,13 @@ import torch
 
 from nbf_ros.types import BodyParams, CameraIntrinsics
 
+from script_loader import load_script
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "occlusion_bench.py"
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("occlusion_bench_under_test", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH, "occlusion_bench_under_test")
 
 
 def fake_cases(bench, count: int = 3):

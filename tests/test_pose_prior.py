@@ -1,7 +1,6 @@
 """The stored pose prior: equal to what its build tool computes, loaded by the fitter, and a
 one-line error naming the file and the rebuild command when it is missing or corrupt."""
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +14,13 @@ from nbf_ros.fitting.fitter import Fitter
 from nbf_ros.fitting.pose_prior import PosePriorError, load_pose_prior, save_pose_prior
 from nbf_ros.nets.bank import MemoryBank
 
+from script_loader import load_script
+
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "build_pose_prior.py"
 
 
 def build_tool():
-    spec = importlib.util.spec_from_file_location("build_pose_prior", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(TOOL, "build_pose_prior")
 
 
 def test_shipped_prior_equals_the_tool_result():

@@ -10,13 +10,13 @@ bounds (``BOUNDS`` of tools/build_pretrained_models.py). No TensorFlow, no netwo
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "models" / "pretrained.md"
@@ -26,15 +26,7 @@ SHIPPED = ("blazepose_lite", "blazepose_full", "nanodet_g")
 CI_IMAGES = ("astronaut", "synthetic")
 
 
-def _load_module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-BUILD = _load_module(ROOT / "tools" / "build_pretrained_models.py", "build_pretrained_models")
+BUILD = load_script(ROOT / "tools" / "build_pretrained_models.py", "build_pretrained_models")
 
 
 def _documented_sha256() -> dict[str, str]:
@@ -81,7 +73,7 @@ def _inputs(family: str, reference: dict) -> dict[str, np.ndarray]:
 
 
 def _astronaut_recipe(family: str):
-    recipes = _load_module(ROOT / "tools" / "pretrained" / "make_inputs.py", "make_inputs").ASTRONAUT_RECIPES
+    recipes = load_script(ROOT / "tools" / "pretrained" / "make_inputs.py", "make_inputs").ASTRONAUT_RECIPES
     return recipes[family]
 
 

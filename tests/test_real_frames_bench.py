@@ -1,23 +1,20 @@
 """benchmarks/real_frames_bench.py's scoring: MediaPipe's landmark box (clipped, none without a
 pose), the shared real-frame matching (messi5's crowd band is not a false person), and a clear
 error when the MediaPipe interpreter cannot run the reference script. No models, no opencv-doc."""
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from script_loader import load_script
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "real_frames_bench.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("real_frames_bench_under_test", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH, "real_frames_bench_under_test")
 
 
 def test_mediapipe_box_bounds_and_clips(bench):

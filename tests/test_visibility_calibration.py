@@ -1,20 +1,18 @@
 """The visibility calibration's logistic fit: it recovers a known model, keeps the signs that make
 the visibility monotone in its evidence, and scores held-out predictions correctly."""
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from script_loader import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "visibility_calibration.py"
 
 
-def load_script():
+def load_calibration():
     sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("visibility_calibration_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "visibility_calibration_under_test")
 
 
 def sample(logit, n=20000, seed=0):
@@ -26,7 +24,7 @@ def sample(logit, n=20000, seed=0):
 
 
 def test_fit_recovers_a_known_logistic_model():
-    cal = load_script()
+    cal = load_calibration()
     known = (-1.0, 3.0, -2.0, 1.5)
     cues, truth = sample(known)
     fitted = cal.fit_logit(cues, truth)
@@ -34,7 +32,7 @@ def test_fit_recovers_a_known_logistic_model():
 
 
 def test_signs_are_kept_when_the_data_disagree():
-    cal = load_script()
+    cal = load_calibration()
     cues, truth = sample((0.0, -2.0, 2.0, 1.0))  # self-visibility and occlusion backwards
     bias, w_self, w_occ, w_kp = cal.fit_logit(cues, truth)
     assert w_self == 0.0 and w_occ == 0.0  # clamped at the bound, not flipped
@@ -42,7 +40,7 @@ def test_signs_are_kept_when_the_data_disagree():
 
 
 def test_quality_numbers_on_a_known_case():
-    cal = load_script()
+    cal = load_calibration()
     p = np.array([0.9, 0.8, 0.2, 0.6])
     truth = np.array([True, True, False, False])
     q = cal.quality(p, truth)
