@@ -280,9 +280,7 @@ class KeypointSource:
         found nobody (the fitter then uses the heatmaps)."""
         if found is None:
             return None
-        from nbf_ros.keypoints.blazepose import to_smpl
-
-        kp = to_smpl(found.to_result(), found.box)
+        kp = found.to_smpl()
         return torch.from_numpy(kp.joints2d).float()[None], torch.from_numpy(kp.confidence).float()[None]
 
 
@@ -478,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     from_landmarks = config.fit.init_source == "landmarks"
     source = KeypointSource("blazepose" if from_landmarks else config.fit.keypoint_source, config)
     use_keypoints = config.fit.keypoint_source == "blazepose"
-    body_fitter = LandmarkBodyFitter.from_config(body, config.landmark_fit) if from_landmarks else None
+    body_fitter = (LandmarkBodyFitter.from_config(body, config.landmark_fit, fitters["nbf"].pose_prior)
+                   if from_landmarks else None)
     reg_ms, start_ms, landmark_starts = [], [], 0
     items: list[dict] = []
     for case in tqdm(cases, desc="fitting", file=sys.stderr):

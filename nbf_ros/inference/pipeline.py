@@ -142,13 +142,13 @@ class Pipeline:
         if config.inference.num_threads > 0:
             torch.set_num_threads(config.inference.num_threads)
         body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
+        backend, bank = load_backend(config)  # one read of the weights file for both
+        fitter = Fitter.from_config(config, body, bank)
         body_from_landmarks = None
         if config.fit.init_source == "landmarks":
             from nbf_ros.fitting.from_landmarks import LandmarkBodyFitter
 
-            body_from_landmarks = LandmarkBodyFitter.from_config(body, config.landmark_fit)
-        backend, bank = load_backend(config)  # one read of the weights file for both
-        fitter = Fitter.from_config(config, body, bank)
+            body_from_landmarks = LandmarkBodyFitter.from_config(body, config.landmark_fit, fitter.pose_prior)
         return cls(config, backend, detector, body, fitter, landmarker, body_from_landmarks)
 
     def model_info(self) -> dict[str, str]:
@@ -179,10 +179,10 @@ class Pipeline:
         heatmaps: source 'network', or no person found in that box)."""
         if self.config.fit.keypoint_source != "blazepose":
             return [None] * len(crops.boxes)
-        from nbf_ros.keypoints.blazepose import crop_keypoints, to_smpl
+        from nbf_ros.keypoints.blazepose import crop_keypoints
 
         size = self.config.net.crop_size
-        return [None if p is None else crop_keypoints(to_smpl(p.to_result(), p.box), box, size)
+        return [None if p is None else crop_keypoints(p.to_smpl(), box, size)
                 for p, box in zip(landmarks, crops.crop_boxes)]
 
     def start_bodies(self, regression: BodyParams, landmarks: list, camera: CameraIntrinsics
@@ -196,16 +196,13 @@ class Pipeline:
         confident landmarks, keep the regression head's body and say why.
         """
         count = regression.batch_size
-        sources = ["network"] * count
         alternatives: list[list[BodyParams]] = [[] for _ in range(count)]
+        if self.body_from_landmarks is None:
+            return regression, alternatives, ["network"] * count
+        sources = ["network (BlazePose found nobody in the box)"] * count  # overwritten where found
         found = [i for i, p in enumerate(landmarks) if p is not None]
-        if self.body_from_landmarks is None or not found:
-            if self.body_from_landmarks is not None:
-                sources = ["network (BlazePose found nobody in the box)"] * count
+        if not found:
             return regression, alternatives, sources
-        if len(found) < count:
-            for i in set(range(count)) - set(found):
-                sources[i] = "network (BlazePose found nobody in the box)"
         result = self.body_from_landmarks.fit([landmarks[i] for i in found], [camera] * len(found))
         index = torch.as_tensor(found)
         chosen = result.with_fallback(BodyParams(*(t[index] for t in regression.as_tuple())))

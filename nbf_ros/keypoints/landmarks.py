@@ -244,6 +244,11 @@ class PoseLandmarks:
         ``to_smpl``."""
         return BlazePoseResult(self.landmarks[:, :2].copy(), self.confidence, self.world.copy())
 
+    def to_smpl(self) -> SmplKeypoints:
+        """SMPL's 24 joints for the box asked for (``blazepose.to_smpl``: confidence =
+        visibility x presence mapped as in docs/landmarks.md)."""
+        return to_smpl(self.to_result(), self.box)
+
 
 def decode(outputs: dict[str, np.ndarray], rois: list[Roi], boxes: np.ndarray,
            camera: CameraIntrinsics) -> list[PoseLandmarks]:
@@ -399,8 +404,7 @@ class BlazePoseLandmarker:
                   camera: Optional[CameraIntrinsics] = None) -> list[Optional[SmplKeypoints]]:
         """SMPL's 24 joints per box (``to_smpl``: confidence = visibility x presence mapped as in
         docs/landmarks.md), None where ``estimate`` found nobody; ``box`` is the one asked for."""
-        return [None if p is None else to_smpl(p.to_result(), p.box)
-                for p in self.estimate(image, boxes, camera)]
+        return [None if p is None else p.to_smpl() for p in self.estimate(image, boxes, camera)]
 
     def _run(self, image: np.ndarray, rois: list[Roi], boxes: np.ndarray,
              camera: CameraIntrinsics) -> list[PoseLandmarks]:
