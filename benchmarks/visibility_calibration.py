@@ -219,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         cases = bench.cached_cases(args, config, body, bench.Regressor(backend, body, config.net.crop_size))
     from_landmarks = config.fit.init_source == "landmarks"
     source = bench.KeypointSource("blazepose" if from_landmarks else config.fit.keypoint_source, config)
-    body_fitter = bench.LandmarkBodyFitter.from_config(body, config.landmark_fit) if from_landmarks else None
-    data = collect(cases, Fitter.from_config(config, body, bank), backend, body, config.net.crop_size, source,
+    fitter = Fitter.from_config(config, body, bank)
+    body_fitter = (bench.LandmarkBodyFitter.from_config(body, config.landmark_fit, fitter.pose_prior)
+                   if from_landmarks else None)
+    data = collect(cases, fitter, backend, body, config.net.crop_size, source,
                    body_fitter, use_keypoints=config.fit.keypoint_source == "blazepose")
     current = tuple(config.fit.visibility_logit)
     results = held_out(data, current)

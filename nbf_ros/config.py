@@ -258,8 +258,8 @@ class BlazePoseConfig:
 class LandmarkFitConfig:
     """Settings of the body-from-landmarks fit (chosen on validation seeds, docs/initial_body.md)."""
 
+    # The pose prior is the NBF fit's (``fit.pose_prior_path``): one file, one setting.
     regressor_path: str = "models/nbf_landmark_regressor.npz"
-    pose_prior_path: str = "models/nbf_pose_prior.npz"
     # Adam iterations and steps: rotations (radians), shape (units of the shape space) and
     # translation (x/z, y/z and log z: fractions of the depth, so near and far people move alike
     # on screen; a step of 0.08 x depth would jump 0.35 m at 4.4 m and lose the 2D term).

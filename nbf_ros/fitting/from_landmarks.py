@@ -47,7 +47,7 @@ import torch
 from nbf_ros.body.landmark_regressor import LandmarkRegressor, load_landmark_regressor
 from nbf_ros.body.model import BodyModel, ShapedSubset
 from nbf_ros.body.pose_limits import joint_limit_violation
-from nbf_ros.config import LandmarkFitConfig, resolve_path
+from nbf_ros.config import FitConfig, LandmarkFitConfig, resolve_path
 from nbf_ros.fitting.losses import GaussianPosePrior
 from nbf_ros.fitting.pose_prior import load_pose_prior
 from nbf_ros.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -280,10 +280,15 @@ class LandmarkBodyFitter:
         self.jumps = _ancestor_jumps(self.parents)
 
     @classmethod
-    def from_config(cls, body: BodyModel, config: LandmarkFitConfig = LandmarkFitConfig()) -> "LandmarkBodyFitter":
-        """Load the regressor and the pose prior the config names (one-line errors if unusable)."""
+    def from_config(cls, body: BodyModel, config: LandmarkFitConfig = LandmarkFitConfig(),
+                    pose_prior: Optional[GaussianPosePrior] = None) -> "LandmarkBodyFitter":
+        """Load the regressor the config names (one-line errors if unusable). ``pose_prior``: the
+        NBF fitter's (``Fitter.pose_prior``, from ``fit.pose_prior_path``), shared rather than
+        read twice; loaded from the default ``fit.pose_prior_path`` when not given."""
         regressor = load_landmark_regressor(resolve_path(config.regressor_path), body.num_vertices)
-        return cls(body, regressor, load_pose_prior(resolve_path(config.pose_prior_path)), config)
+        if pose_prior is None:
+            pose_prior = load_pose_prior(resolve_path(FitConfig().pose_prior_path))
+        return cls(body, regressor, pose_prior, config)
 
     # -- the model's landmarks ----------------------------------------------------------------
     def landmarks(self, params: BodyParams) -> torch.Tensor:
