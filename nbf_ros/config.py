@@ -179,6 +179,17 @@ class FitConfig:
     # after retraining: the benchmark prints the new values.
     confidence_scale: float = 0.664
     confidence_offset: float = 0.803
+    # Aligned depth (docs/depth.md; used only when a frame comes with a depth image): move each
+    # start body along its viewing ray onto the observed surface (depth_start), then fit with a
+    # robust depth term (Geman-McClure, scale depth_sigma_m; 0 weight = off). Observed depth more
+    # than depth_occluder_margin_m nearer than the body's surface is an occluder: explained by the
+    # outlier model and reported in the joints' visibility. A person with fewer than
+    # depth_min_pixels usable depth pixels on the feature grid is fitted monocular.
+    depth_start: bool = True
+    depth_weight: float = 1.0
+    depth_sigma_m: float = 0.05
+    depth_occluder_margin_m: float = 0.15
+    depth_min_pixels: int = 8
 
 
 @dataclass(frozen=True)
@@ -192,6 +203,12 @@ class DetectorConfig:
     fixed_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     max_people: int = 5
     min_height_px: float = 48.0
+    # A box in which BlazePose finds no person (pose flag below blazepose.min_pose_flag) is still
+    # fitted as one when the detector's score reaches this (a person mostly hidden behind a cart,
+    # whom BlazePose cannot read), and dropped below it (a basketball NanoDet scored 0.42). In the
+    # detector's own units (NanoDet 0..1, HOG's SVM margin; fixed and full_frame boxes score 1).
+    # Only applies when BlazePose runs. Chosen in docs/detection.md, "Which boxes are people".
+    min_score_without_landmarks: float = 0.5
     # HOG (Dalal-Triggs, OpenCV's default people SVM): images are resized so that their longer
     # side is at most hog_max_side before the scan (cost grows with the pixel count); boxes whose
     # SVM score is below hog_score_threshold are dropped, overlaps above nms_iou are suppressed.
@@ -320,6 +337,10 @@ class InferenceConfig:
     # often much faster than 2 (docs/performance.md: 11.5 vs 89 ms per render under load).
     num_threads: int = 0
     weights_path: str = "models/nbf_net.pt"
+    # Where the fit's features come from: "unet" = the network of weights_path (features +
+    # regression head); "blazepose" = BlazePose's frozen trunk + the head of
+    # feature_head.weights_path (docs/features.md); the U-Net still gives the regression body.
+    features: Literal["unet", "blazepose"] = "unet"
     onnx_path: str = ""
     engine_path: str = ""
     enable_fp16: bool = True
@@ -328,6 +349,26 @@ class InferenceConfig:
     # (~0.04 ms per person) and the marker (~2.5 ms, ~37 kB per person per frame, docs/ros_node.md);
     # off = no points, no surface marker.
     surface_points: bool = True
+
+
+@dataclass(frozen=True)
+class FeatureHeadConfig:
+    """3D-aware features on BlazePose's frozen trunk: which tensors are tapped and the head on them
+    (nets/trunk.py, nets/feature_head.py, docs/features.md); training reads the trunk caches."""
+
+    trunk_path: str = "models/blazepose_full.onnx"
+    # Comma-separated taps: aliases of nets/trunk.py TAP_ALIASES or graph tensor names.
+    taps: str = "enc8,dec8,dec4,enc16,dec16,enc32"
+    trunk_threads: int = 1
+    hidden_channels: int = 128
+    # 3 x 3 residual layers after the 1 x 1 mix of the taps; dilations cycle 1, 2, 4.
+    layers: int = 3
+    weights_path: str = "models/nbf_trunk_head.pt"
+    # Trunk caches (python -m nbf_ros.apps.cache_trunk) the head trains and validates on.
+    train_cache: str = "cache/trunk/train"
+    val_cache: str = "cache/trunk/val"
+    # Horizontal flips of the cached train crops with left/right-swapped labels (cached too).
+    mirror_cache: str = ""
 
 
 @dataclass(frozen=True)
@@ -546,6 +587,7 @@ class NbfConfig:
     blazepose: BlazePoseConfig = field(default_factory=BlazePoseConfig)
     landmark_fit: LandmarkFitConfig = field(default_factory=LandmarkFitConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    feature_head: FeatureHeadConfig = field(default_factory=FeatureHeadConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

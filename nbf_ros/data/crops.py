@@ -23,6 +23,7 @@ import torch
 
 from nbf_ros.config import NetConfig, SyntheticConfig
 from nbf_ros.data import appearance as app
+from nbf_ros.data.depth_sensor import DepthSensor, sensor_depth
 from nbf_ros.data.raster import composite, rasterize_mesh
 from nbf_ros.data.scene import (MAX_CAMERA_TRIES, BodyLabels, CameraRig, PersonGeometry, box_of,
                                 check_config, make_rng, person_drawable, person_visibility,
@@ -62,6 +63,9 @@ class CropSample:
         joint_surface_seen, joint_surface_self_seen: (24,) raw fraction of each joint's nearby
             surface seen in the crop, with / without the other meshes.
         kernel_visibility: (K,) fraction of each kernel's vertices seen.
+        depth: S x S float32 metres (NaN = no data): what an aligned RGB-D sensor reports for the
+            crop (``depth_sensor.sensor_depth``: quantised disparity, holes, flying pixels, a
+            wall behind the scene), or None when not asked for (``render_crop(depth=...)``).
     """
 
     image: np.ndarray
@@ -86,6 +90,7 @@ class CropSample:
     joint_surface_seen: np.ndarray
     joint_surface_self_seen: np.ndarray
     kernel_visibility: np.ndarray
+    depth: Optional[np.ndarray] = None
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         """The training dict: ``image`` 3 x S x S float32 in [0, 1]; label maps and joint_state
@@ -93,7 +98,7 @@ class CropSample:
         out: dict[str, torch.Tensor] = {
             "image": torch.from_numpy(self.image).permute(2, 0, 1).float().div_(255.0)}
         for name, value in self.__dict__.items():
-            if name == "image":
+            if name == "image" or value is None:
                 continue
             arr = np.asarray(value)
             integer = name.endswith("_index") or name in INTEGER_FIELDS
@@ -171,7 +176,8 @@ def _sample_target(rng: np.random.Generator, cfg: SyntheticConfig, body: torch.n
 
 
 def render_crop(seed: int, cfg: SyntheticConfig, body: torch.nn.Module, labels: BodyLabels,
-                net: NetConfig = NetConfig(), occlusion: Optional[bool] = None) -> CropSample:
+                net: NetConfig = NetConfig(), occlusion: Optional[bool] = None,
+                depth: Optional[DepthSensor] = None) -> CropSample:
     """One training crop, deterministic by (seed, cfg.split).
 
     Args:
@@ -179,6 +185,8 @@ def render_crop(seed: int, cfg: SyntheticConfig, body: torch.nn.Module, labels: 
         cfg: generator settings. body: the BodyModel. labels: from ``body_labels(body, ...)``.
         net: crop size, feature stride and crop scale (same crop rule as inference).
         occlusion: occluders on/off (None: ``cfg.occlusion.enabled``).
+        depth: also render the sensor's aligned depth of the crop with this sensor model (its own
+            random stream: the image, people and occluders are the same with or without it).
     """
     check_config(cfg)
     size, stride = net.crop_size, net.feature_stride
@@ -223,7 +231,21 @@ def render_crop(seed: int, cfg: SyntheticConfig, body: torch.nn.Module, labels: 
         crop_box=np.array([crop.x0, crop.y0, crop.side]), bbox=box_crop,
         joint_visibility=vis.joint, joint_state=vis.joint_state, joint_surface_seen=vis.joint_seen,
         joint_surface_self_seen=vis.joint_self_seen,
-        kernel_visibility=vis.kernel)
+        kernel_visibility=vis.kernel,
+        depth=None if depth is None else crop_depth(view.front.depth, person, cam, inside, depth,
+                                                    make_rng(seed, cfg.split, stream=7)))
+
+
+def crop_depth(zbuffer: np.ndarray, person: PersonGeometry, cam: CameraIntrinsics, inside: np.ndarray,
+               sensor: DepthSensor, rng: np.random.Generator) -> np.ndarray:
+    """The sensor's depth of a crop: the meshes' z-buffer over a fronto-parallel wall 0.5-4 m
+    behind the person's pelvis, through ``sensor_depth`` (the full image's focal sets the
+    disparity); NaN outside the image."""
+    wall = float(person.joints[0, 2]) + rng.uniform(0.5, 4.0)
+    z = np.where(np.isfinite(zbuffer), zbuffer, wall)
+    out = sensor_depth(z, cam.fx, rng, sensor)
+    out[~inside] = np.nan
+    return out
 
 
 def _clip_box(box: np.ndarray, cam: CameraIntrinsics) -> np.ndarray:

@@ -8,6 +8,7 @@ Body Volume and the renderer are stateless modules it calls.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -22,6 +23,7 @@ from nbf_ros.body.model import BodyModel, ShapedSubset
 from nbf_ros.body.nbv import NeuralBodyVolume
 from nbf_ros.body.pose_limits import joint_limit_violation, mirror_body_pose
 from nbf_ros.config import NbfConfig, resolve_path
+from nbf_ros.fitting.depth import DepthCrop, along_ray, depth_term, metric_offset, occluder_map
 from nbf_ros.fitting.losses import (GaussianPosePrior, feature_loss, feature_scores,
                                     outlier_probability, robust_keypoint_loss)
 from nbf_ros.fitting.pose_prior import load_pose_prior
@@ -57,6 +59,7 @@ class Observation:
     camera: CameraIntrinsics
     feature_camera: CameraIntrinsics
     shaped: Optional[ShapedSubset] = None  # the kernel vertices shaped with this person's betas
+    depth: Optional[DepthCrop] = None  # observed depth on the feature grid, when the frame has one
 
 
 @dataclass
@@ -75,6 +78,10 @@ class FitResult:
     # 24 x 3 per-joint cues the visibility is computed from (self-visible share, occluded share,
     # 2D keypoint confidence); kept for calibration (benchmarks/visibility_calibration.py).
     visibility_cues: Optional[np.ndarray] = None
+    # With depth: how far the start was moved along its ray onto the observed surface (metres,
+    # nan: not moved), and per joint the observed distance of the object hiding it (nan: none).
+    depth_offset_m: float = float("nan")
+    occluder_distance_m: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -87,6 +94,7 @@ class Evaluation:
     outlier: torch.Tensor  # 1 x h x w
     means: torch.Tensor  # 1 x K x 3 kernel centres
     kernel_features: torch.Tensor  # 1 x K x D
+    depth: Optional[torch.Tensor] = None  # 1 x h x w rendered body depth, when depth is observed
 
 
 def turned_about_vertical(params: BodyParams, angle: float, body: BodyModel) -> BodyParams:
@@ -187,8 +195,15 @@ class Fitter:
                                   RenderCamera.from_intrinsics(obs.feature_camera),
                                   h, w, self.config.render)
         scores = feature_scores(render.features, render.coverage, obs.features, self.background)
+        depth = None
+        if obs.depth is not None:
+            depth = rendered_depth(render, state.means)
+            scores = self._explain_occluders(scores, obs.depth.depth, depth)
         feat = feature_loss(scores, self.cfg.use_occlusion_model, self.cfg.occlusion_temperature)
         total = self.cfg.feature_weight * feat
+        if depth is not None and self.cfg.depth_weight > 0:
+            total = total + self.cfg.depth_weight * depth_term(
+                depth, render.coverage, obs.depth.depth, self.cfg.depth_sigma_m)
         if keypoint_weight > 0:
             cam = obs.camera
             uv = project_points(out.joints, cam.fx, cam.fy, cam.cx, cam.cy)
@@ -198,13 +213,40 @@ class Fitter:
         total = total + self.cfg.joint_limit_weight * joint_limit_violation(params.body_pose)
         total = total + self.cfg.pose_prior_weight * self.pose_prior.nll(params.body_pose)
         outlier = outlier_probability(scores, self.cfg.occlusion_temperature)
-        return Evaluation(total, feat, render, outlier, state.means, kernel_feats)
+        return Evaluation(total, feat, render, outlier, state.means, kernel_feats, depth)
+
+    def _explain_occluders(self, scores, observed: torch.Tensor, rendered: torch.Tensor):
+        """Pixels where the sensor sees something clearly in front of the body are given to the
+        outlier model (clutter score 1): they neither pull the body nor count as its evidence."""
+        occluded = occluder_map(observed, rendered, self.cfg.depth_occluder_margin_m)
+        if not bool(occluded.any()):
+            return scores
+        return dataclasses.replace(scores, clu=torch.where(occluded, torch.ones_like(scores.clu), scores.clu))
+
+    # -- metric position from depth ------------------------------------------------------------
+    def place_by_depth(self, params: BodyParams, obs: Observation, passes: int = 2
+                       ) -> tuple[BodyParams, float]:
+        """``params`` moved along its pelvis ray onto the observed surface (``metric_offset``),
+        and the total move in metres (nan when the depth gave no evidence: unchanged)."""
+        total = 0.0
+        for _ in range(passes):
+            with torch.no_grad():
+                ev = self.evaluate(params, obs, 0.0)
+                offset = metric_offset(obs.depth.depth, ev.depth, ev.render.coverage, obs.depth.mask,
+                                       self.cfg.depth_min_pixels)
+                if offset is None:
+                    break
+                params = along_ray(params, self.body(params).joints[:, 0], offset)
+            total += offset
+            if abs(offset) < 0.01:
+                break
+        return params, (total if total != 0.0 else float("nan"))
 
     # -- the fit -------------------------------------------------------------------------------
     def fit(self, net, index: int, camera: CameraIntrinsics, init: BodyParams,
             warm_start: Optional[Person] = None, iterate: bool = True,
             keypoints: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-            alternatives: Sequence[BodyParams] = ()) -> FitResult:
+            alternatives: Sequence[BodyParams] = (), depth: Optional[DepthCrop] = None) -> FitResult:
         """Fit person ``index`` of a network batch (``NetArrays``), starting from ``init`` (1).
 
         Hypotheses: ``init``, the caller's ``alternatives`` (e.g. the front/back-turned reading
@@ -212,12 +254,17 @@ class Fitter:
         twin and turns, and the track's previous body (warm start); the one with the lowest
         score is optimised. ``keypoints`` (1 x 24 x 2 crop pixels, 1 x 24 confidence) replace
         the network's heatmap keypoints when given. With ``iterate=False`` only ``init`` is
-        evaluated (the start's output with fit-based visibility).
+        evaluated (the start's output with fit-based visibility). ``depth``: the person's
+        observed depth on the feature grid (``DepthCrop``): every start is first moved onto it
+        along its ray (``fit.depth_start``), and the fit gets the depth term; with fewer than
+        ``fit.depth_min_pixels`` depth pixels the person is fitted monocular.
         """
         start = time.perf_counter()
         obs = self.observe(net.features[index], net.heatmaps[index], camera)
         if keypoints is not None:  # an external 2D source (e.g. BlazePose) replaces the heatmaps
             obs.keypoints, obs.keypoint_conf = keypoints
+        if depth is not None and depth.valid_pixels >= self.cfg.depth_min_pixels:
+            obs.depth = depth
         kp_weight = self.cfg.keypoint_weight
         candidates = [init]
         if iterate:
@@ -227,6 +274,10 @@ class Fitter:
             candidates.extend(turn_hypotheses(init, self.cfg.turn_hypotheses, self.body))
             if warm_start is not None:
                 candidates.append(warm_from_person(warm_start, init))
+        offsets = [float("nan")] * len(candidates)
+        if obs.depth is not None and self.cfg.depth_start:
+            placed = [self.place_by_depth(c, obs) for c in candidates]
+            candidates, offsets = [p for p, _ in placed], [o for _, o in placed]
         with torch.no_grad():
             evals = [self.evaluate(c, obs, kp_weight) for c in candidates]
         losses = torch.cat([e.total for e in evals])
@@ -242,6 +293,7 @@ class Fitter:
         with torch.no_grad():
             final = self.evaluate(params, obs, kp_weight)
         result = self._assess(params, obs, final)
+        result.depth_offset_m = offsets[best]
         result.info = FitInfo(iterations=iterations, loss_init=loss_init, loss=float(final.total),
                               ms=(time.perf_counter() - start) * 1e3)
         return result
@@ -322,6 +374,8 @@ class Fitter:
         occluded = (selfvis[nbrs] * occ[nbrs]).sum(1) / selfvis[nbrs].sum(1).clamp(min=1e-6)
         cues = torch.stack([sv, occluded, obs.keypoint_conf[0].to(sv)], -1)  # 24 x 3
         visibility = visibility_from_cues(cues, cfg.visibility_logit)
+        hidden_by_object, distance = self._depth_occlusion(obs, means, uv, selfvis)
+        visibility = visibility * (1.0 - hidden_by_object)
         seen = selfvis[nbrs] * (1.0 - occ[nbrs])
         joint_agree = (agree[nbrs] * seen).sum(1) / seen.sum(1).clamp(min=1e-6)
         joint_conf = torch.sigmoid(cfg.confidence_scale * (joint_agree - cfg.confidence_offset)) * visibility
@@ -329,13 +383,32 @@ class Fitter:
         hidden = (visibility < cfg.visible_threshold).numpy()
         state[hidden] = SELF_OCCLUDED
         state[(sv >= cfg.visible_threshold).numpy() & hidden] = OCCLUDED_BY_OBJECT
+        state[(hidden_by_object >= 0.5).numpy() & hidden] = OCCLUDED_BY_OBJECT
         seen_joints = visibility >= cfg.visible_threshold
         agreement = float(joint_agree[seen_joints].mean()) if bool(seen_joints.any()) else float("nan")
         confidence = confidence_from_agreement(agreement, cfg.confidence_scale, cfg.confidence_offset)
         return FitResult(params=params.detach(), info=FitInfo(),
                          joint_visibility=visibility.double().numpy(), joint_state=state,
                          joint_confidence=joint_conf.double().numpy(), confidence=confidence,
-                         agreement=agreement, visibility_cues=cues.double().numpy())
+                         agreement=agreement, visibility_cues=cues.double().numpy(),
+                         occluder_distance_m=distance)
+
+    def _depth_occlusion(self, obs: Observation, means: torch.Tensor, uv: torch.Tensor,
+                         selfvis: torch.Tensor) -> tuple[torch.Tensor, Optional[np.ndarray]]:
+        """Per joint (24) the share of its self-visible kernels behind which the sensor sees a
+        surface more than ``fit.depth_occluder_margin_m`` nearer (an object in front), and the
+        median distance of that surface (24, nan where none); zeros and None without depth."""
+        if obs.depth is None:
+            return torch.zeros(NUM_JOINTS), None
+        seen = sample_nearest(obs.depth.depth[0], uv)  # K observed depth at each kernel
+        blocked = (torch.isfinite(seen) & (seen < means[:, 2] - self.cfg.depth_occluder_margin_m)).to(selfvis)
+        nbrs = self.joint_kernels
+        weight = selfvis[nbrs]
+        share = (weight * blocked[nbrs]).sum(1) / weight.sum(1).clamp(min=1e-6)
+        distance = np.full(NUM_JOINTS, np.nan)
+        for j in torch.nonzero(share >= 0.5).flatten().tolist():
+            distance[j] = float(seen[nbrs[j]][blocked[nbrs[j]] > 0].median())
+        return share, distance
 
 
 def visibility_from_cues(cues: torch.Tensor, logit: tuple[float, float, float, float]) -> torch.Tensor:
@@ -372,6 +445,15 @@ def sample_at(image: torch.Tensor, uv: torch.Tensor, height: int, width: int) ->
     out = torch.nn.functional.grid_sample(img, grid[None, :, None, :].to(img.dtype), mode="bilinear",
                                           padding_mode="border", align_corners=False)
     return out[0, :, :, 0].T
+
+
+def sample_nearest(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Nearest-pixel samples of an h x w map at N x 2 pixel positions -> N (nan outside)."""
+    h, w = image.shape
+    col, row = torch.round(uv[:, 0]).long(), torch.round(uv[:, 1]).long()
+    inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    values = image[row.clamp(0, h - 1), col.clamp(0, w - 1)]
+    return torch.where(inside, values, torch.full_like(values, float("nan")))
 
 
 def confidence_from_agreement(agreement: float, scale: float, offset: float) -> float:

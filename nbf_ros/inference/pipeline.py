@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from nbf_ros.config import NbfConfig, resolve_path
+from nbf_ros.detection.base import Detections
 from nbf_ros.geometry.camera import CropBox, extract_crop, project_points, weak_perspective_to_translation
 from nbf_ros.geometry.rotations import matrix_to_axis_angle, rotation_6d_to_matrix
 from nbf_ros.inference.backends import NetArrays, NetworkBackend, load_backend
@@ -165,6 +166,33 @@ class Pipeline:
         cameras = [box.crop_intrinsics(camera, size) for box in crop_boxes]
         return CropBatch(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), crop_boxes, pixels, cameras)
 
+    def detect(self, image_rgb: np.ndarray, boxes: Optional[np.ndarray] = None) -> Detections:
+        """The detector's boxes (largest first) with their scores, at most ``max_people``; boxes
+        given by the caller are taken as people (score +inf: never dropped by ``people_boxes``)."""
+        if boxes is None:
+            found = self.detector.detect_scored(image_rgb)
+        else:
+            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+            found = Detections(boxes, np.full(len(boxes), np.inf))
+        count = self.config.detector.max_people
+        return Detections(found.boxes[:count], found.scores[:count])
+
+    def people_boxes(self, found: Detections, landmarks: list) -> list[int]:
+        """Indices of the boxes that hold people.
+
+        With BlazePose configured, a box where it finds a person (pose flag >= min_pose_flag)
+        is one; a box where it finds nobody is kept only when the detector is sure enough
+        (``detector.min_score_without_landmarks``): a person mostly hidden behind an object
+        gives BlazePose too little to read but still scores high with the detector, while the
+        detector's weak false boxes (a ball, a pattern) get no pose either. Measured in
+        docs/detection.md, "Which boxes are people". Without BlazePose every box is kept.
+        """
+        if self.landmarker is None:
+            return list(range(len(found.boxes)))
+        floor = self.config.detector.min_score_without_landmarks
+        return [i for i, (person, score) in enumerate(zip(landmarks, found.scores))
+                if person is not None or score >= floor]
+
     def landmarks(self, image_rgb: np.ndarray, boxes: np.ndarray,
                   camera: CameraIntrinsics) -> list[Optional["PoseLandmarks"]]:
         """BlazePose on every box, one batch (keypoints/landmarks.py); None per box where it
@@ -254,9 +282,36 @@ class Pipeline:
         ids = self.fitter.nbv.kernel_vertex_ids.to(body.vertices.device)
         return list(body.vertices.index_select(1, ids).cpu().double().numpy())
 
+    def depth_crops(self, depth: Optional[np.ndarray], crops: CropBatch, landmarks: list,
+                    size: tuple[int, int]) -> list:
+        """Per person its observed depth on the fitter's feature grid (``DepthCrop``, with
+        BlazePose's person mask where it found the person), or all None without depth."""
+        if depth is None:
+            return [None] * len(crops.boxes)
+        from nbf_ros.fitting.depth import DepthCrop
+        from nbf_ros.geometry.depth import check_registered, depth_for_crop, drop_flying_pixels
+
+        height, width = size
+        check_registered(depth, width, height)
+        clean = drop_flying_pixels(depth)
+        crop_size = self.config.net.crop_size
+        grid = crop_size // self.config.net.feature_stride
+        out = []
+        for box, found, crop in zip(crops.boxes, landmarks, crops.crop_boxes):
+            mask = None
+            if found is not None:
+                from nbf_ros.keypoints.landmarks import mask_in_box
+
+                patch, (col0, row0) = mask_in_box(found, box, height, width)
+                mask = np.zeros((height, width), np.float32)
+                mask[row0:row0 + patch.shape[0], col0:col0 + patch.shape[1]] = patch
+            out.append(DepthCrop.from_numpy(*depth_for_crop(clean, crop, crop_size, grid, mask)))
+        return out
+
     # -- entry ---------------------------------------------------------------------------------
     def process(self, image_rgb: np.ndarray, camera: CameraIntrinsics, tracker=None, fit: bool = True,
-                boxes: Optional[np.ndarray] = None, stamp_s: float = 0.0) -> FrameResult:
+                boxes: Optional[np.ndarray] = None, stamp_s: float = 0.0,
+                depth: Optional[np.ndarray] = None) -> FrameResult:
         """Find, regress and fit every person in ``image_rgb`` (H x W x 3 uint8 RGB).
 
         Args:
@@ -264,6 +319,9 @@ class Pipeline:
             tracker: optional ``nbf_ros.tracking.Tracker``: ids and warm starts across frames.
             fit: False gives the regression-only estimate (same outputs, fit.iterations = 0).
             boxes: N x 4 person boxes to use instead of the detector.
+            depth: optional H x W depth registered to the image (metres, NaN = no data; see
+                ``geometry/depth.py``; DepthError when its size differs): metric position,
+                a depth term and occluders in the fit (docs/depth.md).
         """
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
             raise ValueError(f"image must be H x W x 3 uint8 RGB, got {image_rgb.shape} {image_rgb.dtype}")
@@ -271,19 +329,20 @@ class Pipeline:
         timings: dict[str, float] = {}
         stage = _timer(timings)
         with stage("detect"):
-            if boxes is None:
-                boxes = self.detector.detect(image_rgb)
-            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[: self.config.detector.max_people]
+            found = self.detect(image_rgb, boxes)
+        with stage("landmarks"):
+            landmarks = self.landmarks(image_rgb, found.boxes, camera)
+            keep = self.people_boxes(found, landmarks)
+            boxes, landmarks = found.boxes[keep], [landmarks[i] for i in keep]
+        rejected = len(found.boxes) - len(keep)
         if len(boxes) == 0:
             if tracker is not None:
                 tracker.update([], stamp_s)
-            return FrameResult(people=[], timings_ms=timings)
+            return FrameResult(people=[], timings_ms=timings, rejected_boxes=rejected)
         with stage("crop"):
             crops = self.crop_people(image_rgb, camera, boxes)
         with stage("network"):
             net = self.backend.run(crops.pixels)
-        with stage("landmarks"):
-            landmarks = self.landmarks(image_rgb, boxes, camera)
         with stage("init"):
             regression = initial_body(net, crops.cameras, self.config.net.crop_size)
             init, alternatives, sources = self.start_bodies(regression, landmarks, camera)
@@ -291,9 +350,12 @@ class Pipeline:
         if tracker is not None:
             ids, previous = tracker.assign(boxes, init.transl.numpy(), stamp_s)
         keypoints = self.external_keypoints(landmarks, crops)
+        with stage("depth"):
+            depths = self.depth_crops(depth, crops, landmarks, image_rgb.shape[:2])
         with stage("fit"):
             fits = [self.fitter.fit(net, i, crops.cameras[i], init.index(i), warm_start=previous[i],
-                                    iterate=fit, keypoints=keypoints[i], alternatives=alternatives[i])
+                                    iterate=fit, keypoints=keypoints[i], alternatives=alternatives[i],
+                                    depth=depths[i])
                     for i in range(len(boxes))]
             for result, source in zip(fits, sources):
                 result.info.start = source
@@ -302,4 +364,4 @@ class Pipeline:
             people = self.people_from_params(params, boxes, camera, ids, fits)
         if tracker is not None:
             tracker.update(people, stamp_s)
-        return FrameResult(people=people, timings_ms=timings)
+        return FrameResult(people=people, timings_ms=timings, rejected_boxes=rejected)
