@@ -193,3 +193,6 @@ class FrameResult:
 
     people: list[Person]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Detector boxes dropped as "not a person" (no BlazePose pose and a low detector score;
+    # Pipeline.people_boxes): the node reports them in its diagnostics.
+    rejected_boxes: int = 0

@@ -223,15 +223,19 @@ def test_batch_equals_single_runs(scenes, model):
         assert batch[i].pose_flag == pytest.approx(single.pose_flag, abs=1e-5)
 
 
-def test_background_box_is_not_a_person(scenes, model):
-    scene = scenes[0]
+def empty_box(scene) -> np.ndarray:
+    """A person-free, occluder-free 120 x 160 window of the scene's background (x0, y0, x1, y1)."""
     rows, cols = np.nonzero(scene.person_index < 0)
-    # a person-free 120 x 160 window of the background
     empty = next((c, r) for r, c in zip(rows[::97], cols[::97])
                  if r + 160 < scene.image.shape[0] and c + 120 < scene.image.shape[1]
                  and (scene.person_index[r:r + 160, c:c + 120] < 0).all()
                  and not scene.occluder_mask[r:r + 160, c:c + 120].any())
-    box = np.array([empty[0], empty[1], empty[0] + 120, empty[1] + 160], np.float64)
+    return np.array([empty[0], empty[1], empty[0] + 120, empty[1] + 160], np.float64)
+
+
+def test_background_box_is_not_a_person(scenes, model):
+    scene = scenes[0]
+    box = empty_box(scene)
     flagged = BlazePoseLandmarker(BlazePoseConfig(min_pose_flag=0.0)).estimate(scene.image, box[None])[0]
     assert flagged.pose_flag < 0.2
     assert model.estimate(scene.image, box[None]) == [None]
@@ -376,3 +380,36 @@ def test_pipeline_starts_from_the_body_fitted_to_blazepose_landmarks(untrained_c
     result = pipeline.process(scene.image, scene.camera, boxes=boxes[1:], fit=False)
     assert [p.fit.start for p in result.people] == ["landmarks"]
     assert set(result.people[0].to_json()["fit"]) == {"iterations", "loss_init", "loss", "ms"}  # interfaces.md
+
+
+def test_pipeline_drops_boxes_without_a_pose_unless_the_detector_is_sure(untrained_config, scenes):
+    """Pipeline.people_boxes: a detector box where BlazePose finds nobody becomes a person only
+    when the detector's score reaches detector.min_score_without_landmarks (a hidden person);
+    weaker ones (a ball) are dropped and counted; boxes the caller gives are always people."""
+    from nbf_ros.detection import Detections
+    from nbf_ros.inference.pipeline import Pipeline
+
+    cfg = untrained_config[0]
+    floor = cfg.detector.min_score_without_landmarks
+    pipeline = Pipeline.from_config(cfg)
+    scene = scenes[0]
+    person, empty = scene.people[0].bbox, empty_box(scene)
+    boxes = np.array([person, empty, empty + [5.0, 5.0, 5.0, 5.0]])
+    scores = np.array([floor - 0.1, floor - 0.01, floor])  # person unsure, background unsure, background sure
+
+    class Stub:
+        def detect_scored(self, image):
+            return Detections(boxes, scores)
+
+    pipeline.detector = Stub()
+    landmarks = pipeline.landmarks(scene.image, boxes, scene.camera)
+    assert landmarks[0] is not None and landmarks[1] is None and landmarks[2] is None
+    assert pipeline.people_boxes(Detections(boxes, scores), landmarks) == [0, 2]
+    result = pipeline.process(scene.image, scene.camera, fit=False)
+    assert result.rejected_boxes == 1
+    np.testing.assert_allclose([p.bbox for p in result.people], boxes[[0, 2]])
+    assert [p.fit.start for p in result.people] == ["landmarks", "network (BlazePose found nobody in the box)"]
+    given = pipeline.process(scene.image, scene.camera, fit=False, boxes=boxes)
+    assert len(given.people) == 3 and given.rejected_boxes == 0
+    pipeline.landmarker = None  # without BlazePose there is nothing to judge by: every box stays
+    assert pipeline.people_boxes(Detections(boxes, scores), [None] * 3) == [0, 1, 2]
