@@ -27,7 +27,7 @@ OUTPUT_NAMES = ("features", "pose6d", "betas", "cam", "heatmaps")
 
 
 __all__ = ["BackendError", "NetArrays", "NetworkBackend", "OnnxRuntimeBackend", "TensorRTBackend",
-           "TorchBackend", "engine_cache_key", "load_backend"]
+           "TorchBackend", "TrunkFeatureBackend", "engine_cache_key", "load_backend"]
 
 
 class BackendError(EngineError):
@@ -137,7 +137,68 @@ class TensorRTBackend:
         return _run(self.graph, crops, self.crop_size)
 
 
+class TrunkFeatureBackend:
+    """The fit's features from BlazePose's frozen trunk + the trained feature head
+    (``inference.features: blazepose``, docs/features.md); everything else from ``inner``.
+
+    The U-Net (``inner``) still runs: its regression head is the start body of people BlazePose
+    misses (the pipeline's fallback) and its heatmaps stay in NetArrays, so only ``features``
+    changes. The trunk sees the same 128 px crop, resized to BlazePose's 256 px input, so the
+    features lie on the fit's grid (stride ``net.feature_stride`` of the crop).
+    """
+
+    def __init__(self, config: NbfConfig, inner: NetworkBackend, head: torch.nn.Module,
+                 taps: tuple[str, ...]) -> None:
+        from nbf_ros.nets.trunk import BlazePoseTrunk, TrunkError
+
+        self.inner = inner
+        self.head = head.eval()
+        self.taps = taps
+        self.crop_size = config.net.crop_size
+        try:
+            self.trunk = BlazePoseTrunk(config.feature_head.trunk_path, taps,
+                                        config.net.crop_size // config.net.feature_stride,
+                                        config.feature_head.trunk_threads)
+        except TrunkError as exc:
+            raise BackendError(str(exc)) from exc
+        self.name = f"{inner.name}+{self.trunk.name}"
+
+    def features(self, crops: np.ndarray) -> np.ndarray:
+        """B x 3 x S x S crops -> B x D x h x w unit features (numpy float32)."""
+        taps = self.trunk.run(_check_crops(crops, self.crop_size)).taps
+        with torch.inference_mode():
+            return self.head([torch.from_numpy(taps[t]) for t in self.taps]).float().numpy()
+
+    def run(self, crops: np.ndarray) -> NetArrays:
+        arrays = self.inner.run(crops)
+        arrays.features = self.features(crops)
+        return arrays
+
+
+def _with_trunk_features(config: NbfConfig, inner: NetworkBackend) -> tuple[NetworkBackend, "MemoryBank"]:
+    """Wrap ``inner`` with the trunk feature head of ``feature_head.weights_path``; its bank."""
+    from nbf_ros.nets.feature_head import load_head
+
+    head, bank, taps = load_head(resolve_path(config.feature_head.weights_path))
+    if bank.shape[2] != config.nbv.feature_dim:
+        raise BackendError(f"{config.feature_head.weights_path}: {bank.shape[2]}-d features, "
+                           f"nbv.feature_dim is {config.nbv.feature_dim}")
+    return TrunkFeatureBackend(config, inner, head, taps), bank
+
+
 def load_backend(config: NbfConfig) -> tuple[NetworkBackend, "MemoryBank"]:
+    """The backend of ``config.inference`` and the memory bank the fit needs.
+
+    ``inference.features: blazepose`` wraps it with the trunk feature head and returns the
+    head's bank instead (``TrunkFeatureBackend``); otherwise see ``load_unet_backend``.
+    """
+    backend, bank = load_unet_backend(config)
+    if config.inference.features == "blazepose":
+        return _with_trunk_features(config, backend)
+    return backend, bank
+
+
+def load_unet_backend(config: NbfConfig) -> tuple[NetworkBackend, "MemoryBank"]:
     """The backend named by ``config.inference.backend`` and the memory bank, from one read of
     ``inference.weights_path``.
 

@@ -4,7 +4,7 @@ Shared by the trainer (periodic validation in metrics.jsonl) and ``benchmarks/tr
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -55,3 +55,30 @@ def evaluate_batches(net: NBFNet, bank: MemoryBank, ctx: BodyContext,
         return {}
     return {"mpjpe_mm": float(torch.cat(errors).mean()), "pa_mpjpe_mm": float(torch.cat(pa_errors).mean()),
             "heatmap_px": hm_err / max(hm_n, 1.0), **counts.summary(), "samples": float(samples)}
+
+
+@torch.no_grad()
+def evaluate_features(features_fn: Callable[[dict[str, Any]], torch.Tensor], bank: MemoryBank,
+                      ctx: BodyContext, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Feature metrics only (``feature_counts``) of any feature source on labelled batches.
+
+    ``features_fn(batch) -> B x D x h x w`` unit features; each batch needs kernel_index and
+    joints3d. The trunk feature head is measured with this, the same counts as the U-Net's.
+    """
+    counts = FeatureCounts()
+    prototype = _prototype(bank)
+    samples = 0
+    for batch in batches:
+        feats = features_fn(batch)
+        counts.add(feature_counts(feats, batch["kernel_index"], ctx.orientation_weights(batch["joints3d"]),
+                                  bank.kernel_features, prototype, ctx.adjacency,
+                                  ctx.kernel_sites, ctx.kernel_part))
+        samples += feats.shape[0]
+    return {**counts.summary(), "samples": float(samples)} if samples else {}
+
+
+def _prototype(bank: MemoryBank) -> torch.Tensor:
+    """The bank's background prototype; a fixed unit vector while the background bank is empty."""
+    if int(bank.background_count) > 0:
+        return bank.background_prototype()
+    return torch.nn.functional.normalize(torch.ones(bank.shape[2], device=bank.kernel_features.device), dim=0)

@@ -62,6 +62,22 @@ class StepResult:
     bg_features: torch.Tensor
 
 
+@dataclass
+class FeatureTerms:
+    """The feature losses of one batch and the samples they used (``Trainer.feature_terms``).
+
+    Attributes: contrast, background: scalar losses (with graph); fg_features N x D (with graph);
+    kernel_ids (N,); bin_weights N x O; bg_features M x D (with graph).
+    """
+
+    contrast: torch.Tensor
+    background: torch.Tensor
+    fg_features: torch.Tensor
+    kernel_ids: torch.Tensor
+    bin_weights: torch.Tensor
+    bg_features: torch.Tensor
+
+
 def excluded_negatives(ctx: BodyContext, radius_m: float) -> torch.Tensor:
     """K x K bool: kernels that are not negatives of each other in the contrast.
 
@@ -178,19 +194,7 @@ class Trainer:
         size = self.cfg.net.crop_size
         gen = step_generator(t.seed, step, rank)
         out: NetOutput = self.model(batch["image"])
-        with torch.no_grad():
-            orient = self.ctx.orientation_weights(batch["joints3d"])  # B x K x O
-        (fb, fy, fx), (bb, by, bx) = sample_pixels(batch["kernel_index"], t.max_contrast_pixels,
-                                                   t.background_pixels_per_image, gen)
-        feats = out.features.permute(0, 2, 3, 1)  # B x h x w x D
-        fg_feats, bg_feats = feats[fb, fy, fx], feats[bb, by, bx]
-        kid = batch["kernel_index"][fb, fy, fx]
-        bins = orient[fb, kid]
-        bank = self.bank.kernel_features
-        contrast = self.target.loss(fg_feats, kid, bins, bank, self.bank.valid_background(),
-                                    t.temperature, t.background_negative_weight)
-        prototype = self._prototype(bg_feats)
-        bg = background_loss(bg_feats, self.target.class_bank(bank), prototype, t.temperature)
+        f = self.feature_terms(out.features, batch, gen)
         pred_rot = rotation_6d_to_matrix(out.pose6d)
         pred_joints = self.ctx.joints_fn(pred_rot, out.betas)
         in_crop = ((batch["joints2d"] >= -0.5) & (batch["joints2d"] <= size - 0.5)).all(-1).float()
@@ -200,13 +204,35 @@ class Trainer:
         hm_targets = gaussian_heatmap_targets(batch["joints2d"], size, self.cfg.net.feature_stride,
                                               t.heatmap_sigma)
         hm = heatmap_loss(out.heatmaps, hm_targets, in_crop)
-        terms = {"contrastive": contrast, "background": bg, "joints3d": reg.joints3d,
+        terms = {"contrastive": f.contrast, "background": f.background, "joints3d": reg.joints3d,
                  "joints2d": reg.joints2d, "rotations": reg.rotations, "betas": reg.betas,
                  "cam": reg.cam, "heatmaps": hm}
         total = sum(getattr(w, name) * value for name, value in terms.items())
         logged = {name: float(value.detach()) for name, value in terms.items()}
-        logged["train_kernel_top1"] = self._top1(fg_feats.detach(), kid)
-        return StepResult(total, logged, fg_feats.detach(), kid, bins, bg_feats.detach())
+        logged["train_kernel_top1"] = self._top1(f.fg_features.detach(), f.kernel_ids)
+        return StepResult(total, logged, f.fg_features.detach(), f.kernel_ids, f.bin_weights,
+                          f.bg_features.detach())
+
+    def feature_terms(self, features: torch.Tensor, batch: dict[str, torch.Tensor],
+                      gen: torch.Generator) -> "FeatureTerms":
+        """Pixel sampling, kernel contrast and background term of B x D x h x w unit features
+        against the bank (read, not changed); batch needs kernel_index and joints3d. Shared by
+        the U-Net and the trunk feature head (``training/head_train.py``)."""
+        t = self.tcfg
+        with torch.no_grad():
+            orient = self.ctx.orientation_weights(batch["joints3d"])  # B x K x O
+        (fb, fy, fx), (bb, by, bx) = sample_pixels(batch["kernel_index"], t.max_contrast_pixels,
+                                                   t.background_pixels_per_image, gen)
+        feats = features.permute(0, 2, 3, 1)  # B x h x w x D
+        fg_feats, bg_feats = feats[fb, fy, fx], feats[bb, by, bx]
+        kid = batch["kernel_index"][fb, fy, fx]
+        bins = orient[fb, kid]
+        bank = self.bank.kernel_features
+        contrast = self.target.loss(fg_feats, kid, bins, bank, self.bank.valid_background(),
+                                    t.temperature, t.background_negative_weight)
+        prototype = self._prototype(bg_feats)
+        bg = background_loss(bg_feats, self.target.class_bank(bank), prototype, t.temperature)
+        return FeatureTerms(contrast, bg, fg_feats, kid, bins, bg_feats)
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int, rank: int = 0) -> dict[str, float]:
         """One optimiser step; returns the logged terms plus total loss and learning rate."""
