@@ -58,8 +58,10 @@ def flying_pixels(z: np.ndarray, sensor: DepthSensor, rng: np.random.Generator) 
     """Pixels next to a depth edge take a random mix of their depth and the far neighbour's."""
     out = z.copy()
     finite = np.where(np.isfinite(z), z, sensor.max_range_m * 2)
+    padded = np.pad(finite, 1, mode="edge")  # no edge across the image border
+    h, w = z.shape
     for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
-        other = np.roll(finite, (dy, dx), axis=(0, 1))
+        other = padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
         edge = np.abs(other - finite) > sensor.edge_jump_m
         pick = edge & (rng.random(z.shape) < sensor.flying_prob) & np.isfinite(out)
         mix = rng.random(z.shape)

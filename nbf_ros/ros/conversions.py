@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from nbf_ros.errors import NbfError
+from nbf_ros.geometry.depth import depth_to_metres
 from nbf_ros.inference.overlay import SKELETON_RGB, TEXT_RGB, person_label, visibility_colour
 from nbf_ros.types import JOINT_PARENTS, NUM_JOINTS, CameraIntrinsics, Person
 
@@ -63,6 +64,31 @@ def image_to_rgb(msg: Any, max_side: int = 4096) -> np.ndarray:
         raise ImageError("encoding", f"unsupported image encoding {encoding!r}; supported: "
                          f"{', '.join(ENCODINGS)}")
     dtype, channels, order = ENCODINGS[encoding]
+    pixels = _pixels(msg, dtype, channels, max_side)
+    if pixels.dtype.itemsize == 2:
+        pixels = np.round(pixels.astype(np.float32) / 257.0).astype(np.uint8)
+    return _to_rgb(pixels, order)
+
+
+DEPTH_ENCODINGS: dict[str, type] = {"16UC1": np.uint16, "mono16": np.uint16, "32FC1": np.float32}
+"""Depth encodings: 16-bit millimetres (0 = no data) or 32-bit float metres (0/NaN = no data)."""
+
+
+def depth_image_to_metres(msg: Any, max_side: int = 4096) -> np.ndarray:
+    """sensor_msgs/Image depth (``16UC1``/``mono16`` millimetres, ``32FC1`` metres) -> H x W
+    float32 metres, NaN where there is no data (``geometry.depth.depth_to_metres``). Raises
+    ImageError like ``image_to_rgb`` (reason ``encoding`` for any other encoding)."""
+    encoding = str(msg.encoding)
+    if encoding not in DEPTH_ENCODINGS:
+        raise ImageError("encoding", f"unsupported depth encoding {encoding!r}; supported: "
+                         f"{', '.join(DEPTH_ENCODINGS)}")
+    return depth_to_metres(_pixels(msg, DEPTH_ENCODINGS[encoding], 1, max_side)[:, :, 0])
+
+
+def _pixels(msg: Any, dtype: type, channels: int, max_side: int) -> np.ndarray:
+    """The H x W x C array of an Image message's data (native byte order), size and layout
+    checked (ImageError)."""
+    encoding = str(msg.encoding)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise ImageError("size", f"empty image {width} x {height}")
@@ -77,10 +103,7 @@ def image_to_rgb(msg: Any, max_side: int = 4096) -> np.ndarray:
                          f"{step} x {height} = {step * height}")
     rows = raw.reshape(height, step)[:, :row_bytes]
     wire = np.dtype(dtype).newbyteorder(">" if int(msg.is_bigendian) else "<")
-    pixels = np.ascontiguousarray(rows).view(wire).reshape(height, width, channels)
-    if pixels.dtype.itemsize == 2:
-        pixels = np.round(pixels.astype(np.float32) / 257.0).astype(np.uint8)
-    return _to_rgb(pixels, order)
+    return np.ascontiguousarray(rows).view(wire).reshape(height, width, channels).astype(dtype)
 
 
 def _to_rgb(pixels: np.ndarray, order: str) -> np.ndarray:
@@ -136,6 +159,38 @@ def rgb_to_image_msg(rgb: np.ndarray, header: Any, encoding: str = "rgb8"):
     from sensor_msgs.msg import Image
 
     fields = encode_image(rgb, encoding)
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width, msg.step = fields.height, fields.width, fields.step
+    msg.encoding, msg.is_bigendian = fields.encoding, fields.is_bigendian
+    msg.data = fields.data
+    return msg
+
+
+def encode_depth(depth_m: np.ndarray, encoding: str = "16UC1") -> EncodedImage:
+    """H x W metres (NaN = no data) -> depth image fields: ``16UC1`` millimetres (rounded, 0 =
+    no data) or ``32FC1`` metres (NaN kept); the inverse of ``depth_image_to_metres``."""
+    from nbf_ros.geometry.depth import metres_to_millimetres
+
+    depth_m = np.asarray(depth_m)
+    if depth_m.ndim != 2:
+        raise ValueError(f"expected an H x W depth image, got shape {depth_m.shape}")
+    if encoding == "16UC1":
+        pixels = metres_to_millimetres(depth_m).astype("<u2")
+    elif encoding == "32FC1":
+        pixels = depth_m.astype("<f4")
+    else:
+        raise ValueError(f"unsupported depth encoding {encoding!r}")
+    height, width = depth_m.shape
+    rows = np.ascontiguousarray(pixels).view(np.uint8).reshape(height, -1)
+    return EncodedImage(encoding, height, width, rows.shape[1], rows.tobytes(), 0)
+
+
+def depth_to_image_msg(depth_m: np.ndarray, header: Any, encoding: str = "16UC1"):
+    """H x W metres (NaN = no data) -> sensor_msgs/Image (``16UC1`` mm or ``32FC1`` m)."""
+    from sensor_msgs.msg import Image
+
+    fields = encode_depth(depth_m, encoding)
     msg = Image()
     msg.header = header
     msg.height, msg.width, msg.step = fields.height, fields.width, fields.step

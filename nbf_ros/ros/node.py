@@ -41,6 +41,7 @@ from nbf_ros.inference.overlay import draw_overlay
 from nbf_ros.ros import conversions as conv
 from nbf_ros.ros import params as P
 from nbf_ros.ros.camera_sync import CameraSyncSlot, Match, SyncedFrame, SyncParams, sync_status
+from nbf_ros.ros.depth_sync import NONE, PAIRED, DepthMailbox, DepthStats, depth_status
 from nbf_ros.ros.stats import NodeStats, Status, Thresholds, input_status, processing_status
 from nbf_ros.types import CameraIntrinsics, FrameResult
 
@@ -68,7 +69,9 @@ class PeoplePipeline(Protocol):
 
     def process(self, image_rgb: np.ndarray, camera: CameraIntrinsics, tracker: Any = None,
                 fit: bool = True, stamp_s: float = 0.0) -> FrameResult:
-        """Every person in an H x W x 3 uint8 RGB image; raises NbfError/ValueError on bad input."""
+        """Every person in an H x W x 3 uint8 RGB image; raises NbfError/ValueError on bad input.
+        A pipeline that also takes ``depth=`` (H x W metres, registered) is given it when the
+        frame has one."""
         ...
 
 
@@ -89,6 +92,7 @@ class NbfNode(LifecycleNode):
         # Set before Node.__init__: destroy_node() must work even if construction fails.
         self._stop = threading.Event()
         self._slot: CameraSyncSlot = CameraSyncSlot()
+        self._depth = DepthMailbox()
         self._worker: Optional[threading.Thread] = None
         super().__init__(node_name, **kwargs)
         self._factory = pipeline_factory or default_pipeline_factory
@@ -98,6 +102,8 @@ class NbfNode(LifecycleNode):
         if hasattr(self, "add_post_set_parameters_callback"):
             self.add_post_set_parameters_callback(self._after_set_parameters)
         self.stats = NodeStats()
+        self.depth_stats = DepthStats()
+        self._depth_subscribed = False
         self._pipeline: Optional[PeoplePipeline] = None
         self._tracker: Optional["Tracker"] = None
         self._config: Optional["NbfConfig"] = None
@@ -194,6 +200,11 @@ class NbfNode(LifecycleNode):
             self.create_subscription(Image, "image", self._on_image, qos,
                                      event_callbacks=self._event_callbacks("image")),
         ]
+        self._depth_subscribed = bool(self._values["use_depth"])
+        if self._depth_subscribed:
+            self._subs.append(self.create_subscription(Image, "depth", self._on_depth, self.depth_qos(),
+                                                       event_callbacks=self._event_callbacks("depth")))
+        self._depth.reopen()
         self._last_stamp_s = None
         self._tracker.reset()
         self.stats.reset_rates()
@@ -201,8 +212,10 @@ class NbfNode(LifecycleNode):
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="nbf_worker", daemon=True)
         self._worker.start()
+        depth = (f"; depth: {self.resolve_topic_name('depth')} ({self._values['depth_qos_reliability']}, "
+                 f"depth {self._values['depth_qos_depth']})" if self._depth_subscribed else "")
         self.get_logger().info(f"active: subscribed to {self.resolve_topic_name('image')} and "
-                               f"{self.resolve_topic_name('camera_info')} ({self.qos_text()})")
+                               f"{self.resolve_topic_name('camera_info')} ({self.qos_text()}){depth}")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -210,6 +223,7 @@ class NbfNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
+        self._depth_subscribed = False
         if "markers" in self._pubs:
             self._pubs["markers"].publish(conv.delete_all_markers(self._clear_header()))
         self._published_ids.clear()
@@ -274,6 +288,14 @@ class NbfNode(LifecycleNode):
                            else ReliabilityPolicy.BEST_EFFORT)
         return qos
 
+    def depth_qos(self) -> QoSProfile:
+        """The depth subscription's own QoS (sensor-data by default, like the image)."""
+        qos = self.input_qos()
+        qos.depth = int(self._values["depth_qos_depth"])
+        qos.reliability = (ReliabilityPolicy.RELIABLE if self._values["depth_qos_reliability"] == "reliable"
+                           else ReliabilityPolicy.BEST_EFFORT)
+        return qos
+
     def qos_text(self) -> str:
         return f"{self._values['qos_reliability']}, depth {self._values['qos_depth']}"
 
@@ -306,10 +328,15 @@ class NbfNode(LifecycleNode):
         if self._slot.put_image(msg, conv.stamp_to_ns(msg.header.stamp)):
             self.get_logger().debug("frame dropped: worker busy")
 
+    def _on_depth(self, msg: Image) -> None:
+        """Executor thread: store by stamp; the worker pairs it with its image."""
+        self._depth.put(conv.stamp_to_ns(msg.header.stamp), msg)
+
     # -- worker --------------------------------------------------------------------------------
     def _stop_worker(self) -> None:
         self._stop.set()
         self._slot.close()
+        self._depth.close()
         worker, self._worker = self._worker, None
         if worker is not None and worker is not threading.current_thread():
             worker.join()
@@ -368,7 +395,8 @@ class NbfNode(LifecycleNode):
         camera = self._intrinsics(match, entry, rgb.shape[1], rgb.shape[0])
         if camera is None:
             return False
-        result = self._run_pipeline(rgb, camera, stamp_s)
+        depth = self._depth_for(msg, rgb.shape[1], rgb.shape[0])
+        result = self._run_pipeline(rgb, camera, stamp_s, depth)
         if result is None:
             return False
         self._last_stamp_s = max(stamp_s, self._last_stamp_s or stamp_s)
@@ -412,12 +440,45 @@ class NbfNode(LifecycleNode):
             return conv.CameraIntrinsics.default_for(width, height)
         return intrinsics_for_image(camera, width, height)
 
-    def _run_pipeline(self, rgb: Any, camera: Any, stamp_s: float) -> Any:
-        from nbf_ros.errors import NbfError
+    def _depth_for(self, msg: Image, width: int, height: int) -> Optional[np.ndarray]:
+        """The aligned depth (H x W metres) of this image, or None: monocular, with the reason
+        in /diagnostics when depth was expected (a live stream) but is late, unmatched or
+        unusable (encoding, size). Never raises."""
+        if not self._depth_subscribed:
+            return None
+        found = self._depth.match(conv.stamp_to_ns(msg.header.stamp), float(self._values["depth_tolerance_s"]),
+                                  float(self._values["depth_wait_s"]))
+        if found.outcome == NONE:
+            if self.depth_stats.used:
+                self._depth_fallback("stopped", "no depth image for "
+                                     f"{self._depth.stream_timeout_s:.0f} s (stream stopped?)")
+            return None
+        if found.outcome != PAIRED:
+            self._depth_fallback(found.outcome, f"no depth within {self._values['depth_tolerance_s']} s "
+                                 f"of the image stamp after waiting {found.waited_s * 1e3:.0f} ms")
+            return None
+        from nbf_ros.geometry.depth import DepthError, check_registered
 
         try:
+            depth = conv.depth_image_to_metres(found.msg, int(self._values["max_image_side"]))
+            check_registered(depth, width, height)
+        except (conv.ImageError, DepthError) as exc:
+            self._depth_fallback(exc.reason, str(exc))
+            return None
+        self.depth_stats.paired(found.offset_s)
+        return depth
+
+    def _depth_fallback(self, reason: str, message: str) -> None:
+        self.depth_stats.fell_back(reason, message)
+        self._log_throttled(f"depth_{reason}", f"frame processed without depth ({reason}): {message}")
+
+    def _run_pipeline(self, rgb: Any, camera: Any, stamp_s: float, depth: Optional[np.ndarray] = None) -> Any:
+        from nbf_ros.errors import NbfError
+
+        extra = {} if depth is None else {"depth": depth}  # pipelines without depth support still work
+        try:
             return self._pipeline.process(rgb, camera, tracker=self._tracker,
-                                          fit=bool(self._values["fit"]), stamp_s=stamp_s)
+                                          fit=bool(self._values["fit"]), stamp_s=stamp_s, **extra)
         except (NbfError, ValueError) as exc:
             self._skip("rejected_by_pipeline", f"{type(exc).__name__}: {exc}")
             return None
@@ -490,7 +551,8 @@ class NbfNode(LifecycleNode):
                         bool(self._values["require_camera_info"]))
         name = self.get_fully_qualified_name()
         return [sync_status(input_status(snap, th, f"{name}: input"), self._slot.state()),
-                processing_status(snap, th, f"{name}: processing")]
+                processing_status(snap, th, f"{name}: processing"),
+                depth_status(self.depth_stats, self._depth_subscribed, f"{name}: depth")]
 
     def publish_diagnostics(self) -> None:
         msg = DiagnosticArray()

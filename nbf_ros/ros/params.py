@@ -60,6 +60,17 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_info_wait_s", 3.5, "longest an image waits for the CameraInfo of its own stamp "
               "before it is skipped (camera_info_unmatched); DDS can hold CameraInfo back for "
               "seconds (docs/ros_node.md, CameraInfo pairing)", ACTIVATE, 0.01, 60.0),
+    ParamSpec("use_depth", True, "subscribe to the optional 'depth' topic (aligned depth, 16UC1 mm "
+              "or 32FC1 m, registered to 'image'); without a depth publisher frames stay monocular",
+              ACTIVATE),
+    ParamSpec("depth_tolerance_s", 0.015, "a depth image pairs with the image whose stamp is within "
+              "this (nearest wins); 0 = exact stamps", RUNTIME, 0.0, 1.0),
+    ParamSpec("depth_wait_s", 0.1, "longest the worker waits for the depth of an image while the "
+              "depth stream is live; then the frame is processed monocular (diagnostics: late)",
+              RUNTIME, 0.0, 5.0),
+    ParamSpec("depth_qos_reliability", "best_effort", "depth subscription reliability", ACTIVATE,
+              choices=("best_effort", "reliable")),
+    ParamSpec("depth_qos_depth", 5, "depth subscription queue depth", ACTIVATE, 1, 100),
     ParamSpec("track_timeout_s", 1.0, "drop a track not seen for this long (image-stamp seconds)",
               RUNTIME, 0.01, 3600.0),
     ParamSpec("marker_lifetime_s", 0.3, "marker lifetime: a few frames, so RViz never shows ghosts",
