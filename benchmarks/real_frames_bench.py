@@ -14,8 +14,10 @@ Pipelines (a "person" is what the pipeline would hand to the fit):
 - ``nanodet+blazepose``: ``make_detector`` with the deployed ``DetectorConfig`` (NanoDet-g,
   threshold 0.35, ``min_height_px`` 48) except ``max_people`` (lifted to 64 so that every
   walker of vtest is scored; the node keeps the 5 largest), then ``BlazePoseLandmarker`` (full,
-  the deployed ``BlazePoseConfig``) on every box. A box is a person when BlazePose's pose flag
-  reaches ``min_pose_flag``; those boxes are matched to the truth (found / missed / false).
+  the deployed ``BlazePoseConfig``) on every box. A box is a person when the pipeline would fit
+  it (``pipeline.people_boxes``: BlazePose's pose flag reaches ``min_pose_flag`` or the
+  detector's score reaches ``min_score_without_landmarks``, ``SURE_SCORE``); those boxes are
+  matched to the truth (found / missed / false).
 - ``hog+blazepose``: the same with ``detector.kind: hog`` (its default settings).
 - ``mediapipe``: the ``mediapipe`` package's legacy Pose solution (full, static images) run by
   ``mediapipe_reference.py`` in another interpreter (``--mediapipe-python``; the package needs
@@ -58,6 +60,7 @@ sys.path.insert(0, str(HERE))  # detector_bench's labelled boxes
 
 from detector_bench import OPENCV_DATA, REAL, REAL_FILES, real_images, score_real  # noqa: E402
 from nbf_ros.config import BlazePoseConfig, DetectorConfig  # noqa: E402
+from nbf_ros.inference.pipeline import people_boxes  # noqa: E402
 from nbf_ros.detection import make_detector  # noqa: E402
 from nbf_ros.geometry.boxes import clip_boxes  # noqa: E402
 from nbf_ros.keypoints.landmarks import BlazePoseLandmarker  # noqa: E402
@@ -73,7 +76,10 @@ FOUND_TARGET = 0.9
 ONE_PERSON_MS = 70.0  # detector + BlazePose full for one person, 2 threads
 PEOPLE_FREE = tuple(name for name, boxes in REAL.items() if not boxes)
 NOT_RUN = "not run (pass --mediapipe-python)"
-MIN_FLAG = BlazePoseConfig().min_pose_flag
+# detector.min_score_without_landmarks per detector: NanoDet's deployed value; HOG's SVM margins
+# do not tell a sure box (false boxes 0.46-1.47, people 0.67-2.41 on these frames), so with HOG
+# only BlazePose's pose flag decides (the advice of config.DetectorConfig).
+SURE_SCORE = {"nanodet": DetectorConfig().min_score_without_landmarks, "hog": float("inf")}
 
 
 @dataclass
@@ -82,7 +88,7 @@ class Count:
 
     Attributes:
         hit: (M,) bool per labelled person. false: reported people matching nobody (crowd band
-        excepted). rejected: detector boxes BlazePose's pose flag turned down (not reported).
+        excepted). rejected: detector boxes the pipeline drops (no pose, low score).
     """
 
     hit: np.ndarray
@@ -157,7 +163,8 @@ def run_front_end(kind: str, threads: int, images: dict[str, np.ndarray], runs: 
     """Detector ``kind`` + BlazePose full at ``threads``: counts (from the warm-up run) and times."""
     import cv2
 
-    detector = make_detector(DetectorConfig(kind=kind, max_people=MAX_PEOPLE, nanodet_threads=threads))
+    detector = make_detector(DetectorConfig(kind=kind, max_people=MAX_PEOPLE, nanodet_threads=threads,
+                                            min_score_without_landmarks=SURE_SCORE[kind]))
     landmarker = BlazePoseLandmarker(BlazePoseConfig(variant="full", num_threads=threads))
     counts, times = {}, {}
     previous = cv2.getNumThreads()
@@ -166,7 +173,8 @@ def run_front_end(kind: str, threads: int, images: dict[str, np.ndarray], runs: 
         for name, image in images.items():  # warm-up; its answer is the count
             found = detector.detect_scored(image)
             people = landmarker.estimate(image, found.boxes)
-            ok = np.array([p is not None for p in people], bool)
+            ok = np.zeros(len(people), bool)  # the boxes the pipeline fits (Pipeline.people_boxes)
+            ok[people_boxes(people, found.scores, detector.config.min_score_without_landmarks)] = True
             hit, false = score_real(name, found.boxes[ok], found.scores[ok])
             counts[name] = Count(hit, false, int((~ok).sum()))
             times[name] = Times(boxes=len(found.boxes))
@@ -237,7 +245,7 @@ def print_tables(counts: dict[str, dict[str, Count]], ms: dict[str, dict[int, di
         for n in names:
             c = counts[pipe][n]
             cell = "/".join(map(str, c.cells()))
-            cells.append(cell + (f" (+{c.rejected} box{'es' * (c.rejected > 1)} flag < {MIN_FLAG})"
+            cells.append(cell + (f" (+{c.rejected} box{'es' * (c.rejected > 1)} dropped)"
                                  if c.rejected else ""))
         print(f"| {pipe} | " + " | ".join(cells) + " |")
     print("\n**ms**, median per image: detect + boxes x landmarks per person = total "
@@ -334,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         "images": names, "skipped": missing,
         "counts": {p: {n: c.cells() + [c.rejected] for n, c in per.items()}
                    for p, per in counts.items()},
-        "count_columns": ["found", "missed", "false", "rejected_by_pose_flag"],
+        "count_columns": ["found", "missed", "false", "dropped_no_pose_low_score"],
         "ms": {p: {str(t): v for t, v in per.items()} for p, per in ms.items()},
         "targets": goals,
         "mediapipe": mp_info if mp_info is not None else NOT_RUN,

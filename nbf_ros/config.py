@@ -206,8 +206,10 @@ class DetectorConfig:
     # A box in which BlazePose finds no person (pose flag below blazepose.min_pose_flag) is still
     # fitted as one when the detector's score reaches this (a person mostly hidden behind a cart,
     # whom BlazePose cannot read), and dropped below it (a basketball NanoDet scored 0.42). In the
-    # detector's own units (NanoDet 0..1, HOG's SVM margin; fixed and full_frame boxes score 1).
-    # Only applies when BlazePose runs. Chosen in docs/detection.md, "Which boxes are people".
+    # detector's own units (NanoDet 0..1; fixed and full_frame boxes score 1). Only applies when
+    # BlazePose runs. Chosen for NanoDet in docs/detection.md, "Which boxes are people"; HOG's SVM
+    # margins do not tell a sure box (false 0.46-1.47, people 0.67-2.41 on the real frames): with
+    # HOG and BlazePose set it above them (e.g. 10: the pose flag alone decides).
     min_score_without_landmarks: float = 0.5
     # HOG (Dalal-Triggs, OpenCV's default people SVM): images are resized so that their longer
     # side is at most hog_max_side before the scan (cost grows with the pixel count); boxes whose

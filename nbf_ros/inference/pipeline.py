@@ -74,6 +74,20 @@ def initial_body(net: NetArrays, cameras: list[CameraIntrinsics], crop_size: int
                       transl=transl)
 
 
+def people_boxes(landmarks: list, scores: np.ndarray, min_score_without_landmarks: float) -> list[int]:
+    """Indices of the detector boxes that hold people, given BlazePose's answer per box (None =
+    no person: pose flag below ``blazepose.min_pose_flag``) and the detector's (N,) scores.
+
+    A box where BlazePose finds a person is one; a box where it finds nobody is kept only when
+    the detector is sure enough: a person mostly hidden behind an object gives BlazePose too
+    little to read but still scores high with the detector, while the detector's weak false
+    boxes (a ball, a pattern) get no pose either. Measured in docs/detection.md, "Which boxes
+    are people" (benchmarks/person_gate_bench.py).
+    """
+    return [i for i, (person, score) in enumerate(zip(landmarks, scores))
+            if person is not None or score >= min_score_without_landmarks]
+
+
 def with_weights_config(config: NbfConfig) -> NbfConfig:
     """``config`` with the network architecture of the weights file it names.
 
@@ -178,20 +192,10 @@ class Pipeline:
         return Detections(found.boxes[:count], found.scores[:count])
 
     def people_boxes(self, found: Detections, landmarks: list) -> list[int]:
-        """Indices of the boxes that hold people.
-
-        With BlazePose configured, a box where it finds a person (pose flag >= min_pose_flag)
-        is one; a box where it finds nobody is kept only when the detector is sure enough
-        (``detector.min_score_without_landmarks``): a person mostly hidden behind an object
-        gives BlazePose too little to read but still scores high with the detector, while the
-        detector's weak false boxes (a ball, a pattern) get no pose either. Measured in
-        docs/detection.md, "Which boxes are people". Without BlazePose every box is kept.
-        """
+        """Indices of the boxes that hold people (``people_boxes``); every box without BlazePose."""
         if self.landmarker is None:
             return list(range(len(found.boxes)))
-        floor = self.config.detector.min_score_without_landmarks
-        return [i for i, (person, score) in enumerate(zip(landmarks, found.scores))
-                if person is not None or score >= floor]
+        return people_boxes(landmarks, found.scores, self.config.detector.min_score_without_landmarks)
 
     def landmarks(self, image_rgb: np.ndarray, boxes: np.ndarray,
                   camera: CameraIntrinsics) -> list[Optional["PoseLandmarks"]]:
