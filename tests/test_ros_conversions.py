@@ -296,10 +296,12 @@ def test_diagnostic_levels():
     stats = NodeStats()
     assert input_status(_snapshot(stats), th, "in").level == WARN  # nothing received yet
     stats.frame_received()
-    stats.frame_published(20.0, {"detect": 5.0}, 2)
+    stats.frame_published(20.0, {"detect": 5.0}, 2, rejected_boxes=1)
+    stats.frame_published(20.0, {"detect": 5.0}, 2, rejected_boxes=2)
     snap = _snapshot(stats)
     assert input_status(snap, th, "in").level == OK and processing_status(snap, th, "p").level == OK
     assert processing_status(snap, th, "p").values["stage_detect_ms"] == "5.0"
+    assert processing_status(snap, th, "p").values["boxes_rejected_not_person"] == "3"  # since start
     stats.frame_received()
     stats.frame_skipped("encoding")
     status = input_status(_snapshot(stats), th, "in")

@@ -506,7 +506,8 @@ class NbfNode(LifecycleNode):
         if self._values["publish_tf"]:
             self._broadcast_tf(header, people)
         latency_ms = (self.get_clock().now().nanoseconds * 1e-9 - conv.stamp_to_seconds(header.stamp)) * 1e3
-        self.stats.frame_published(latency_ms, dict(result.timings_ms), len(people))
+        self.stats.frame_published(latency_ms, dict(result.timings_ms), len(people),
+                                   result.rejected_boxes)
 
     def _make_tf_broadcaster(self) -> Any:
         try:

@@ -72,6 +72,7 @@ class Snapshot:
     skipped: dict[str, int]
     skipped_period: dict[str, int]
     people: int
+    rejected_boxes: int
     camera_info: str
     camera_info_error: Optional[str]
     qos: str
@@ -94,6 +95,8 @@ class NodeStats:
     processed: int = 0
     skipped: Counter = field(default_factory=Counter)
     people: int = 0
+    # Detector boxes dropped as "not a person" since start (FrameResult.rejected_boxes).
+    rejected_boxes: int = 0
     errors: int = 0
     last_error: Optional[str] = None
     clock_resets: int = 0
@@ -117,9 +120,11 @@ class NodeStats:
             self.errors += 1
             self.last_error = message
 
-    def frame_published(self, latency_ms: float, timings_ms: dict[str, float], people: int) -> None:
+    def frame_published(self, latency_ms: float, timings_ms: dict[str, float], people: int,
+                        rejected_boxes: int = 0) -> None:
         with self.lock:
             self.processed += 1
+            self.rejected_boxes += rejected_boxes
             self.output_rate.tick()
             self.latencies_ms.append(float(latency_ms))
             self.people = people
@@ -152,6 +157,7 @@ class NodeStats:
                 received=self.received, processed=self.processed, dropped=dropped,
                 dropped_period=dropped - self._period_dropped_base, skipped=dict(self.skipped),
                 skipped_period=dict(self._period_skipped), people=self.people,
+                rejected_boxes=self.rejected_boxes,
                 camera_info=camera_info, camera_info_error=camera_info_error, qos=qos,
                 qos_incompatible=self.qos_incompatible,
                 errors_period=self.errors - self._period_errors_base, last_error=self.last_error,
@@ -212,6 +218,7 @@ def processing_status(s: Snapshot, th: Thresholds, name: str) -> Status:
     values = {"state": s.state, "backend": s.backend, "output_rate_hz": _fmt(s.output_hz),
               "frames_processed": str(s.processed), "frames_dropped": str(s.dropped),
               "dropped_last_period": str(s.dropped_period), "people": str(s.people),
+              "boxes_rejected_not_person": str(s.rejected_boxes),
               "latency_p50_ms": _fmt(lat["p50"]), "latency_p90_ms": _fmt(lat["p90"]),
               "latency_p99_ms": _fmt(lat["p99"]), "latency_max_ms": _fmt(lat["max"])}
     values.update({f"stage_{k}_ms": _fmt(v) for k, v in sorted(s.stage_ms.items())})
