@@ -256,3 +256,39 @@ def test_the_synthetic_sensor_is_seeded_quantises_more_with_distance_and_has_hol
                           DepthSensor(hole_blobs=(0, 0), dropout=0.0, disparity_noise_px=0.0, flying_prob=1.0))
     between = (flying > 2.1) & (flying < 4.9)
     assert between[:, 9:11].mean() > 0.5 and not between[:, :8].any() and not between[:, 12:].any()
+
+
+# -- files and the CLI -------------------------------------------------------------------------------
+def test_depth_files_16bit_png_millimetres_and_npy_metres_load_exactly(tmp_path):
+    import cv2
+
+    from nbf_ros.inference.depth_io import load_depth
+    from nbf_ros.inference.io import InputError
+
+    mm = np.array([[0, 1500], [2345, 65535]], np.uint16)
+    cv2.imwrite(str(tmp_path / "d.png"), mm)
+    np.testing.assert_array_equal(metres_to_millimetres(load_depth(tmp_path / "d.png")), mm)
+    metres = np.array([[np.nan, 1.25], [0.0, 3.5]], np.float32)
+    np.save(tmp_path / "d.npy", metres)
+    out = load_depth(tmp_path / "d.npy")
+    assert np.isnan(out[0, 0]) and np.isnan(out[1, 0]) and out[0, 1] == np.float32(1.25)
+    cv2.imwrite(str(tmp_path / "rgb.png"), np.zeros((4, 4, 3), np.uint8))
+    np.save(tmp_path / "int.npy", np.zeros((4, 4), np.int64))
+    for bad, words in (("rgb.png", "16-bit single-channel"), ("int.npy", "float metres"), ("none.png", "no such")):
+        with pytest.raises(InputError, match=words):
+            load_depth(tmp_path / bad)
+
+
+def test_cli_needs_one_registered_depth_per_image_and_says_so_in_one_line(tmp_path, capsys):
+    import cv2
+
+    from nbf_ros.apps.cli import main
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((48, 64, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "d.png"), np.full((24, 32), 2000, np.uint16))
+    base = ["estimate", "--image", str(tmp_path / "a.png"), "--json", str(tmp_path / "o.json")]
+    assert main(base + ["--depth", str(tmp_path / "d.png"), "--depth", str(tmp_path / "d.png")]) == 1
+    assert "one --depth per --image" in capsys.readouterr().err
+    assert main(base + ["--depth", str(tmp_path / "d.png")]) == 1  # 32 x 24 depth for a 64 x 48 image
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "registered" in err

@@ -207,3 +207,26 @@ def test_depth_over_dds_reaches_the_pipeline_paired_by_stamp(ros, node):
             assert float(np.nanmedian(depth)) == pytest.approx(1.0 + round((stamp_s - 3.0) / 0.1), abs=1e-3)
     finally:
         ros.remove(pub_node)
+
+
+# -- bag replay and the CLI ----------------------------------------------------------------------------
+def test_bag_replay_pairs_each_image_with_the_depth_of_its_stamp(tmp_path):
+    pytest.importorskip("rosbags")
+    from nbf_ros.ros.bag_io import BagError, process_bag, write_camera_bag
+    from nbf_ros.testing.scenes import DrawnScene
+
+    scene = DrawnScene(num_people=1, seed=1)
+    frames = [(1_700_000_000_000_000_000 + i * 100_000_000, scene.frame(i)[0]) for i in range(3)]
+    h, w = frames[0][1].shape[:2]
+    depths = [np.full((h, w), 1.0 + i, np.float32) for i in range(3)]
+    depths[2] = np.full((h // 2, w // 2), 3.0, np.float32)  # not registered: that frame goes monocular
+    write_camera_bag(tmp_path / "in", frames, scene.camera, depths=depths)
+    pipeline = RecordingPipeline()
+    stats = process_bag(tmp_path / "in", tmp_path / "out", pipeline, "/camera/image", "/camera/camera_info",
+                        depth_topic="/camera/aligned_depth_to_color/image_raw")
+    assert stats.processed == 3 and stats.depth_used == 2 and stats.depth_fallbacks == {"size": 1}
+    got = [d for _, d in pipeline.depths]
+    assert float(np.nanmedian(got[0])) == pytest.approx(1.0) and float(np.nanmedian(got[1])) == pytest.approx(2.0)
+    assert got[2] is None
+    with pytest.raises(BagError, match="no topic"):
+        process_bag(tmp_path / "in", tmp_path / "out2", pipeline, "/camera/image", None, depth_topic="/nope")

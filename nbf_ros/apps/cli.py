@@ -53,6 +53,28 @@ def _load_pipeline_config(args: argparse.Namespace):
     return apply_overrides(load_config(args.config), overrides)
 
 
+def _load_depths(args: argparse.Namespace, images: list) -> list:
+    """One aligned depth image (metres) per --image, in order, or all None without --depth;
+    a count or size mismatch is a one-line error before any model is loaded."""
+    from nbf_ros.geometry.depth import DepthError, check_registered
+    from nbf_ros.inference.depth_io import load_depth
+
+    if not args.depth:
+        return [None] * len(images)
+    if len(args.depth) != len(images):
+        raise CliError(f"give one --depth per --image (same order): {len(args.depth)} depth, "
+                       f"{len(images)} images")
+    depths = []
+    for path, (image_path, image) in zip(args.depth, images):
+        depth = load_depth(path)
+        try:
+            check_registered(depth, image.shape[1], image.shape[0])
+        except DepthError as exc:
+            raise CliError(f"{path} (for {image_path}): {exc}") from None
+        depths.append(depth)
+    return depths
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     """Run the pipeline on image files, a video or a bag and write the interfaces.md JSON."""
     from nbf_ros.geometry.camera import intrinsics_for_image
@@ -63,12 +85,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         raise CliError("give at least one --image, or --video, or --bag")
     explicit = _explicit_intrinsics(args)
     images = [(path, load_image_rgb(path)) for path in args.image]  # fail early on unreadable files
+    depths = _load_depths(args, images)
     pipeline = Pipeline.from_config(_load_pipeline_config(args))
     results = []
-    for path, image in images:
+    for (path, image), depth in zip(images, depths):
         camera = intrinsics_for_image(explicit, image.shape[1], image.shape[0], rescale=False)
         camera = validate_intrinsics(camera, path)
-        result = pipeline.process(image, camera, fit=not args.no_fit)
+        result = pipeline.process(image, camera, fit=not args.no_fit, depth=depth)
         results.append((path, image.shape[1], image.shape[0], result))
         LOG.info("%s: %d people (%s)", path, len(result.people),
                  ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items()))
@@ -89,7 +112,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             raise CliError("--bag needs --bag-out OUT_BAG (the input plus the output topics)")
         from nbf_ros.ros.bag_io import process_bag
 
-        stats = process_bag(args.bag, args.bag_out, pipeline, args.image_topic, args.info_topic)
+        stats = process_bag(args.bag, args.bag_out, pipeline, args.image_topic, args.info_topic,
+                            depth_topic=args.depth_topic)
         LOG.info("bag: %s", stats)
     if args.json:
         write_json(estimate_json(results, pipeline.model_info()), args.json)
@@ -103,6 +127,9 @@ def add_estimate(sub) -> None:
     p.add_argument("--camera-info", metavar="CAMERA_INFO.yaml", help="ROS camera_info YAML")
     for name in ("fx", "fy", "cx", "cy"):
         p.add_argument(f"--{name}", type=float, default=None)
+    p.add_argument("--depth", action="append", default=[], metavar="PATH",
+                   help="aligned depth for the --image of the same position (repeatable): 16-bit PNG "
+                        "in millimetres or float32 .npy in metres (docs/depth.md)")
     p.add_argument("--overlay", metavar="OUT_DIR", help="write overlay images here")
     p.add_argument("--config", metavar="CONFIG.yaml", help="pipeline config (defaults if absent)")
     p.add_argument("--max-iters", type=int, default=None, help="fitting iterations per person")
@@ -112,6 +139,8 @@ def add_estimate(sub) -> None:
     p.add_argument("--bag-out", metavar="PATH", help="output bag for --bag")
     p.add_argument("--image-topic", default="/camera/image_raw")
     p.add_argument("--info-topic", default="/camera/camera_info")
+    p.add_argument("--depth-topic", default=None,
+                   help="aligned depth topic in --bag (16UC1 mm / 32FC1 m), paired by stamp")
     p.set_defaults(func=cmd_estimate)
 
 

@@ -7,6 +7,11 @@ wheels), so the recorded messages are byte-for-byte what the node would publish.
 written at the bag time of its image and carries the image's header, exactly like the node.
 Camera info: the latest valid CameraInfo before an image is used (as in the node); images
 before any CameraInfo use the documented default intrinsics unless ``require_camera_info``.
+Depth (optional ``depth_topic``): each image gets the depth image whose header stamp is nearest
+to its own within ``depth_tolerance_s``, wherever it lies in the bag (an index of depth stamps is
+read first, then each depth message is read when its image is processed: memory stays one
+frame); an image without one, or with an unusable one, is processed monocular and counted in
+``BagStats.depth_fallbacks`` by reason, as the node reports it.
 """
 from __future__ import annotations
 
@@ -50,6 +55,8 @@ class BagStats:
     output_topics: list[str] = field(default_factory=list)
     storage: str = ""
     seconds: float = 0.0
+    depth_used: int = 0
+    depth_fallbacks: dict[str, int] = field(default_factory=dict)
     results: list[tuple[int, Any]] = field(default_factory=list, repr=False)
     """(bag time ns, FrameResult) per processed image, for callers that also want JSON."""
 
@@ -128,7 +135,8 @@ def process_bag(in_path: str | Path, out_path: str | Path, pipeline: Any, image_
                 info_topic: Optional[str] = None, *, fit: bool = True, output_prefix: str = "/nbf",
                 storage: str = "auto", debug_image: bool = False, require_camera_info: bool = False,
                 max_image_side: int = 4096, marker_lifetime_s: float = DEFAULT_MARKER_LIFETIME_S,
-                keep_results: bool = False) -> BagStats:
+                keep_results: bool = False, depth_topic: Optional[str] = None,
+                depth_tolerance_s: float = 0.015) -> BagStats:
     """Run ``pipeline`` on every image of ``image_topic`` in the bag at ``in_path``.
 
     Args:
@@ -136,6 +144,7 @@ def process_bag(in_path: str | Path, out_path: str | Path, pipeline: Any, image_
             ``/joints``, ``/people`` (and ``/debug_image``).
         pipeline: object with ``process(image_rgb, camera, tracker=, fit=, stamp_s=)``.
         info_topic: CameraInfo topic (None: default intrinsics for every image).
+        depth_topic: aligned depth topic (16UC1 mm / 32FC1 m), paired by stamp (None: monocular).
         storage: "sqlite3", "mcap" or "auto" (same as the input).
     Returns:
         BagStats. Raises BagError for a missing topic or an existing output path.
@@ -166,6 +175,9 @@ def process_bag(in_path: str | Path, out_path: str | Path, pipeline: Any, image_
             raise BagError(f"{image_topic} is {topics[image_topic]}, not an Image/CompressedImage")
         if info_topic and info_topic not in topics:
             raise BagError(f"{in_path}: no topic {info_topic!r}; topics: {sorted(topics)}")
+        if depth_topic and topics.get(depth_topic, IMAGE_TYPE) != IMAGE_TYPE:
+            raise BagError(f"{depth_topic} is {topics[depth_topic]}, not an Image")
+        depths = _DepthIndex(reader, typestore, depth_topic, depth_tolerance_s) if depth_topic else None
         copies = _copy_connections(reader, writer, typestore)
         outputs = _Outputs(writer, typestore, output_prefix, debug_image)
         stats.output_topics = list(outputs.topics.values())
@@ -185,13 +197,16 @@ def process_bag(in_path: str | Path, out_path: str | Path, pipeline: Any, image_
                 continue
             stats.images += 1
             msg = typestore.deserialize_cdr(raw, conn.msgtype)
+            depth = depths.for_image(msg, max_image_side) if depths is not None else None
             reason = _process_one(msg, conn.msgtype, timestamp, camera, camera_error, pipeline, tracker,
                                   outputs, stats, fit=fit, require_camera_info=require_camera_info,
                                   max_side=max_image_side, lifetime=marker_lifetime_s,
-                                  debug_image=debug_image, keep=keep_results)
+                                  debug_image=debug_image, keep=keep_results, depth=depth)
             if reason:
                 skipped[reason] += 1
     stats.skipped = dict(skipped)
+    if depths is not None:
+        stats.depth_fallbacks = dict(Counter(stats.depth_fallbacks) + depths.fallbacks)
     stats.seconds = time.perf_counter() - start
     LOG.info("bag %s -> %s: %d images, %d processed, skipped %s", in_path, out_path, stats.images,
              stats.processed, stats.skipped or "none")
@@ -201,7 +216,8 @@ def process_bag(in_path: str | Path, out_path: str | Path, pipeline: Any, image_
 def _process_one(msg: Any, msgtype: str, timestamp: int, camera: Optional[conv.CameraIntrinsics],
                  camera_error: Optional[str], pipeline: Any, tracker: Any, outputs: _Outputs,
                  stats: BagStats, *, fit: bool, require_camera_info: bool, max_side: int,
-                 lifetime: float, debug_image: bool, keep: bool) -> Optional[str]:
+                 lifetime: float, debug_image: bool, keep: bool,
+                 depth: Optional[np.ndarray] = None) -> Optional[str]:
     """One image -> outputs written; returns the skip reason or None."""
     try:
         rgb = _decode(msgtype, msg, max_side)
@@ -217,8 +233,14 @@ def _process_one(msg: Any, msgtype: str, timestamp: int, camera: Optional[conv.C
     else:
         intrinsics = intrinsics_for_image(camera, rgb.shape[1], rgb.shape[0])
     stamp_s = conv.stamp_to_seconds(msg.header.stamp)
+    if depth is not None and depth.shape != rgb.shape[:2]:
+        LOG.warning("bag image at %d: depth %s is not registered to the image %s: monocular",
+                    timestamp, depth.shape, rgb.shape[:2])
+        stats.depth_fallbacks["size"] = stats.depth_fallbacks.get("size", 0) + 1
+        depth = None
+    extra = {} if depth is None else {"depth": depth}
     try:
-        result = pipeline.process(rgb, intrinsics, tracker=tracker, fit=fit, stamp_s=stamp_s)
+        result = pipeline.process(rgb, intrinsics, tracker=tracker, fit=fit, stamp_s=stamp_s, **extra)
     except (NbfError, ValueError) as exc:
         LOG.warning("bag image at %d rejected by the pipeline: %s", timestamp, exc)
         return "rejected_by_pipeline"
@@ -230,17 +252,64 @@ def _process_one(msg: Any, msgtype: str, timestamp: int, camera: Optional[conv.C
     if debug_image:
         outputs.write("debug_image", timestamp, conv.rgb_to_image_msg(draw_overlay(rgb, people), header))
     stats.processed += 1
+    stats.depth_used += depth is not None
     stats.people += len(people)
     if keep:
         stats.results.append((timestamp, result))
     return None
 
 
+class _DepthIndex:
+    """Header stamps of a bag's depth topic -> the depth image of an image's stamp, read when
+    needed (one message in memory at a time)."""
+
+    def __init__(self, reader: Any, typestore: Any, topic: str, tolerance_s: float) -> None:
+        self.reader, self.typestore = reader, typestore
+        self.connections = [c for c in reader.connections if c.topic == topic]
+        if not self.connections:
+            raise BagError(f"no topic {topic!r} in the bag; topics: "
+                           f"{sorted({c.topic for c in reader.connections})}")
+        self.tolerance_ns = int(round(tolerance_s * 1e9))
+        self.bag_time: dict[int, int] = {}  # header stamp -> bag time
+        for conn, timestamp, raw in reader.messages(connections=self.connections):
+            header = typestore.deserialize_cdr(raw, conn.msgtype).header
+            self.bag_time[conv.stamp_to_ns(header.stamp)] = timestamp
+        self.stamps = np.array(sorted(self.bag_time), dtype=np.int64)
+        self.fallbacks: Counter = Counter()
+
+    def for_image(self, image: Any, max_side: int) -> Optional[np.ndarray]:
+        """H x W metres for this image, or None (the reason counted in ``fallbacks``)."""
+        stamp = conv.stamp_to_ns(image.header.stamp)
+        if self.stamps.size == 0:
+            self.fallbacks["none"] += 1
+            return None
+        nearest = int(self.stamps[np.argmin(np.abs(self.stamps - stamp))])
+        if abs(nearest - stamp) > self.tolerance_ns:
+            self.fallbacks["unmatched"] += 1
+            return None
+        when = self.bag_time[nearest]
+        for conn, _, raw in self.reader.messages(connections=self.connections, start=when, stop=when + 1):
+            msg = self.typestore.deserialize_cdr(raw, conn.msgtype)
+            if conv.stamp_to_ns(msg.header.stamp) != nearest:
+                continue
+            try:
+                return conv.depth_image_to_metres(msg, max_side)
+            except conv.ImageError as exc:
+                LOG.warning("bag depth at %d unusable (%s): monocular", when, exc)
+                self.fallbacks[exc.reason] += 1
+                return None
+        self.fallbacks["unmatched"] += 1
+        return None
+
+
 def write_camera_bag(path: str | Path, frames: list[tuple[int, np.ndarray]], camera: conv.CameraIntrinsics,
                      *, image_topic: str = "/camera/image", info_topic: str = "/camera/camera_info",
                      frame_id: str = "camera_optical_frame", storage: str = "sqlite3",
-                     encoding: str = "rgb8") -> None:
-    """Write (stamp ns, H x W x 3 RGB) frames with a CameraInfo each into a new rosbag2.
+                     encoding: str = "rgb8", depths: Optional[list[np.ndarray]] = None,
+                     depth_topic: str = "/camera/aligned_depth_to_color/image_raw",
+                     depth_encoding: str = "16UC1") -> None:
+    """Write (stamp ns, H x W x 3 RGB) frames with a CameraInfo each into a new rosbag2; with
+    ``depths`` (H x W metres per frame) also an aligned depth image per frame (same stamp).
 
     For tests, demos and bug reports: a bag that any ROS 2 tool (and ``process_bag``) reads.
     """
@@ -253,8 +322,9 @@ def write_camera_bag(path: str | Path, frames: list[tuple[int, np.ndarray]], cam
     with Writer(Path(path), version=9, storage_plugin=plugin) as writer:
         image_conn = writer.add_connection(image_topic, IMAGE_TYPE, typestore=store)
         info_conn = writer.add_connection(info_topic, INFO_TYPE, typestore=store)
+        depth_conn = writer.add_connection(depth_topic, IMAGE_TYPE, typestore=store) if depths else None
         k = np.array([camera.fx, 0, camera.cx, 0, camera.fy, camera.cy, 0, 0, 1], dtype=np.float64)
-        for stamp, rgb in frames:
+        for index, (stamp, rgb) in enumerate(frames):
             sec, nanosec = divmod(int(stamp), 1_000_000_000)
             header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
                                               frame_id=frame_id)
@@ -270,3 +340,8 @@ def write_camera_bag(path: str | Path, frames: list[tuple[int, np.ndarray]], cam
                                   is_bigendian=0, step=enc.step, data=np.frombuffer(enc.data, np.uint8))
             writer.write(info_conn, int(stamp), store.serialize_cdr(info, INFO_TYPE))
             writer.write(image_conn, int(stamp), store.serialize_cdr(image, IMAGE_TYPE))
+            if depth_conn is not None:
+                enc = conv.encode_depth(depths[index], depth_encoding)
+                depth = T[IMAGE_TYPE](header=header, height=enc.height, width=enc.width, encoding=enc.encoding,
+                                      is_bigendian=0, step=enc.step, data=np.frombuffer(enc.data, np.uint8))
+                writer.write(depth_conn, int(stamp), store.serialize_cdr(depth, IMAGE_TYPE))
