@@ -88,11 +88,13 @@ class Person:
 
 
 def clean_people(count: int, seed_base: int, config, body: BodyModel, backend,
-                 context: float = CONTEXT) -> list[Person]:
-    """occlusion_bench's clean cases (same seeds, crops, cameras, truth), BlazePose and the network."""
+                 context: float = CONTEXT, faces: bool = False) -> list[Person]:
+    """occlusion_bench's clean cases (same seeds, crops, cameras, truth), BlazePose and the
+    network; ``faces`` paints faces on the renders (``SyntheticAppearanceConfig.faces``)."""
     base = SyntheticConfig()
     synth = dataclasses.replace(base, split="test", box_jitter_shift=0.0, box_jitter_scale=0.0,
-                                appearance=dataclasses.replace(base.appearance, opencv_doc_photos=False))
+                                appearance=dataclasses.replace(base.appearance, opencv_doc_photos=False,
+                                                               faces=faces))
     labels = body_labels(body, num_kernels=config.nbv.num_kernels)
     landmarker = BlazePoseLandmarker(dataclasses.replace(BlazePoseConfig(), num_threads=1))
     size = config.net.crop_size
@@ -217,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="gray canvas around each crop for BlazePose, in crop sides per side")
     ap.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME KEY=VALUE",
                     help="an extra body-from-landmarks row with LandmarkFitConfig overrides")
+    ap.add_argument("--faces", action="store_true",
+                    help="paint faces on the rendered people (same people and pixels otherwise)")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s", stream=sys.stderr)
@@ -224,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     config = with_weights_config(load_config(args.config))
     body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
     backend, bank = load_backend(config)
-    people = clean_people(args.people, args.seed_base, config, body, backend, args.context)
+    people = clean_people(args.people, args.seed_base, config, body, backend, args.context, args.faces)
     found = np.array([p.landmarks is not None for p in people])
     truth = np.stack([p.joints for p in people])
     rows = []

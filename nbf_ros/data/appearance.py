@@ -191,8 +191,9 @@ _ELBOWS, _KNEES, _HEAD = (18, 19), (4, 5), 15
 
 
 def vertex_regions(lbs_weights: np.ndarray, rest_vertices: np.ndarray, joints_rest: np.ndarray,
-                   short_sleeves: bool, shorts: bool, hair: bool) -> np.ndarray:
-    """(V,) clothing region per vertex from its dominant skinning joint (SKIN/TOP/...)."""
+                   short_sleeves: bool, shorts: bool, hair: bool, hair_line_m: float = 0.04) -> np.ndarray:
+    """(V,) clothing region per vertex from its dominant skinning joint (SKIN/TOP/...); hair
+    covers the head above ``hair_line_m`` over the head joint, and its back."""
     dominant = np.argmax(lbs_weights, axis=1)
     regions = np.asarray(_JOINT_REGION)[dominant]
     if short_sleeves:
@@ -201,18 +202,77 @@ def vertex_regions(lbs_weights: np.ndarray, rest_vertices: np.ndarray, joints_re
         regions[np.isin(dominant, _KNEES)] = SKIN
     if hair:
         head = dominant == _HEAD
-        top = rest_vertices[:, 1] > joints_rest[_HEAD, 1] + 0.04
+        top = rest_vertices[:, 1] > joints_rest[_HEAD, 1] + hair_line_m
         back = rest_vertices[:, 2] < joints_rest[_HEAD, 2] - 0.02
         regions[head & (top | back)] = HAIR
     return regions
 
 
 @dataclass(frozen=True)
+class Face:
+    """Eyes, brows, nostrils and mouth painted on the front of the head (rest-pose metres).
+
+    Positions are offsets from the nose tip (the head's most forward vertex in the rest pose),
+    x to the body's left, y up, taken from an adult face's proportions; each feature is an
+    ellipse in the x-y plane, so a point's colour depends only on where it lies on the face.
+    """
+
+    nose_tip: np.ndarray  # (3,) rest pose
+    vertices: np.ndarray  # (V,) bool: skin vertices of the face (front of the head)
+    skin: np.ndarray      # (3,) the person's skin colour
+    brow: np.ndarray      # (3,) brow colour (the hair's, darkened)
+
+    # (centre x, centre y, semi-axis x, semi-axis y), metres; x mirrored for the pairs.
+    EYE = (0.031, 0.030, 0.011, 0.0055)
+    IRIS = (0.031, 0.030, 0.0045, 0.0045)
+    BROW = (0.034, 0.047, 0.016, 0.0035)
+    NOSTRIL = (0.008, -0.012, 0.004, 0.0025)
+    MOUTH = (0.0, -0.038, 0.021, 0.0045)
+    DEPTH_M = 0.06  # points less than this behind the nose tip belong to the face
+
+    def paint(self, points: np.ndarray, colours: np.ndarray) -> np.ndarray:
+        """N x 3 rest-pose face points, their N x 3 skin colours -> colours with the face."""
+        rel = points - self.nose_tip
+        out = colours.copy()
+        front = rel[:, 2] > -self.DEPTH_M
+        for feature, colour, pair in ((self.BROW, self.brow, True), (self.EYE, SCLERA, True),
+                                      (self.IRIS, IRIS, True), (self.NOSTRIL, self.skin * 0.45, True),
+                                      (self.MOUTH, self.skin * LIP_TINT, False)):
+            out[front & _inside(rel, feature, pair)] = colour
+        return out
+
+
+SCLERA = np.array([0.9, 0.88, 0.85])
+# With a face the hair starts higher, above the brows (0.04 m over the head joint hides them).
+FOREHEAD_HAIR_LINE_M = 0.06
+IRIS = np.array([0.12, 0.08, 0.05])
+LIP_TINT = np.array([0.78, 0.5, 0.5])
+_HEAD_JOINT = 15
+
+
+def _inside(rel: np.ndarray, feature: tuple[float, float, float, float], pair: bool) -> np.ndarray:
+    """Points whose (x, y) offset lies inside the feature's ellipse (both sides when ``pair``)."""
+    cx, cy, ax, ay = feature
+    x = np.abs(rel[:, 0]) if pair else rel[:, 0]
+    return ((x - cx) / ax) ** 2 + ((rel[:, 1] - cy) / ay) ** 2 <= 1.0
+
+
+def make_face(lbs_weights: np.ndarray, rest_vertices: np.ndarray, regions: np.ndarray,
+              skin: np.ndarray, hair: np.ndarray) -> Face:
+    """The face of a body: nose tip and face vertices from the rest mesh (head skin in front)."""
+    head = np.argmax(lbs_weights, axis=1) == _HEAD_JOINT
+    tip = rest_vertices[np.flatnonzero(head)[np.argmax(rest_vertices[head, 2])]]
+    vertices = head & (regions == SKIN) & (rest_vertices[:, 2] > tip[2] - Face.DEPTH_M)
+    return Face(tip, vertices, np.asarray(skin, np.float64), np.asarray(hair, np.float64) * 0.6)
+
+
+@dataclass(frozen=True)
 class Outfit:
-    """One person's look: a texture per clothing region and the per-vertex region."""
+    """One person's look: a texture per clothing region, the per-vertex region, the face."""
 
     textures: tuple[SolidTexture, ...]
     regions: np.ndarray  # (V,)
+    face: Optional[Face] = None
 
 
 def random_outfit(rng: np.random.Generator, split: Split, lbs_weights: np.ndarray,
@@ -229,17 +289,23 @@ def random_outfit(rng: np.random.Generator, split: Split, lbs_weights: np.ndarra
         make_texture(texture_id(rng, split), base=hair, texture_prob=0.0),
     )
     regions = vertex_regions(lbs_weights, rest_vertices, joints_rest, short_sleeves=rng.random() < 0.4,
-                             shorts=rng.random() < 0.25, hair=rng.random() < 0.85)
-    return Outfit(textures=textures, regions=regions)
+                             shorts=rng.random() < 0.25, hair=rng.random() < 0.85,
+                             hair_line_m=FOREHEAD_HAIR_LINE_M if cfg.faces else 0.04)
+    face = make_face(lbs_weights, rest_vertices, regions, textures[SKIN].colour_a, hair) if cfg.faces else None
+    return Outfit(textures=textures, regions=regions, face=face)
 
 
 def outfit_colours(outfit: Outfit, rest_points: np.ndarray, point_vertex: np.ndarray) -> np.ndarray:
-    """N x 3 colours of surface points (rest-pose positions) by the region of their vertex."""
+    """N x 3 colours of surface points (rest-pose positions) by the region of their vertex,
+    with the face painted on where the outfit has one."""
     colours = np.empty((rest_points.shape[0], 3))
     region = outfit.regions[point_vertex]
     for r in np.unique(region):
         sel = region == r
         colours[sel] = outfit.textures[int(r)](rest_points[sel])
+    if outfit.face is not None:
+        on_face = outfit.face.vertices[point_vertex]
+        colours[on_face] = outfit.face.paint(rest_points[on_face], colours[on_face])
     return colours
 
 
