@@ -522,6 +522,11 @@ class SyntheticAppearanceConfig:
     # machine (with the package installed the pool, and so every later random draw, changes);
     # the training config turns it on for more varied backgrounds.
     opencv_doc_photos: bool = False
+    # Paint a face (eyes, brows, nostrils, mouth) on the front of each rendered head. Pretrained
+    # models read front from back by the face (BlazePose turns faceless renders round; real
+    # people have faces): docs/data.md, "Faces". No random draw is added, so every other pixel
+    # of a seed's scene stays the same with it on or off.
+    faces: bool = False
 
 
 @dataclass(frozen=True)
