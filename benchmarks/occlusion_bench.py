@@ -448,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases-cache", metavar="NPZ",
                         help="keep the test set (crops, truth, adversarial positions) in this file and "
                              "reuse it when people, shard, seeds and weights match")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="fit only people with index < N of the (cached) test set (0: all)")
     parser.add_argument("--build-only", action="store_true",
                         help="build (and cache) the test set, then stop")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
@@ -468,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     regressor = Regressor(backend, body, config.net.crop_size)
     t0 = time.perf_counter()
     cases = cached_cases(args, config, body, regressor)
+    if args.limit > 0:  # same people and start bodies as the full set, fewer of them
+        cases = [c for c in cases if c.index < args.limit]
     build_s = time.perf_counter() - t0
     if args.build_only:
         LOG.info("test set ready (%d crops, %.0f s); --build-only: no fitting", len(cases), build_s)

@@ -12,6 +12,7 @@ Reports, on the held-out split (other seeds, textures and background photos than
 Usage:
   python benchmarks/train_eval.py --weights models/nbf_net.pt --config models/nbf_net.yaml \
       --images 256 --metrics out/train/metrics.jsonl --json out/train_eval.json
+  ... --head models/nbf_trunk_head.pt   # also the BlazePose-trunk feature head, same crops
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from nbf_ros.geometry.rotations import rotation_6d_to_matrix
 from nbf_ros.nets.weights import load_network
 from nbf_ros.training.context import build_context
 from nbf_ros.training.data import make_eval_batches
-from nbf_ros.training.evaluate import evaluate_batches
+from nbf_ros.training.evaluate import evaluate_batches, evaluate_features
 
 
 def inference_ms(net: torch.nn.Module, size: int, threads: int, runs: int = 30) -> float:
@@ -78,6 +79,36 @@ def training_summary(metrics_path: Path) -> dict:
             "images_per_s": last["images_per_s"], "curve": curve}
 
 
+def head_features_fn(cfg, head_path: str):
+    """batch -> B x D x h x w features of the BlazePose trunk + feature head (docs/features.md),
+    and the head's memory bank; the trunk runs live on the batch's crops."""
+    from nbf_ros.nets.feature_head import load_head
+    from nbf_ros.nets.trunk import BlazePoseTrunk
+
+    head, bank, taps = load_head(head_path)
+    trunk = BlazePoseTrunk(cfg.feature_head.trunk_path, taps,
+                           cfg.net.crop_size // cfg.net.feature_stride, cfg.feature_head.trunk_threads)
+
+    def features(batch: dict) -> torch.Tensor:
+        out = trunk.run(batch["image"].numpy())
+        return head([torch.from_numpy(out.taps[t]) for t in taps])
+
+    return features, bank, head, trunk
+
+
+def head_inference_ms(features, size: int, runs: int = 20) -> float:
+    """Median wall time of trunk + head on one crop (onnxruntime and torch, 1 thread each)."""
+    x = {"image": torch.rand(1, 3, size, size)}
+    times = []
+    with torch.inference_mode():
+        for i in range(runs + 3):
+            start = time.perf_counter()
+            features(x)
+            if i >= 3:
+                times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", default="models/nbf_net.pt")
@@ -86,26 +117,57 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=900_000, help="first held-out sample seed")
     parser.add_argument("--metrics", default=None, help="the run's metrics.jsonl (optional)")
     parser.add_argument("--json", default=None, help="write all numbers here")
+    parser.add_argument("--head", default=None,
+                        help="also measure this BlazePose-trunk feature head (nbf_trunk_head.pt)")
+    parser.add_argument("--skip-unet", action="store_true", help="with --head: only the head")
     args = parser.parse_args(argv)
 
     cfg = load_config(args.config)
     net, bank = load_network(args.weights, cfg.net)
     ctx, _, _ = build_context(cfg, torch.device("cpu"))
     results: dict = {"weights": args.weights, "images_per_condition": args.images}
+    head = head_features_fn(cfg, args.head) if args.head else None
     for name, occlusion in (("clean", 0.0), ("occluded", 1.0)):
         batches = make_eval_batches(cfg, args.images, args.seed, occlusion_prob=occlusion)
-        results[name] = evaluate_batches(net, bank, ctx, batches, cfg)
-        results[name].update(start_body_baseline(net, ctx, batches))
+        results[name] = {} if args.skip_unet else evaluate_batches(net, bank, ctx, batches, cfg)
+        if not args.skip_unet:
+            results[name].update(start_body_baseline(net, ctx, batches))
+        if head is not None:
+            with torch.inference_mode():
+                results[f"head_{name}"] = evaluate_features(head[0], head[1], ctx, batches)
+    if head is not None:
+        torch.set_num_threads(1)
+        results["head_inference_ms_1thread"] = head_inference_ms(head[0], cfg.net.crop_size)
+        results["head_parameters_M"] = sum(p.numel() for p in head[2].parameters()) / 1e6
+        _print_head_table(results)
+    if args.skip_unet:
+        _write(results, args.json)
+        return 0
     results["inference_ms_1thread"] = inference_ms(net, cfg.net.crop_size, 1)
     results["inference_ms_2threads"] = inference_ms(net, cfg.net.crop_size, 2)
     results["parameters_M"] = sum(p.numel() for p in net.parameters()) / 1e6
     if args.metrics:
         results["training"] = training_summary(Path(args.metrics))
     _print_table(results)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    _write(results, args.json)
     return 0
+
+
+def _write(results: dict, path: str | None) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(results, indent=2))
+
+
+def _print_head_table(r: dict) -> None:
+    keys = ("kernel_top1", "kernel_top1_within_1hop", "kernel_top1_within_10cm", "part_top1",
+            "kernel_rank_percentile", "bin_acc_given_kernel", "bin_majority_baseline", "background_acc")
+    print(f"{'trunk head metric':28s} {'clean':>10s} {'occluded':>10s}")
+    for k in keys:
+        print(f"{k:28s} {r['head_clean'].get(k, float('nan')):10.3f} "
+              f"{r['head_occluded'].get(k, float('nan')):10.3f}")
+    print(f"trunk + head ms/crop (batch 1, 1 thread): {r['head_inference_ms_1thread']:.1f}; "
+          f"head parameters {r['head_parameters_M']:.3f} M")
 
 
 def _print_table(r: dict) -> None:

@@ -80,8 +80,8 @@ def add_tap_outputs(model, taps: Sequence[str]):
         if tensor not in produced:
             raise TrunkError(f"no tensor {tensor!r} (tap {tap!r}) in the trunk graph")
         if tensor not in existing:
-            edited.graph.output.append(onnx.helper.make_tensor_value_info(
-                tensor, onnx.TensorProto.FLOAT, None))
+            edited.graph.output.append(onnx.helper.make_tensor_value_info(  # B x C x s x s
+                tensor, onnx.TensorProto.FLOAT, ["batch", None, None, None]))
             existing.add(tensor)
     return edited
 
