@@ -44,7 +44,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     cfg = load_config(args.config)
     split, seed = ("train", cfg.train.data_seed) if args.split == "train" else ("test", VAL_SEED_OFFSET)
     syn = synthetic_for(cfg, split, args.occlusion)
-    crops = SyntheticCrops(cfg, syn, load_data_body(cfg), args.count, seed)
+    # train.cache_dir reuses crops an earlier generator version rendered (same pixels).
+    crops = SyntheticCrops(cfg, syn, load_data_body(cfg), args.count, seed,
+                           cache_dir=cfg.train.cache_dir if args.split == "train" else "")
     trunk = BlazePoseTrunk(cfg.feature_head.trunk_path, parse_taps(args.taps),
                            cfg.net.crop_size // cfg.net.feature_stride, cfg.feature_head.trunk_threads)
     info = {"split": split, "first_seed": seed, "occlusion": args.occlusion,
