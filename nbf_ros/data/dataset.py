@@ -126,8 +126,10 @@ def _check_or_write_meta(out: Path, meta: dict) -> None:
 
 
 def _save_shard(path: Path, samples: list[CropSample]) -> None:
+    # Optional fields left None (e.g. ``depth`` when not rendered) are not stored: an object
+    # array could not be read back without unpickling, and a reader gets None for them.
     arrays = {name: np.stack([np.asarray(getattr(s, name)) for s in samples])
-              for name in samples[0].__dict__}
+              for name, value in samples[0].__dict__.items() if value is not None}
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(path)  # atomic: a shard file is complete or absent
