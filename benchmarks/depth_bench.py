@@ -9,7 +9,9 @@ pixels, minimum range, a wall behind); for AdvOcc the pasted patch is given a de
 front of the person. Methods per crop: ``start`` (the landmark start, not iterated) and ``nbf``
 (the fit), each ``mono`` and ``depth``. Metrics: root (pelvis) position error in metres, MPJPE
 and PA-MPJPE (pelvis-aligned, mm), and the AUC of joint visibility for telling hidden joints from
-visible ones (hidden: generator visibility < 0.5 or under the patch).
+visible ones (hidden: generator visibility < 0.5 or under the patch: self-occlusion and the
+image border included), and the same for joints an object hides against visible ones (the
+generator's OCCLUDED_BY_OBJECT, or under the patch; self-occluded joints left out).
 
     .venv/bin/python benchmarks/depth_bench.py --people 100 --cases-cache cache/bench/test100.npz
 """
@@ -37,7 +39,7 @@ from nbf_ros.body.model import BodyModel  # noqa: E402
 from nbf_ros.config import SyntheticConfig, apply_overrides, load_config, resolve_path  # noqa: E402
 from nbf_ros.data.crops import render_crop  # noqa: E402
 from nbf_ros.data.depth_sensor import DepthSensor  # noqa: E402
-from nbf_ros.data.scene import body_labels  # noqa: E402
+from nbf_ros.data.scene import OCCLUDED_BY_OBJECT, body_labels  # noqa: E402
 from nbf_ros.evaluation.metrics import procrustes_aligned, root_aligned_error  # noqa: E402
 from nbf_ros.fitting.depth import DepthCrop  # noqa: E402
 from nbf_ros.fitting.fitter import Fitter  # noqa: E402
@@ -59,12 +61,14 @@ def test_config() -> SyntheticConfig:
                                appearance=dataclasses.replace(base.appearance, opencv_doc_photos=False))
 
 
-def case_depths(case_list: list, body: BodyModel, config, sensor: DepthSensor) -> dict:
+def case_depths(case_list: list, body: BodyModel, config, sensor: DepthSensor) -> tuple[dict, dict]:
     """Per (condition, person) the crop's sensor depth (S x S metres, NaN = none), rendered for
-    the same seed as the case (same person and occluders: checked on the image)."""
+    the same seed as the case (same person and occluders: checked on the image), and which
+    joints an object hides (24 bool: the generator's OCCLUDED_BY_OBJECT, or under the patch)."""
     synth = test_config()
     labels = body_labels(body, num_kernels=config.nbv.num_kernels)
     depths: dict = {}
+    by_object: dict = {}
     by_person: dict = defaultdict(dict)
     for case in case_list:
         by_person[case.index][case.condition] = case
@@ -76,12 +80,15 @@ def case_depths(case_list: list, body: BodyModel, config, sensor: DepthSensor) -
             if condition in conds and not np.array_equal(s.image, conds[condition].image):
                 raise SystemExit(f"person {index} {condition}: re-rendered crop differs from the test set")
             depths[(condition, index)] = s.depth
+            by_object[(condition, index)] = s.joint_state == OCCLUDED_BY_OBJECT
             clean = s if condition == "clean" else clean
         for side in (40, 80):
             case = conds.get(f"advocc{side}")
             if case is not None:
                 depths[(case.condition, index)] = patch_depth(case.image, clean, seed + side)
-    return depths
+                under_patch = (clean.joint_visibility >= 0.5) & ~case.visible
+                by_object[(case.condition, index)] = (clean.joint_state == OCCLUDED_BY_OBJECT) | under_patch
+    return depths, by_object
 
 
 def patch_depth(image: np.ndarray, clean, seed: int) -> np.ndarray:
@@ -108,7 +115,7 @@ def depth_crop(depth: np.ndarray, found, size: int, grid: int, crop_box: np.ndar
                                                 size, grid, mask))
 
 
-def score(result, case, body: BodyModel) -> dict:
+def score(result, case, body: BodyModel, by_object: np.ndarray) -> dict:
     with torch.no_grad():
         pred = body(result.params).joints[0].double().numpy()
     truth = case.joints3d
@@ -117,6 +124,7 @@ def score(result, case, body: BodyModel) -> dict:
             "mpjpe": float(root_aligned_error(pred, truth).mean() * 1e3),
             "pa_mpjpe": float(np.linalg.norm(procrustes_aligned(pred, truth) - truth, axis=-1).mean() * 1e3),
             "visibility": result.joint_visibility.tolist(), "visible": case.visible.tolist(),
+            "by_object": by_object.tolist(),
             "depth_offset_m": float(result.depth_offset_m)}
 
 
@@ -141,6 +149,8 @@ def summarise(items: list[dict]) -> list[dict]:
         mid = (dist >= 2.0) & (dist <= 6.0)
         vis = np.concatenate([g["visibility"] for g in group])
         hidden = ~np.concatenate([g["visible"] for g in group]).astype(bool)
+        by_object = np.concatenate([g["by_object"] for g in group]).astype(bool)
+        object_or_seen = by_object | ~hidden  # object-hidden vs visible (self-occlusion left out)
         table.append({"condition": condition, "method": method, "people": len(group),
                       "root_median_m": float(np.median(root)),
                       "root_median_2_6m": float(np.median(root[mid])) if mid.any() else float("nan"),
@@ -148,23 +158,27 @@ def summarise(items: list[dict]) -> list[dict]:
                       "root_p90_m": float(np.percentile(root, 90)),
                       "mpjpe": float(np.mean([g["mpjpe"] for g in group])),
                       "pa_mpjpe": float(np.mean([g["pa_mpjpe"] for g in group])),
-                      "hidden_auc": auc(1.0 - vis, hidden), "ms": float(np.mean([g["ms"] for g in group]))})
+                      "hidden_auc": auc(1.0 - vis, hidden),
+                      "object_auc": auc(1.0 - vis[object_or_seen], by_object[object_or_seen]),
+                      "object_hidden_joints": int(by_object.sum()),
+                      "ms": float(np.mean([g["ms"] for g in group]))})
     return table
 
 
 def format_table(table: list[dict]) -> str:
     lines = ["| condition | method | people | root median (m) | root median 2-6 m (m, people) | "
-             "root p90 (m) | MPJPE | PA-MPJPE | hidden-joint AUC | ms/person |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "root p90 (m) | MPJPE | PA-MPJPE | hidden-joint AUC | object-hidden AUC (joints) | ms/person |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in table:
         lines.append(f"| {r['condition']} | {r['method']} | {r['people']} | {r['root_median_m']:.3f} | "
                      f"{r['root_median_2_6m']:.3f} ({r['people_2_6m']}) | {r['root_p90_m']:.3f} | "
-                     f"{r['mpjpe']:.1f} | {r['pa_mpjpe']:.1f} | {r['hidden_auc']:.3f} | {r['ms']:.0f} |")
+                     f"{r['mpjpe']:.1f} | {r['pa_mpjpe']:.1f} | {r['hidden_auc']:.3f} | "
+                     f"{r['object_auc']:.3f} ({r['object_hidden_joints']}) | {r['ms']:.0f} |")
     return "\n".join(lines)
 
 
 def run_case(case, fitter: Fitter, body_fitter, source, backend, body, config, depth: np.ndarray,
-             methods: tuple[str, ...] = ("start", "nbf")) -> list[dict]:
+             by_object: np.ndarray, methods: tuple[str, ...] = ("start", "nbf")) -> list[dict]:
     size = config.net.crop_size
     net = backend.run(case.image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
     regression = initial_body(net, [case.camera], size)
@@ -180,7 +194,7 @@ def run_case(case, fitter: Fitter, body_fitter, source, backend, body, config, d
             start = time.perf_counter()
             result = fitter.fit(net, 0, case.camera, init, iterate=iterate, keypoints=keypoints,
                                 alternatives=alternatives, depth=crop)
-            item = score(result, case, body)
+            item = score(result, case, body, by_object)
             item.update(condition=case.condition, person=case.index, method=f"{method}-{mode}",
                         ms=(time.perf_counter() - start) * 1e3)
             out.append(item)
@@ -202,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=100, help="test set size (as occlusion_bench)")
     parser.add_argument("--limit", type=int, default=0, help="fit only the first N people (0: all)")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first N people (the ones the depth settings were tuned on)")
     parser.add_argument("--conditions", default="clean,occluders,advocc40,advocc80")
     parser.add_argument("--config", default=None)
     parser.add_argument("--threads", type=int, default=1)
@@ -221,15 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     backend, bank = load_backend(config)
     cases = ob.cached_cases(args, config, body, ob.Regressor(backend, body, config.net.crop_size))
     wanted = set(args.conditions.split(","))
-    cases = [c for c in cases if c.condition in wanted and (not args.limit or c.index < args.limit)]
-    depths = case_depths(cases, body, config, DepthSensor())
+    cases = [c for c in cases if c.condition in wanted and (not args.limit or c.index < args.limit)
+             and c.index >= args.skip]
+    depths, by_object = case_depths(cases, body, config, DepthSensor())
     fitter = Fitter.from_config(config, body, bank)
     source = ob.KeypointSource("blazepose", config)
     body_fitter = LandmarkBodyFitter.from_config(body, config.landmark_fit, fitter.pose_prior)
     items = []
     for case in tqdm(cases, desc="fit", file=sys.stderr):
         items.extend(run_case(case, fitter, body_fitter, source, backend, body, config,
-                              depths[(case.condition, case.index)], tuple(args.methods.split(","))))
+                              depths[(case.condition, case.index)], by_object[(case.condition, case.index)],
+                              tuple(args.methods.split(","))))
     table = summarise(items)
     print(format_table(table))
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)

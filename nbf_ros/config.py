@@ -186,8 +186,8 @@ class FitConfig:
     # outlier model and reported in the joints' visibility. A person with fewer than
     # depth_min_pixels usable depth pixels on the feature grid is fitted monocular.
     depth_start: bool = True
-    depth_weight: float = 1.0
-    depth_sigma_m: float = 0.05
+    depth_weight: float = 0.2
+    depth_sigma_m: float = 0.1
     depth_occluder_margin_m: float = 0.15
     depth_min_pixels: int = 8
 

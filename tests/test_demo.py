@@ -125,7 +125,7 @@ def test_demo_end_to_end(untrained_weights, tmp_path, monkeypatch, capsys):
     from rosbags.typesys import Stores, get_typestore
 
     from nbf_ros.apps.demo.cli import main
-    from nbf_ros.apps.demo.topics import FRAME_ID, IMAGE_TOPIC, INFO_TOPIC, OUTPUT_TOPICS
+    from nbf_ros.apps.demo.topics import DEPTH_TOPIC, FRAME_ID, IMAGE_TOPIC, INFO_TOPIC, OUTPUT_TOPICS
 
     monkeypatch.setenv("ROS_DOMAIN_ID", str(150 + os.getpid() % 80))  # not the node tests' range
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -171,6 +171,10 @@ def test_demo_end_to_end(untrained_weights, tmp_path, monkeypatch, capsys):
     assert len(overlays) == processed == summary["overlays_written"]
     assert cv2.imread(str(overlays[0])).shape == (480, 640, 3)
     with Reader(Path(summary["files"]["input_bag"])) as reader:
-        assert {c.topic: c.msgcount for c in reader.connections} == {IMAGE_TOPIC: 3, INFO_TOPIC: 3}
+        assert {c.topic: c.msgcount for c in reader.connections} == {IMAGE_TOPIC: 3, INFO_TOPIC: 3, DEPTH_TOPIC: 3}
+    # The node ran with the depth stream; the summary also has the same frames without depth.
+    assert summary["depth"] is True and counts[DEPTH_TOPIC] == 3
+    assert summary["without_depth"]["frames"] == processed
+    assert np.isfinite(summary["without_depth"]["root_error_m"]["mean"])
     truth = json.loads(Path(summary["files"]["truth"]).read_text())
     assert len(truth["frames"]) == 3 and len(truth["frames"][0]["people"][0]["joints3d"]) == 24

@@ -22,6 +22,7 @@ from scipy.spatial.transform import Rotation
 from nbf_ros.body.pose_limits import mirror_body_pose
 from nbf_ros.config import SyntheticAppearanceConfig, SyntheticConfig
 from nbf_ros.data import appearance as app
+from nbf_ros.data.depth_sensor import sensor_depth
 from nbf_ros.data.occluders import OccluderMesh, box_mesh
 from nbf_ros.data.poses import (KEY_POSES, PoseSampler, key_pose_vector, slerp_body_pose,
                                 upright_orientation)
@@ -69,6 +70,10 @@ class SequenceConfig:
     occluder_travel_m: float = 1.8
     # Camera noise (fraction of full scale); other artefacts are off.
     noise_std: float = 0.01
+    # The aligned depth stream (``SequenceFrame.depth``): a wall this far ahead closes the scene
+    # (nothing else stands behind the people), seen through the synthetic RGB-D sensor
+    # (``data/depth_sensor.py``: quantised disparity, holes, flying pixels).
+    wall_distance_m: float = 7.0
 
     def validate(self) -> None:
         """Raise ValueError for a configuration that cannot render a sensible sequence."""
@@ -87,13 +92,15 @@ class SequenceConfig:
 
 @dataclass
 class SequenceFrame:
-    """One frame: H x W x 3 uint8 RGB, the truth of every person (index 0 = main person), and
-    the share of the main person's pixels the occluder hides."""
+    """One frame: H x W x 3 uint8 RGB, the truth of every person (index 0 = main person), the
+    share of the main person's pixels the occluder hides, and the aligned depth an RGB-D camera
+    in the same place would report (H x W float32 metres, NaN = no data)."""
 
     index: int
     image: np.ndarray
     people: list[PersonTruth]
     main_occluded_fraction: float
+    depth: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -202,6 +209,8 @@ def render_sequence(cfg: SequenceConfig, body: torch.nn.Module,
             maps = pixel_labels(view, drawables, labels, None)
             truths = [_person_truth(p, i, view, maps, cam, labels, truth_cfg)[0] for i, p in enumerate(people)]
             image = app.finish_image(view.colour, np.random.default_rng([cfg.seed, index]), look)
-            yield SequenceFrame(index, image, truths, float(truths[0].occluded_fraction))
+            z = np.where(np.isfinite(view.front.depth), view.front.depth, cfg.wall_distance_m)
+            depth = sensor_depth(z, cam.fx, np.random.default_rng([cfg.seed, index, 0xD]))
+            yield SequenceFrame(index, image, truths, float(truths[0].occluded_fraction), depth)
 
     return cam, frames()

@@ -28,6 +28,9 @@ MODE_BIN_M = 0.05
 """Histogram bin of the residual cluster search."""
 MODE_WINDOW_M = 0.15
 """Residuals this close to the densest bin are averaged (median) into the offset."""
+FAR_SHARE = 0.5
+"""``residual_mode(farthest=True)``: a cluster behind the strongest one wins with this share of
+its score (an occluder in front may hold more of the person's mask than the person does)."""
 PRIOR_FRACTION = 0.15
 """Spread of a monocular start's depth error, as a fraction of its depth (the prior of
 ``residual_mode``: monocular root errors are ~5-15 % of the distance, docs/depth.md)."""
@@ -58,19 +61,27 @@ class DepthCrop:
         return int(torch.isfinite(self.depth).sum())
 
 
-def residual_mode(residual: np.ndarray, prior_sigma_m: float = math.inf, bin_m: float = MODE_BIN_M,
-                  window_m: float = MODE_WINDOW_M) -> float:
+def residual_mode(residual: np.ndarray, prior_sigma_m: float = math.inf, farthest: bool = False,
+                  bin_m: float = MODE_BIN_M, window_m: float = MODE_WINDOW_M) -> float:
     """The centre of the strongest cluster of N residuals (metres): candidate centres every
     ``bin_m``, each scored by how many residuals lie within ``window_m`` of it times a Gaussian
     prior N(0, prior_sigma_m^2) on the move (the start is roughly right: an occluder's surface
     far in front or a wall far behind must outnumber the person clearly to win); the offset is
-    the median of the residuals within ``window_m`` of the best centre."""
+    the median of the residuals within ``window_m`` of the best centre.
+
+    ``farthest``: the farthest cluster scoring at least ``FAR_SHARE`` of the best instead (for
+    pixels already known to be the person's, e.g. inside BlazePose's mask, where what lies in
+    front of the person is an occluder and nothing of the background is left)."""
     residual = np.sort(np.asarray(residual, np.float64))
     centres = np.arange(residual[0], residual[-1] + bin_m, bin_m)
     support = (np.searchsorted(residual, centres + window_m, side="right")
                - np.searchsorted(residual, centres - window_m, side="left"))
     prior = np.exp(-0.5 * (centres / prior_sigma_m) ** 2) if math.isfinite(prior_sigma_m) else 1.0
-    centre = centres[int(np.argmax(support * prior))]
+    score = support * prior
+    best = int(np.argmax(score))
+    if farthest:
+        best = int(np.nonzero(score >= FAR_SHARE * score[best])[0].max())
+    centre = centres[best]
     return float(np.median(residual[np.abs(residual - centre) <= window_m]))
 
 
@@ -91,7 +102,7 @@ def metric_offset(observed: torch.Tensor, rendered: torch.Tensor, coverage: torc
         return None
     residual = (observed - rendered)[usable].detach().double().numpy()
     distance = float(rendered[usable].median())
-    return residual_mode(residual, PRIOR_FRACTION * distance)
+    return residual_mode(residual, PRIOR_FRACTION * distance, farthest=mask is not None)
 
 
 def along_ray(params: BodyParams, pelvis: torch.Tensor, offset_m: float) -> BodyParams:

@@ -202,8 +202,8 @@ class Fitter:
         feat = feature_loss(scores, self.cfg.use_occlusion_model, self.cfg.occlusion_temperature)
         total = self.cfg.feature_weight * feat
         if depth is not None and self.cfg.depth_weight > 0:
-            total = total + self.cfg.depth_weight * depth_term(
-                depth, render.coverage, obs.depth.depth, self.cfg.depth_sigma_m)
+            total = total + self.cfg.depth_weight * depth_term(depth, render.coverage, obs.depth.depth,
+                                                               self.cfg.depth_sigma_m)
         if keypoint_weight > 0:
             cam = obs.camera
             uv = project_points(out.joints, cam.fx, cam.fy, cam.cx, cam.cy)

@@ -338,10 +338,10 @@ def write_camera_bag(path: str | Path, frames: list[tuple[int, np.ndarray]], cam
             enc = conv.encode_image(rgb, encoding)
             image = T[IMAGE_TYPE](header=header, height=enc.height, width=enc.width, encoding=enc.encoding,
                                   is_bigendian=0, step=enc.step, data=np.frombuffer(enc.data, np.uint8))
-            writer.write(info_conn, int(stamp), store.serialize_cdr(info, INFO_TYPE))
-            writer.write(image_conn, int(stamp), store.serialize_cdr(image, IMAGE_TYPE))
-            if depth_conn is not None:
+            if depth_conn is not None:  # first: a replay meets a frame's depth before its image
                 enc = conv.encode_depth(depths[index], depth_encoding)
                 depth = T[IMAGE_TYPE](header=header, height=enc.height, width=enc.width, encoding=enc.encoding,
                                       is_bigendian=0, step=enc.step, data=np.frombuffer(enc.data, np.uint8))
                 writer.write(depth_conn, int(stamp), store.serialize_cdr(depth, IMAGE_TYPE))
+            writer.write(info_conn, int(stamp), store.serialize_cdr(info, INFO_TYPE))
+            writer.write(image_conn, int(stamp), store.serialize_cdr(image, IMAGE_TYPE))

@@ -36,6 +36,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    "(taken from the truth), or another detector kind")
     p.add_argument("--max-iters", type=int, default=None, help="fitting iterations per person")
     p.add_argument("--no-fit", action="store_true", help="regression only")
+    p.add_argument("--no-depth", action="store_true",
+                   help="the node without the aligned depth stream (monocular; no comparison run)")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the in-process monocular run that gives the 'without depth' numbers")
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: the environment's)")
     args = p.parse_args(argv)
     if args.frames < 1:
@@ -62,6 +66,14 @@ def print_summary(s: dict[str, Any]) -> None:
           f"{fmt(main['root_error_m_occluded'], 100, ' cm')}, MPJPE {fmt(main['mpjpe_mm_occluded'], 1, ' mm')}; "
           f"clear frames ({main['clear_frames']}): root {fmt(main['root_error_m_clear'], 100, ' cm')}, "
           f"MPJPE {fmt(main['mpjpe_mm_clear'], 1, ' mm')}; track ids {main['track_ids']}")
+    mono = s.get("without_depth")
+    if mono:
+        mm = mono["main_person"]
+        print(f"  depth {'on' if s['depth'] else 'off'}; the same pipeline without depth: root error mean "
+              f"{fmt(mono['root_error_m']['mean'], 100, ' cm')} (with depth "
+              f"{fmt(s['root_error_m']['mean'], 100, ' cm')}), main person occluded "
+              f"{fmt(mm['root_error_m_occluded'], 100, ' cm')} / clear {fmt(mm['root_error_m_clear'], 100, ' cm')}, "
+              f"MPJPE {fmt(mono['mpjpe_mm']['mean'], 1, ' mm')}")
     print(f"  main person, joints called visible/hidden as in the truth: occluded frames "
           f"{fmt(main['visibility_agreement_occluded'], 100, ' %')}, clear frames "
           f"{fmt(main['visibility_agreement_clear'], 100, ' %')}")

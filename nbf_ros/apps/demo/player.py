@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from nbf_ros.apps.demo import DemoError
 from nbf_ros.apps.demo.topics import (ACK_TIMEOUT_S, DISCOVERY_TIMEOUT_S, FIRST_OUTPUT_TIMEOUT_S,
-                                      IMAGE_TOPIC, INFO_TOPIC, OUTPUT_TOPICS, input_qos)
+                                      DEPTH_TOPIC, IMAGE_TOPIC, INFO_TOPIC, OUTPUT_TOPICS, input_qos)
 
 MODULE = "nbf_ros.apps.demo.player"
 
@@ -35,7 +35,8 @@ def run_player(bag: Path, rate_hz: float, frames: int, manifest: Path, env: dict
 
 
 def play(bag: Path, rate_hz: float, manifest: Path, wait_subscribers: int) -> int:
-    """Publish the bag's images and camera infos at ``rate_hz``, stamped now.
+    """Publish the bag's images, camera infos and (where the bag has them) aligned depth images
+    at ``rate_hz``, stamped now (the depth with its image's stamp, as an align node does).
 
     Reliable QoS, as ``ros2 bag play`` offers for recorded topics: best-effort 1 MB images
     between two processes lose fragments (whole frames) on a loaded machine; the node's
@@ -60,6 +61,7 @@ def play(bag: Path, rate_hz: float, manifest: Path, wait_subscribers: int) -> in
     try:
         image_pub = node.create_publisher(Image, IMAGE_TOPIC, input_qos())
         info_pub = node.create_publisher(CameraInfo, INFO_TOPIC, input_qos())
+        depth_pub = node.create_publisher(Image, DEPTH_TOPIC, input_qos())
         outputs: list[Any] = []
         node.create_subscription(PointCloud2, OUTPUT_TOPICS["joints"][0], outputs.append, input_qos())
         if wait_subscribers and not wait_for_subscribers(node, [image_pub, info_pub], wait_subscribers):
@@ -72,12 +74,12 @@ def play(bag: Path, rate_hz: float, manifest: Path, wait_subscribers: int) -> in
                 rclpy.spin_once(node, timeout_sec=0.05)
 
         with Reader(bag) as reader, open(manifest, "w") as out:
-            replay(reader, node, (image_pub, info_pub), rate_hz, out, deserialize_message,
+            replay(reader, node, (image_pub, info_pub, depth_pub), rate_hz, out, deserialize_message,
                    (Image, CameraInfo), first_output)
         # A reliable writer that goes away early takes its unacknowledged samples with it.
         from rclpy.duration import Duration
 
-        for pub in (info_pub, image_pub):
+        for pub in (info_pub, depth_pub, image_pub):
             pub.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S))
     finally:
         node.destroy_node()
@@ -87,24 +89,34 @@ def play(bag: Path, rate_hz: float, manifest: Path, wait_subscribers: int) -> in
 
 def replay(reader: Any, node: Any, pubs: tuple[Any, Any], rate_hz: float, out: Any,
            deserialize: Any, types: tuple[Any, Any], after_first: Any) -> None:
-    """Publish each image (with the latest CameraInfo, both restamped now) and log it to ``out``;
-    ``after_first`` runs once after the first image (the wait for the node's slow first frame)."""
-    image_pub, info_pub = pubs
+    """Publish each image (with the latest CameraInfo and the depth image of its bag stamp, all
+    restamped now) and log it to ``out``; ``after_first`` runs once after the first image (the
+    wait for the node's slow first frame). A bag writes a frame's depth before or after its
+    image: depth images are kept by header stamp until their image comes."""
+    image_pub, info_pub, depth_pub = pubs
     image_type, info_type = types
-    info = None
+    info, depths = None, {}
     index, start = 0, time.monotonic()
     for conn, bag_ns, raw in reader.messages():
         if conn.topic == INFO_TOPIC:
             info = deserialize(raw, info_type)
             continue
+        if conn.topic == DEPTH_TOPIC:
+            depth = deserialize(raw, image_type)
+            depths[depth.header.stamp.sec * 1_000_000_000 + depth.header.stamp.nanosec] = depth
+            continue
         if conn.topic != IMAGE_TOPIC:
             continue
         image = deserialize(raw, image_type)
+        depth = depths.pop(image.header.stamp.sec * 1_000_000_000 + image.header.stamp.nanosec, None)
         now = node.get_clock().now().to_msg()
         image.header.stamp = now
         if info is not None:
             info.header.stamp = now
             info_pub.publish(info)
+        if depth is not None:  # before its image: the node's worker waits for it only briefly
+            depth.header.stamp = now
+            depth_pub.publish(depth)
         image_pub.publish(image)
         out.write(json.dumps({"index": index, "bag_stamp_ns": int(bag_ns),
                               "stamp_ns": now.sec * 1_000_000_000 + now.nanosec}) + "\n")

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from nbf_ros.apps.demo.topics import IMAGE_TOPIC, INFO_TOPIC, INPUT_TOPICS, OUTPUT_TOPICS, input_qos
+from nbf_ros.apps.demo.topics import DEPTH_TOPIC, IMAGE_TOPIC, INFO_TOPIC, INPUT_TOPICS, OUTPUT_TOPICS, input_qos
 
 LOG = logging.getLogger("nbf_ros.demo")
 
@@ -71,6 +71,7 @@ class Recorder:
         n = self.node
         n.create_subscription(Image, IMAGE_TOPIC, self._cb("image"), input_qos())
         n.create_subscription(CameraInfo, INFO_TOPIC, self._cb("camera_info"), input_qos())
+        n.create_subscription(Image, DEPTH_TOPIC, self._cb("depth"), input_qos())
         types = {"markers": MarkerArray, "joints": PointCloud2, "people": PoseArray,
                  "debug_image": Image, "diagnostics": DiagnosticArray}
         return [n.create_subscription(types[name], OUTPUT_TOPICS[name][0], self._cb(name), reliable)

@@ -46,19 +46,24 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     env = ros_environment(args.domain_id)
     LOG.info("starting the node (detector %s, weights %s) ...", cfg.detector.kind, cfg.inference.weights_path)
     manifest, rec, counts = run_node(args, paths, env)
-    summary = score(scene, manifest, rec, paths, start,
-                    {"node": counts, "detector": cfg.detector.kind, "fit": not args.no_fit})
-    if summary["frames_processed"] == 0:
+    if not any(getattr(rec.by_stamp.get(m["stamp_ns"]), "joints", None) is not None for m in manifest):
         raise DemoError(f"no output arrived from the node for any of {len(manifest)} frames; see "
                         f"{paths['output_bag']} (/diagnostics)")
-    return summary
+    extra = {"node": counts, "detector": cfg.detector.kind, "fit": not args.no_fit, "depth": not args.no_depth}
+    if not args.no_depth and not args.no_baseline:
+        from nbf_ros.apps.demo.baseline import monocular_baseline
+
+        LOG.info("the same frames without depth (in-process, for the comparison) ...")
+        extra["without_depth"] = monocular_baseline(paths["input_bag"], paths["pipeline"], scene, manifest,
+                                                    not args.no_fit)
+    return score(scene, manifest, rec, paths, start, extra)
 
 
 def run_node(args: argparse.Namespace, paths: dict[str, Path],
              env: dict[str, str]) -> tuple[list[dict], Recording, dict[str, str]]:
     """The node and the recorder here, the player in a second process, until the last output:
     returns the player's manifest, the recording and the node's own frame counts."""
-    session = RosSession(paths["pipeline"], not args.no_fit, paths["output_bag"])
+    session = RosSession(paths["pipeline"], not args.no_fit, paths["output_bag"], not args.no_depth)
     try:
         session.wait_matched()
         LOG.info("replaying %d frames at %.1f Hz from a second process ...", args.frames, args.rate)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from nbf_ros.apps.demo.topics import FRAME_ID, IMAGE_TOPIC, INFO_TOPIC
+from nbf_ros.apps.demo.topics import DEPTH_TOPIC, FRAME_ID, IMAGE_TOPIC, INFO_TOPIC
 
 BAG_START_NS = 1_700_000_000_000_000_000
 """Stamp of frame 0 in the input bag (fixed, so the bag is reproducible); replay restamps."""
@@ -44,13 +44,14 @@ def render_input(frames: int, people: int, seed: int, rate_hz: float, body_path:
     cfg = SequenceConfig(frames=frames, people=people, seed=seed)
     camera, rendered = render_sequence(cfg, BodyModel(body_path))
     period_ns = int(round(1e9 / rate_hz))
-    images, truths, occluded = [], [], []
+    images, truths, occluded, depths = [], [], [], []
     for frame in rendered:
         images.append((BAG_START_NS + frame.index * period_ns, frame.image))
+        depths.append(frame.depth)
         truths.append(frame.people)
         occluded.append(frame.main_occluded_fraction)
     write_camera_bag(bag, images, camera, image_topic=IMAGE_TOPIC, info_topic=INFO_TOPIC,
-                     frame_id=FRAME_ID, storage="mcap")
+                     frame_id=FRAME_ID, storage="mcap", depths=depths, depth_topic=DEPTH_TOPIC)
     write_truth(truth_json, camera, [stamp for stamp, _ in images], truths, occluded)
     return Scene(camera, truths, occluded, _fixed_box(truths, camera))
 

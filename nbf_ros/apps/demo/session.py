@@ -12,7 +12,7 @@ import numpy as np
 
 from nbf_ros.apps.demo import DemoError
 from nbf_ros.apps.demo.recorder import Recorder, Recording
-from nbf_ros.apps.demo.topics import DISCOVERY_TIMEOUT_S, IMAGE_TOPIC, INFO_TOPIC, INPUT_DEPTH
+from nbf_ros.apps.demo.topics import DEPTH_TOPIC, DISCOVERY_TIMEOUT_S, IMAGE_TOPIC, INFO_TOPIC, INPUT_DEPTH
 
 LOG = logging.getLogger("nbf_ros.demo")
 
@@ -24,7 +24,7 @@ MAX_WAIT_S = 120.0
 class RosSession:
     """One rclpy context with the node under test and the recorder, spun in a thread."""
 
-    def __init__(self, config_yaml: Path, fit: bool, bag_out: Path) -> None:
+    def __init__(self, config_yaml: Path, fit: bool, bag_out: Path, depth: bool = True) -> None:
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
         from rclpy.parameter import Parameter
@@ -36,8 +36,10 @@ class RosSession:
         self.node = NbfNode(context=self.context, parameter_overrides=[
             Parameter("config_file", value=str(config_yaml)), Parameter("fit", value=fit),
             Parameter("publish_debug_image", value=True), Parameter("qos_reliability", value="reliable"),
-            Parameter("qos_depth", value=INPUT_DEPTH)],
-            cli_args=["--ros-args", "-r", f"image:={IMAGE_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}"])
+            Parameter("qos_depth", value=INPUT_DEPTH), Parameter("use_depth", value=depth),
+            Parameter("depth_qos_reliability", value="reliable"), Parameter("depth_qos_depth", value=INPUT_DEPTH)],
+            cli_args=["--ros-args", "-r", f"image:={IMAGE_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}",
+                      "-r", f"depth:={DEPTH_TOPIC}"])
         self.recorder: Optional[Recorder] = None
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self._thread: Optional[threading.Thread] = None

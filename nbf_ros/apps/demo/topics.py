@@ -6,6 +6,7 @@ from typing import Any
 
 IMAGE_TOPIC = "/camera/image_raw"
 INFO_TOPIC = "/camera/camera_info"
+DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
 FRAME_ID = "camera_optical_frame"
 NODE_PREFIX = "/nbf"
 OUTPUT_TOPICS = {  # name -> (topic, ROS type)
@@ -16,7 +17,8 @@ OUTPUT_TOPICS = {  # name -> (topic, ROS type)
     "diagnostics": ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray"),
 }
 INPUT_TOPICS = {"image": (IMAGE_TOPIC, "sensor_msgs/msg/Image"),
-                "camera_info": (INFO_TOPIC, "sensor_msgs/msg/CameraInfo")}
+                "camera_info": (INFO_TOPIC, "sensor_msgs/msg/CameraInfo"),
+                "depth": (DEPTH_TOPIC, "sensor_msgs/msg/Image")}
 DISCOVERY_TIMEOUT_S = 20.0
 FIRST_OUTPUT_TIMEOUT_S = 60.0
 ACK_TIMEOUT_S = 10.0
