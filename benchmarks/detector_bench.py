@@ -60,8 +60,10 @@ REAL_FILES = {"basketball1": "basketball1.png", "messi5": "messi5.jpg", "baboon"
 MESSI_CROWD = (0, 0, 548, 250)  # blurred spectators: unlabelled people, boxes there are not false
 
 
-def render_scenes(count: int, seed: int, cache: Path | None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """[(H x W x 3 RGB, M x 4 truth boxes clipped to the image, (M,) ignore)] for the test split."""
+def render_scenes(count: int, seed: int, cache: Path | None, faces: bool = False
+                  ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """[(H x W x 3 RGB, M x 4 truth boxes clipped to the image, (M,) ignore)] for the test split
+    (``faces``: faces painted on the people, SyntheticAppearanceConfig.faces)."""
     if cache is not None and cache.is_file():
         data = np.load(cache, allow_pickle=False)
         return [(data[f"image{i}"], data[f"truth{i}"], data[f"ignore{i}"]) for i in range(count)]
@@ -70,7 +72,8 @@ def render_scenes(count: int, seed: int, cache: Path | None) -> list[tuple[np.nd
     from nbf_ros.data.scene import render_scene
 
     base = SyntheticConfig(split="test")
-    cfg = dataclasses.replace(base, appearance=dataclasses.replace(base.appearance, opencv_doc_photos=False))
+    cfg = dataclasses.replace(base, appearance=dataclasses.replace(base.appearance, opencv_doc_photos=False,
+                                                                   faces=faces))
     body = BodyModel(resolve_path(BodyConfig().model_path))
     scenes = []
     for i in range(count):
@@ -166,12 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=5000)
     p.add_argument("--runs", type=int, default=20, help="timed runs per setting")
     p.add_argument("--cache", type=Path, default=None, help="npz of rendered scenes (re-used if present)")
+    p.add_argument("--faces", action="store_true", help="faces painted on the rendered people")
     args = p.parse_args(argv)
 
     import cv2
 
     detectors = {name: make_detector(cfg) for name, cfg in VARIANTS.items()}
-    scenes = render_scenes(args.scenes, args.seed, args.cache)
+    scenes = render_scenes(args.scenes, args.seed, args.cache, args.faces)
     bins = synthetic(detectors, scenes)
     labels = next(iter(bins.values())).labels()
     people = next(iter(bins.values())).truths
