@@ -101,6 +101,11 @@ class FitConfig:
     max_iters: int = 30
     # Wall-clock budget per person per frame; the best iterate so far is returned when it ends.
     budget_ms: float = 250.0
+    # Wall-clock budget of a frame's whole fit stage (0 = none): people are fitted largest
+    # first, each within budget_ms and what is left of this; once it is spent the remaining
+    # people keep their start body and the node reports them (FrameResult.unfitted_people).
+    # 500: two people at the full per-person budget, so a crowd never costs people x 250 ms.
+    frame_budget_ms: float = 500.0
     # Share of the iterations spent on stage 1 (global orientation + translation only).
     stage1_fraction: float = 0.33
     # Adam step for rotations (radians). Tuned on a validation range of synthetic people

@@ -196,3 +196,6 @@ class FrameResult:
     # Detector boxes dropped as "not a person" (no BlazePose pose and a low detector score;
     # Pipeline.people_boxes): the node reports them in its diagnostics.
     rejected_boxes: int = 0
+    # People left at their start body (no fit iterations) because the frame's fit budget
+    # (fit.frame_budget_ms) was spent on the larger people before them.
+    unfitted_people: int = 0

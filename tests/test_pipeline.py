@@ -7,7 +7,7 @@ import pytest
 from nbf_ros.config import NbfConfig, SyntheticConfig
 from nbf_ros.data.scene import render_scene
 from nbf_ros.inference.io import InputError
-from nbf_ros.inference.pipeline import Pipeline
+from nbf_ros.inference.pipeline import FrameBudget, Pipeline
 from nbf_ros.types import CameraIntrinsics
 
 
@@ -172,3 +172,39 @@ def test_images_of_any_size_go_through(front_end, pipeline, height, width):
         result = pipe.process(image, camera, fit=fit)
         assert all(np.isfinite(p.joints3d).all() for p in result.people)
     assert len(pipeline.process(image, camera, fit=False).people) == 1  # the full frame
+
+
+class FakeClock:
+    """perf_counter stand-in: returns the given times (seconds) one call after another."""
+
+    def __init__(self, *times: float) -> None:
+        self.times = list(times)
+
+    def __call__(self) -> float:
+        return self.times.pop(0)
+
+
+def test_frame_budget_is_shared_out_person_by_person():
+    budget = FrameBudget(500.0, 250.0, FakeClock(0.0, 0.1, 0.35, 0.6))
+    assert budget.next_person() == pytest.approx(250.0)  # 400 ms left: the per-person cap
+    assert budget.next_person() == pytest.approx(150.0)  # what the first one left
+    assert budget.next_person() is None  # spent
+    unlimited = FrameBudget(0.0, 250.0, FakeClock(*range(1, 10)))
+    assert [unlimited.next_person() for _ in range(3)] == [250.0] * 3
+
+
+def test_people_past_the_frame_budget_keep_their_start_and_are_counted(untrained_config, scene):
+    config = untrained_config[0]
+    config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, frame_budget_ms=1000.0))
+    pipe = Pipeline.from_config(config)
+    boxes = np.stack([p.bbox for p in scene.people])
+    ticks = iter(range(0, 10_000, 2))  # every reading of the clock is 2 s later: spent after the first
+    pipe.clock = lambda: float(next(ticks))
+    result = pipe.process(scene.image, scene.camera, boxes=boxes, fit=True)
+    assert result.unfitted_people == len(boxes)
+    assert all(p.fit.iterations == 0 for p in result.people)
+    pipe.clock = lambda: 0.0  # time stands still: every person gets the per-person budget (1e6 ms)
+    pipe.config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, frame_budget_ms=1e9))
+    result = pipe.process(scene.image, scene.camera, boxes=boxes, fit=True)
+    assert result.unfitted_people == 0 and all(p.fit.iterations > 0 for p in result.people)
+    assert pipe.process(scene.image, scene.camera, boxes=boxes, fit=False).unfitted_people == 0

@@ -302,6 +302,11 @@ def test_diagnostic_levels():
     assert input_status(snap, th, "in").level == OK and processing_status(snap, th, "p").level == OK
     assert processing_status(snap, th, "p").values["stage_detect_ms"] == "5.0"
     assert processing_status(snap, th, "p").values["boxes_rejected_not_person"] == "3"  # since start
+    stats.frame_published(20.0, {}, 3, unfitted_people=2)
+    status = processing_status(_snapshot(stats), th, "p")
+    assert status.level == WARN and "fit budget" in status.message
+    assert status.values["people_unfitted_frame_budget"] == "2"
+    assert processing_status(_snapshot(stats), th, "p").level == OK  # per-period count was reset
     stats.frame_received()
     stats.frame_skipped("encoding")
     status = input_status(_snapshot(stats), th, "in")

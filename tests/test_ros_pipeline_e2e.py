@@ -42,7 +42,9 @@ def pipeline(untrained_weights):
     if not override and not shipped:
         config = dataclasses.replace(config, inference=dataclasses.replace(
             config.inference, weights_path=str(untrained_weights)))
-    config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, max_iters=MAX_ITERS))
+    # No frame budget: which people get fitted must not depend on the machine's load.
+    config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, max_iters=MAX_ITERS,
+                                                                 frame_budget_ms=0.0))
     import cv2
 
     if config.detector.kind == "hog" and not hasattr(cv2, "HOGDescriptor"):

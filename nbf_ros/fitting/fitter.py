@@ -78,8 +78,9 @@ class FitResult:
     # 24 x 3 per-joint cues the visibility is computed from (self-visible share, occluded share,
     # 2D keypoint confidence); kept for calibration (benchmarks/visibility_calibration.py).
     visibility_cues: Optional[np.ndarray] = None
-    # With depth: how far the start was moved along its ray onto the observed surface (metres,
-    # nan: not moved), and per joint the observed distance of the object hiding it (nan: none).
+    # With depth: how far the start (``init``) was moved along its ray onto the observed surface
+    # (metres, nan: not moved), and per joint the observed distance of the object hiding it
+    # (nan: none).
     depth_offset_m: float = float("nan")
     occluder_distance_m: Optional[np.ndarray] = None
 
@@ -246,7 +247,8 @@ class Fitter:
     def fit(self, net, index: int, camera: CameraIntrinsics, init: BodyParams,
             warm_start: Optional[Person] = None, iterate: bool = True,
             keypoints: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-            alternatives: Sequence[BodyParams] = (), depth: Optional[DepthCrop] = None) -> FitResult:
+            alternatives: Sequence[BodyParams] = (), depth: Optional[DepthCrop] = None,
+            budget_ms: Optional[float] = None) -> FitResult:
         """Fit person ``index`` of a network batch (``NetArrays``), starting from ``init`` (1).
 
         Hypotheses: ``init``, the caller's ``alternatives`` (e.g. the front/back-turned reading
@@ -257,7 +259,9 @@ class Fitter:
         evaluated (the start's output with fit-based visibility). ``depth``: the person's
         observed depth on the feature grid (``DepthCrop``): every start is first moved onto it
         along its ray (``fit.depth_start``), and the fit gets the depth term; with fewer than
-        ``fit.depth_min_pixels`` depth pixels the person is fitted monocular.
+        ``fit.depth_min_pixels`` depth pixels the person is fitted monocular. ``budget_ms``:
+        this call's wall-clock budget (default ``fit.budget_ms``; the pipeline passes what is
+        left of the frame's ``fit.frame_budget_ms``).
         """
         start = time.perf_counter()
         obs = self.observe(net.features[index], net.heatmaps[index], camera)
@@ -266,18 +270,19 @@ class Fitter:
         if depth is not None and depth.valid_pixels >= self.cfg.depth_min_pixels:
             obs.depth = depth
         kp_weight = self.cfg.keypoint_weight
+        place = obs.depth is not None and self.cfg.depth_start
+        offset = float("nan")
+        if place:  # the flipped twin and the turns keep init's pelvis: placed with it
+            init, offset = self.place_by_depth(init, obs)
         candidates = [init]
         if iterate:
-            candidates.extend(alternatives)
+            candidates.extend(self.place_by_depth(a, obs)[0] if place else a for a in alternatives)
             if self.cfg.flip_hypothesis:
                 candidates.append(flipped_twin(init, self.body))
             candidates.extend(turn_hypotheses(init, self.cfg.turn_hypotheses, self.body))
             if warm_start is not None:
-                candidates.append(warm_from_person(warm_start, init))
-        offsets = [float("nan")] * len(candidates)
-        if obs.depth is not None and self.cfg.depth_start:
-            placed = [self.place_by_depth(c, obs) for c in candidates]
-            candidates, offsets = [p for p, _ in placed], [o for _, o in placed]
+                warm = warm_from_person(warm_start, init)
+                candidates.append(self.place_by_depth(warm, obs)[0] if place else warm)
         with torch.no_grad():
             evals = [self.evaluate(c, obs, kp_weight) for c in candidates]
         losses = torch.cat([e.total for e in evals])
@@ -289,17 +294,18 @@ class Fitter:
         params, loss_init = candidates[best], float(losses[0])
         iterations = 0
         if iterate and self.cfg.max_iters > 0 and math.isfinite(float(losses[best])):
-            params, iterations = self._optimise(params, obs, kp_weight, start)
+            budget = self.cfg.budget_ms if budget_ms is None else budget_ms
+            params, iterations = self._optimise(params, obs, kp_weight, start, budget)
         with torch.no_grad():
             final = self.evaluate(params, obs, kp_weight)
         result = self._assess(params, obs, final)
-        result.depth_offset_m = offsets[best]
+        result.depth_offset_m = offset
         result.info = FitInfo(iterations=iterations, loss_init=loss_init, loss=float(final.total),
                               ms=(time.perf_counter() - start) * 1e3)
         return result
 
     def _optimise(self, params: BodyParams, obs: Observation, kp_weight: float,
-                  start: float) -> tuple[BodyParams, int]:
+                  start: float, budget_ms: float) -> tuple[BodyParams, int]:
         """Two-stage Adam within the iteration and time budget; returns the best iterate.
 
         Stage 1 moves global orientation + translation, stage 2 global orientation + body pose
@@ -323,7 +329,7 @@ class Fitter:
         best = [t.detach().clone() for t in (orient, pose, transl_n)]
         done = 0
         for it in range(cfg.max_iters):
-            if time.perf_counter() - start > cfg.budget_ms / 1e3:
+            if time.perf_counter() - start > budget_ms / 1e3:
                 break
             if it == stage1:
                 optim.param_groups[1]["lr"] = 0.0

@@ -6,10 +6,11 @@ Stages are small methods so each one is timed (``FrameResult.timings_ms``) and t
 from __future__ import annotations
 
 import logging
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -113,6 +114,26 @@ def with_weights_config(config: NbfConfig) -> NbfConfig:
     return dataclasses.replace(config, net=stored.net)
 
 
+class FrameBudget:
+    """The fit stage's wall-clock budget for one frame, shared out person by person.
+
+    ``fit.frame_budget_ms`` bounds the whole fit stage, so that a crowd costs a bounded time
+    instead of people x ``fit.budget_ms``: each person gets at most ``per_person_ms`` and at
+    most what the people before them left; once nothing is left the rest are not fitted (they
+    keep their start body, scored and assessed) and the node reports them. 0 = no frame budget.
+    """
+
+    def __init__(self, total_ms: float, per_person_ms: float, clock: Callable[[], float] = time.perf_counter):
+        self.per_person_ms = per_person_ms
+        self.clock = clock
+        self.deadline = clock() + total_ms / 1e3 if total_ms > 0 else math.inf
+
+    def next_person(self) -> Optional[float]:
+        """The next person's budget in ms, or None when the frame's budget is spent."""
+        left_ms = (self.deadline - self.clock()) * 1e3
+        return min(self.per_person_ms, left_ms) if left_ms > 0 else None
+
+
 class Pipeline:
     """Occlusion-robust 3D people from one RGB image.
 
@@ -133,6 +154,7 @@ class Pipeline:
         # Our body fitted to those landmarks as the fit's start (fit.init_source 'landmarks').
         self.body_from_landmarks = body_from_landmarks
         self.backend_name = backend.name
+        self.clock = time.perf_counter  # the frame budget's clock (tests replace it)
 
     @classmethod
     def from_config(cls, config: NbfConfig) -> "Pipeline":
@@ -357,10 +379,7 @@ class Pipeline:
         with stage("depth"):
             depths = self.depth_crops(depth, crops, landmarks, image_rgb.shape[:2])
         with stage("fit"):
-            fits = [self.fitter.fit(net, i, crops.cameras[i], init.index(i), warm_start=previous[i],
-                                    iterate=fit, keypoints=keypoints[i], alternatives=alternatives[i],
-                                    depth=depths[i])
-                    for i in range(len(boxes))]
+            fits, unfitted = self.fit_people(net, crops, init, previous, fit, keypoints, alternatives, depths)
             for result, source in zip(fits, sources):
                 result.info.start = source
             params = BodyParams.cat([f.params for f in fits])
@@ -368,4 +387,21 @@ class Pipeline:
             people = self.people_from_params(params, boxes, camera, ids, fits)
         if tracker is not None:
             tracker.update(people, stamp_s)
-        return FrameResult(people=people, timings_ms=timings, rejected_boxes=rejected)
+        return FrameResult(people=people, timings_ms=timings, rejected_boxes=rejected,
+                           unfitted_people=unfitted)
+
+    def fit_people(self, net: NetArrays, crops: CropBatch, init: BodyParams, previous: list,
+                   fit: bool, keypoints: list, alternatives: list, depths: list) -> tuple[list, int]:
+        """Fit each person in turn (largest first: the detector's order) within the frame's
+        budget (``FrameBudget``); returns (FitResults, people left at their start because it
+        was spent)."""
+        budget = FrameBudget(self.config.fit.frame_budget_ms, self.config.fit.budget_ms, self.clock)
+        fits, unfitted = [], 0
+        for i in range(len(crops.boxes)):
+            allowed_ms = budget.next_person() if fit else None
+            unfitted += int(fit and allowed_ms is None)
+            fits.append(self.fitter.fit(net, i, crops.cameras[i], init.index(i), warm_start=previous[i],
+                                        iterate=allowed_ms is not None, keypoints=keypoints[i],
+                                        alternatives=alternatives[i], depth=depths[i],
+                                        budget_ms=allowed_ms))
+        return fits, unfitted

@@ -507,7 +507,7 @@ class NbfNode(LifecycleNode):
             self._broadcast_tf(header, people)
         latency_ms = (self.get_clock().now().nanoseconds * 1e-9 - conv.stamp_to_seconds(header.stamp)) * 1e3
         self.stats.frame_published(latency_ms, dict(result.timings_ms), len(people),
-                                   result.rejected_boxes)
+                                   result.rejected_boxes, result.unfitted_people)
 
     def _make_tf_broadcaster(self) -> Any:
         try:

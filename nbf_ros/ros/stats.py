@@ -73,6 +73,8 @@ class Snapshot:
     skipped_period: dict[str, int]
     people: int
     rejected_boxes: int
+    unfitted_people: int
+    unfitted_period: int
     camera_info: str
     camera_info_error: Optional[str]
     qos: str
@@ -97,6 +99,9 @@ class NodeStats:
     people: int = 0
     # Detector boxes dropped as "not a person" since start (FrameResult.rejected_boxes).
     rejected_boxes: int = 0
+    # People left at their start body because the frame's fit budget was spent, since start
+    # (FrameResult.unfitted_people).
+    unfitted_people: int = 0
     errors: int = 0
     last_error: Optional[str] = None
     clock_resets: int = 0
@@ -104,6 +109,7 @@ class NodeStats:
     _period_skipped: Counter = field(default_factory=Counter)
     _period_dropped_base: int = 0
     _period_errors_base: int = 0
+    _period_unfitted_base: int = 0
 
     def frame_received(self) -> None:
         with self.lock:
@@ -121,10 +127,11 @@ class NodeStats:
             self.last_error = message
 
     def frame_published(self, latency_ms: float, timings_ms: dict[str, float], people: int,
-                        rejected_boxes: int = 0) -> None:
+                        rejected_boxes: int = 0, unfitted_people: int = 0) -> None:
         with self.lock:
             self.processed += 1
             self.rejected_boxes += rejected_boxes
+            self.unfitted_people += unfitted_people
             self.output_rate.tick()
             self.latencies_ms.append(float(latency_ms))
             self.people = people
@@ -157,7 +164,8 @@ class NodeStats:
                 received=self.received, processed=self.processed, dropped=dropped,
                 dropped_period=dropped - self._period_dropped_base, skipped=dict(self.skipped),
                 skipped_period=dict(self._period_skipped), people=self.people,
-                rejected_boxes=self.rejected_boxes,
+                rejected_boxes=self.rejected_boxes, unfitted_people=self.unfitted_people,
+                unfitted_period=self.unfitted_people - self._period_unfitted_base,
                 camera_info=camera_info, camera_info_error=camera_info_error, qos=qos,
                 qos_incompatible=self.qos_incompatible,
                 errors_period=self.errors - self._period_errors_base, last_error=self.last_error,
@@ -165,6 +173,7 @@ class NodeStats:
             self._period_skipped.clear()
             self._period_dropped_base = dropped
             self._period_errors_base = self.errors
+            self._period_unfitted_base = self.unfitted_people
             return snap
 
 
@@ -219,6 +228,7 @@ def processing_status(s: Snapshot, th: Thresholds, name: str) -> Status:
               "frames_processed": str(s.processed), "frames_dropped": str(s.dropped),
               "dropped_last_period": str(s.dropped_period), "people": str(s.people),
               "boxes_rejected_not_person": str(s.rejected_boxes),
+              "people_unfitted_frame_budget": str(s.unfitted_people),
               "latency_p50_ms": _fmt(lat["p50"]), "latency_p90_ms": _fmt(lat["p90"]),
               "latency_p99_ms": _fmt(lat["p99"]), "latency_max_ms": _fmt(lat["max"])}
     values.update({f"stage_{k}_ms": _fmt(v) for k, v in sorted(s.stage_ms.items())})
@@ -235,4 +245,7 @@ def processing_status(s: Snapshot, th: Thresholds, name: str) -> Status:
     if s.dropped_period:
         return Status(WARN, name, f"dropped {s.dropped_period} frame(s): processing slower than input "
                       f"({s.output_hz:.1f} of {s.input_hz:.1f} Hz)", values)
+    if s.unfitted_period:
+        return Status(WARN, name, f"{s.unfitted_period} person(s) published unfitted (start body): the "
+                      "frame's fit budget (fit.frame_budget_ms) was spent on larger people", values)
     return Status(OK, name, f"{s.output_hz:.1f} Hz, {s.people} people, p50 {_fmt(lat['p50'], 0)} ms", values)
