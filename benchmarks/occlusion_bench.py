@@ -12,6 +12,9 @@ iterations, time. Writes docs/results.md and prints a table and a final JSON lin
 
 Joints: SMPL's 24, root (pelvis) aligned, millimetres. "Visible" joints: the generator's joint
 visibility >= 0.5 and not under the adversarial patch.
+
+With and without an aligned depth image, on this test set (``--cases-cache``): depth_bench.py
+(root position error, MPJPE, PA-MPJPE, hidden-joint AUC; docs/depth.md).
 """
 from __future__ import annotations
 

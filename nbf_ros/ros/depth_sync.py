@@ -7,7 +7,7 @@ to ``wait_s`` for a depth image whose stamp is within ``tolerance_s`` of the ima
 one wins), without blocking the executor. What it can answer:
 
 - ``paired``: the depth image to use;
-- ``none``: no depth stream (never received, or silent for ``stream_timeout_s``): monocular,
+- ``none``: no depth stream (never received, or silent for ``STREAM_TIMEOUT_S``): monocular,
   which is the normal case without an RGB-D camera, not a warning;
 - ``late``: the stream is live but the depth of this stamp did not arrive within ``wait_s``;
 - ``unmatched``: depth images with later stamps arrived, none within ``tolerance_s``.
@@ -26,6 +26,10 @@ from typing import Any, Callable, Optional
 from nbf_ros.ros.stats import OK, WARN, Status
 
 PAIRED, NONE, LATE, UNMATCHED = "paired", "none", "late", "unmatched"
+STREAM_TIMEOUT_S = 5.0
+"""A depth stream silent this long is gone: frames go monocular without waiting (``none``; after
+depth was paired before, reported as ``stopped``). Long enough for a 1 Hz stream whose
+messages DDS delivers late."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class DepthMatch:
 class DepthMailbox:
     """Thread-safe store of the latest depth images by stamp (executor puts, worker matches)."""
 
-    def __init__(self, history: int = 16, stream_timeout_s: float = 2.0,
+    def __init__(self, history: int = 16, stream_timeout_s: float = STREAM_TIMEOUT_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._history = history
         self._stream_timeout_s = stream_timeout_s

@@ -13,8 +13,9 @@ from nbf_ros.apps.demo.topics import IMAGE_TOPIC, INFO_TOPIC
 
 
 def monocular_baseline(input_bag: Path, config_yaml: Path, scene: Scene, manifest: list[dict],
-                       fit: bool) -> dict[str, Any]:
-    """Root error and MPJPE of every frame the node processed, without depth."""
+                       fit: bool, frames: set[int]) -> dict[str, Any]:
+    """Root error and MPJPE without depth on ``frames`` (the frames the node processed, so that
+    both numbers are over the same frames)."""
     from nbf_ros.config import load_config
     from nbf_ros.inference.pipeline import Pipeline
     from nbf_ros.ros.bag_io import process_bag
@@ -27,7 +28,7 @@ def monocular_baseline(input_bag: Path, config_yaml: Path, scene: Scene, manifes
     evals = []
     for bag_ns, result in stats.results:
         i = index_of.get(int(bag_ns))
-        if i is None:
+        if i is None or i not in frames:
             continue
         pred = {int(p.id): CloudPerson(p.joints3d, p.joint_visibility) for p in result.people}
         evals.append(FrameEval(i, int(bag_ns), scene.occluded[i], len(pred), 0.0,

@@ -54,8 +54,10 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         from nbf_ros.apps.demo.baseline import monocular_baseline
 
         LOG.info("the same frames without depth (in-process, for the comparison) ...")
+        processed = {m["index"] for m in manifest
+                     if getattr(rec.by_stamp.get(m["stamp_ns"]), "joints", None) is not None}
         extra["without_depth"] = monocular_baseline(paths["input_bag"], paths["pipeline"], scene, manifest,
-                                                    not args.no_fit)
+                                                    not args.no_fit, processed)
     return score(scene, manifest, rec, paths, start, extra)
 
 

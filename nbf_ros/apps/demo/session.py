@@ -19,6 +19,7 @@ LOG = logging.getLogger("nbf_ros.demo")
 SETTLE_S = 5.0
 """After the player ends, wait this long (plus twice the worst latency) for the last outputs."""
 MAX_WAIT_S = 120.0
+DEPTH_WAIT_S = 1.0
 
 
 class RosSession:
@@ -37,7 +38,10 @@ class RosSession:
             Parameter("config_file", value=str(config_yaml)), Parameter("fit", value=fit),
             Parameter("publish_debug_image", value=True), Parameter("qos_reliability", value="reliable"),
             Parameter("qos_depth", value=INPUT_DEPTH), Parameter("use_depth", value=depth),
-            Parameter("depth_qos_reliability", value="reliable"), Parameter("depth_qos_depth", value=INPUT_DEPTH)],
+            Parameter("depth_qos_reliability", value="reliable"), Parameter("depth_qos_depth", value=INPUT_DEPTH),
+            # A replayed 0.6 MB depth image can trail its image by up to a second on a loaded
+            # machine (reliable DDS repairs lost fragments late): at 1 Hz, wait for it.
+            Parameter("depth_wait_s", value=DEPTH_WAIT_S)],
             cli_args=["--ros-args", "-r", f"image:={IMAGE_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}",
                       "-r", f"depth:={DEPTH_TOPIC}"])
         self.recorder: Optional[Recorder] = None
@@ -81,7 +85,8 @@ class RosSession:
 
 def node_counts(diag: Any) -> dict[str, str]:
     """frames_received / processed / dropped as the node itself reports them (last diagnostics)."""
-    keys = ("frames_received", "frames_processed", "frames_dropped", "skipped_total", "backend")
+    keys = ("frames_received", "frames_processed", "frames_dropped", "skipped_total", "backend",
+            "depth_frames_used", "depth_fallback_total")
     values = {kv.key: kv.value for status in (diag.status if diag is not None else []) for kv in status.values}
     return {k: values[k] for k in keys if k in values}
 
