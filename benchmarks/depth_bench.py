@@ -184,7 +184,7 @@ def run_case(case, fitter: Fitter, body_fitter, source, backend, body, config, d
     regression = initial_body(net, [case.camera], size)
     found = source.landmarks(case)
     keypoints = source.keypoints_from(found) if config.fit.keypoint_source == "blazepose" else None
-    init, alternatives, _ = ob.landmark_start(body_fitter, case, found, regression)
+    init, alternatives, _, _ = ob.landmark_start(body_fitter, case, found, regression)
     dc = depth_crop(depth, found, size, size // config.net.feature_stride, source.crop_box(size)[0])
     out = []
     for method, iterate in (("start", False), ("nbf", True)):

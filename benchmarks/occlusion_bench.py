@@ -44,6 +44,7 @@ from nbf_ros.data.crops import render_crop  # noqa: E402
 from nbf_ros.data.scene import body_labels  # noqa: E402
 from nbf_ros.evaluation.metrics import pck_head, procrustes_aligned, root_aligned_error  # noqa: E402
 from nbf_ros.evaluation.occlusion import joints_under_patch, paste_patch, patch_grid, worst_patch  # noqa: E402
+from nbf_ros.fitting.confidence import confidence_cues, person_confidence  # noqa: E402
 from nbf_ros.fitting.fitter import Fitter  # noqa: E402
 from nbf_ros.geometry.camera import project_points  # noqa: E402
 from nbf_ros.inference.backends import load_backend  # noqa: E402
@@ -340,17 +341,21 @@ def evaluate_world_landmarks(case: Case, found) -> dict:
     return item
 
 
-def landmark_start(fitter, case: Case, found, regression: BodyParams) -> tuple[BodyParams, list[BodyParams], bool]:
-    """(start, extra start hypotheses, from landmarks?) as ``Pipeline.start_bodies`` makes them
-    for one person: our body fitted to BlazePose's landmarks and its turned reading, or the
-    regression head's body where BlazePose found nobody or too few confident landmarks."""
+def landmark_start(fitter, case: Case, found, regression: BodyParams
+                   ) -> tuple[BodyParams, list[BodyParams], bool, np.ndarray | None]:
+    """(start, extra start hypotheses, from landmarks?, person-confidence cues or None) as
+    ``Pipeline.start_bodies`` makes them for one person: our body fitted to BlazePose's landmarks
+    and its turned reading, or the regression head's body where BlazePose found nobody or too few
+    confident landmarks."""
     if fitter is None or found is None:
-        return regression, [], False
+        return regression, [], False, None
     result = fitter.fit([found], [case.camera])
     if not result.ok[0]:
-        return regression, [], False
+        return regression, [], False, None
     alternatives = [result.alternative] if fitter.config.turned_hypothesis else []
-    return result.params, alternatives, True
+    info = result.info[0]
+    cues = confidence_cues(found.pose_flag, found.confidence, info.losses[info.hypothesis])
+    return result.params, alternatives, True, cues
 
 
 def summarise(rows: dict[tuple[str, str], list[dict]]) -> list[dict]:
@@ -496,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         found = source.landmarks(case)
         keypoints = source.keypoints_from(found) if use_keypoints else None
         start = time.perf_counter()
-        init, alternatives, used = landmark_start(body_fitter, case, found, regression)
+        init, alternatives, used, cues = landmark_start(body_fitter, case, found, regression)
         start_ms.append((time.perf_counter() - start) * 1e3)
         landmark_starts += used
         methods = MAIN_METHODS + (ABLATIONS if case.index < args.ablation_people else ())
@@ -507,6 +512,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 item = evaluate_case(case, fitters[name], net, init, body, iterate=True,
                                      keypoints=keypoints, alternatives=alternatives)
+                if config.fit.confidence_source == "landmarks":  # as Pipeline.process sets it
+                    item["confidence"] = person_confidence(cues, config.fit.person_confidence,
+                                                           config.fit.confidence_without_landmarks)
             items.append({"condition": case.condition, "method": name, "person": case.index, **item})
         if from_landmarks:
             item = evaluate_case(case, fitters["nbf"], net, init, body, iterate=False, keypoints=keypoints)

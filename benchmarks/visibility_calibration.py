@@ -62,7 +62,7 @@ def collect(cases: list, fitter: Fitter, backend, body: BodyModel, crop_size: in
         net = backend.run(pixels)
         regression = initial_body(net, [case.camera], crop_size)
         found = source.landmarks(case)
-        init, alternatives, _ = bench.landmark_start(body_fitter, case, found, regression)
+        init, alternatives, _, _ = bench.landmark_start(body_fitter, case, found, regression)
         keypoints = source.keypoints_from(found) if use_keypoints else None
         result = fitter.fit(net, 0, case.camera, init, keypoints=keypoints, alternatives=alternatives)
         cues.append(result.visibility_cues)

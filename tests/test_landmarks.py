@@ -355,6 +355,7 @@ def test_pipeline_starts_from_the_body_fitted_to_blazepose_landmarks(untrained_c
     landmarks (exactly what LandmarkBodyFitter gives for that person alone), with the turned
     reading as an extra start; a box without a person keeps the regression head's body, and
     every person's output says where its start came from."""
+    from nbf_ros.fitting.confidence import confidence_cues
     from nbf_ros.fitting.from_landmarks import LandmarkBodyFitter
     from nbf_ros.inference.pipeline import Pipeline, initial_body
 
@@ -369,13 +370,17 @@ def test_pipeline_starts_from_the_body_fitted_to_blazepose_landmarks(untrained_c
     crops = pipeline.crop_people(scene.image, scene.camera, boxes)
     regression = initial_body(pipeline.backend.run(crops.pixels), crops.cameras, cfg.net.crop_size)
     landmarks = pipeline.landmarks(scene.image, boxes, scene.camera)
-    start, alternatives, sources = pipeline.start_bodies(regression, landmarks, scene.camera)
+    start, alternatives, sources, cues = pipeline.start_bodies(regression, landmarks, scene.camera)
     alone = pipeline.body_from_landmarks.fit([landmarks[1]], [scene.camera])
     assert alone.ok[0] and sources == ["network (BlazePose found nobody in the box)", "landmarks"]
     for got, want, kept in zip(start.as_tuple(), alone.params.as_tuple(), regression.as_tuple()):
         torch.testing.assert_close(got[1:], want, atol=1e-5, rtol=0)  # batching is exact up to rounding
         torch.testing.assert_close(got[:1], kept[:1], atol=0, rtol=0)
     assert alternatives[0] == [] and len(alternatives[1]) == 1
+    info = alone.info[0]  # the person-confidence cues of the start: flag, landmarks, fit objective
+    assert cues[0] is None
+    np.testing.assert_allclose(cues[1], confidence_cues(landmarks[1].pose_flag, landmarks[1].confidence,
+                                                        info.losses[info.hypothesis]), rtol=1e-4)
     torch.testing.assert_close(alternatives[1][0].global_orient, alone.alternative.global_orient, atol=1e-5, rtol=0)
     result = pipeline.process(scene.image, scene.camera, boxes=boxes[1:], fit=False)
     assert [p.fit.start for p in result.people] == ["landmarks"]

@@ -17,6 +17,7 @@ import torch
 
 from nbf_ros.config import NbfConfig, resolve_path
 from nbf_ros.detection.base import Detections
+from nbf_ros.fitting.confidence import confidence_cues, person_confidence
 from nbf_ros.geometry.camera import CropBox, extract_crop, project_points, weak_perspective_to_translation
 from nbf_ros.geometry.rotations import matrix_to_axis_angle, rotation_6d_to_matrix
 from nbf_ros.inference.backends import NetArrays, NetworkBackend, load_backend
@@ -240,9 +241,10 @@ class Pipeline:
                 for p, box in zip(landmarks, crops.crop_boxes)]
 
     def start_bodies(self, regression: BodyParams, landmarks: list, camera: CameraIntrinsics
-                     ) -> tuple[BodyParams, list[list[BodyParams]], list[str]]:
+                     ) -> tuple[BodyParams, list[list[BodyParams]], list[str], list[Optional[np.ndarray]]]:
         """The fit's start per person: (bodies (N), extra start hypotheses per person, where
-        each start came from).
+        each start came from, the person-confidence cues of the start (``confidence_cues``;
+        None for people not started from landmarks)).
 
         With ``fit.init_source`` 'landmarks', people BlazePose found get our body fitted to its
         landmarks (one batched call for the frame), and the front/back-turned reading as an
@@ -251,12 +253,13 @@ class Pipeline:
         """
         count = regression.batch_size
         alternatives: list[list[BodyParams]] = [[] for _ in range(count)]
+        cues: list[Optional[np.ndarray]] = [None] * count
         if self.body_from_landmarks is None:
-            return regression, alternatives, ["network"] * count
+            return regression, alternatives, ["network"] * count, cues
         sources = ["network (BlazePose found nobody in the box)"] * count  # overwritten where found
         found = [i for i, p in enumerate(landmarks) if p is not None]
         if not found:
-            return regression, alternatives, sources
+            return regression, alternatives, sources, cues
         result = self.body_from_landmarks.fit([landmarks[i] for i in found], [camera] * len(found))
         index = torch.as_tensor(found)
         chosen = result.with_fallback(BodyParams(*(t[index] for t in regression.as_tuple())))
@@ -268,9 +271,11 @@ class Pipeline:
                 sources[i] = "landmarks" if info.hypothesis == 0 else "landmarks (turned reading)"
                 if self.config.landmark_fit.turned_hypothesis:
                     alternatives[i] = [result.alternative.index(row)]
+                cues[i] = confidence_cues(landmarks[i].pose_flag, landmarks[i].confidence,
+                                          info.losses[info.hypothesis])
             else:
                 sources[i] = f"network ({info.reason})"
-        return BodyParams(*merged), alternatives, sources
+        return BodyParams(*merged), alternatives, sources, cues
 
     def people_from_params(self, params: BodyParams, boxes: np.ndarray, camera: CameraIntrinsics,
                            ids: list[int], fits: list) -> list[Person]:
@@ -371,7 +376,7 @@ class Pipeline:
             net = self.backend.run(crops.pixels)
         with stage("init"):
             regression = initial_body(net, crops.cameras, self.config.net.crop_size)
-            init, alternatives, sources = self.start_bodies(regression, landmarks, camera)
+            init, alternatives, sources, cues = self.start_bodies(regression, landmarks, camera)
         ids, previous = list(range(len(boxes))), [None] * len(boxes)
         if tracker is not None:
             ids, previous = tracker.assign(boxes, init.transl.numpy(), stamp_s)
@@ -380,8 +385,11 @@ class Pipeline:
             depths = self.depth_crops(depth, crops, landmarks, image_rgb.shape[:2])
         with stage("fit"):
             fits, unfitted = self.fit_people(net, crops, init, previous, fit, keypoints, alternatives, depths)
-            for result, source in zip(fits, sources):
+            for result, source, person_cues in zip(fits, sources, cues):
                 result.info.start = source
+                if self.config.fit.confidence_source == "landmarks":
+                    result.confidence = person_confidence(person_cues, self.config.fit.person_confidence,
+                                                          self.config.fit.confidence_without_landmarks)
             params = BodyParams.cat([f.params for f in fits])
         with stage("people"):
             people = self.people_from_params(params, boxes, camera, ids, fits)
