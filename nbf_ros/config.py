@@ -197,13 +197,16 @@ class FitConfig:
     # start body along its viewing ray onto the observed surface (depth_start), then fit with a
     # robust depth term (Geman-McClure, scale depth_sigma_m; 0 weight = off). Observed depth more
     # than depth_occluder_margin_m nearer than the body's surface is an occluder: explained by the
-    # outlier model and reported in the joints' visibility. A person with fewer than
-    # depth_min_pixels usable depth pixels on the feature grid is fitted monocular.
+    # outlier model and reported in the joints' visibility; a joint whose centre lies more than
+    # depth_joint_gap_m behind the observed surface at its pixel (its own body's or an object's)
+    # is also called hidden (0 = off). A person with fewer than depth_min_pixels usable depth
+    # pixels on the feature grid is fitted monocular. Tuned and measured in docs/depth.md.
     depth_start: bool = True
     depth_weight: float = 0.2
     depth_sigma_m: float = 0.1
     depth_occluder_margin_m: float = 0.15
     depth_min_pixels: int = 8
+    depth_joint_gap_m: float = 0.3
 
 
 @dataclass(frozen=True)

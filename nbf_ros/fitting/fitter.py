@@ -381,7 +381,7 @@ class Fitter:
         cues = torch.stack([sv, occluded, obs.keypoint_conf[0].to(sv)], -1)  # 24 x 3
         visibility = visibility_from_cues(cues, cfg.visibility_logit)
         hidden_by_object, distance = self._depth_occlusion(obs, means, uv, selfvis)
-        visibility = visibility * (1.0 - hidden_by_object)
+        visibility = visibility * (1.0 - torch.maximum(hidden_by_object, self._joints_behind_surface(params, obs)))
         seen = selfvis[nbrs] * (1.0 - occ[nbrs])
         joint_agree = (agree[nbrs] * seen).sum(1) / seen.sum(1).clamp(min=1e-6)
         joint_conf = torch.sigmoid(cfg.confidence_scale * (joint_agree - cfg.confidence_offset)) * visibility
@@ -398,6 +398,20 @@ class Fitter:
                          joint_confidence=joint_conf.double().numpy(), confidence=confidence,
                          agreement=agreement, visibility_cues=cues.double().numpy(),
                          occluder_distance_m=distance)
+
+    def _joints_behind_surface(self, params: BodyParams, obs: Observation) -> torch.Tensor:
+        """Per joint (24) how surely the sensor sees a surface (the body's own or an object's)
+        more than ``fit.depth_joint_gap_m`` in front of the joint centre at its pixel: a soft
+        step of 5 cm; zeros without depth or with the cue off (0)."""
+        gap_m = self.cfg.depth_joint_gap_m
+        if obs.depth is None or gap_m <= 0:
+            return torch.zeros(NUM_JOINTS)
+        with torch.no_grad():
+            joints = self.body(params).joints[0]
+        cam = obs.feature_camera
+        seen = sample_nearest(obs.depth.depth[0], project_points(joints, cam.fx, cam.fy, cam.cx, cam.cy))
+        gap = joints[:, 2] - seen
+        return torch.where(torch.isfinite(gap), torch.sigmoid((gap - gap_m) / 0.05), torch.zeros_like(gap))
 
     def _depth_occlusion(self, obs: Observation, means: torch.Tensor, uv: torch.Tensor,
                          selfvis: torch.Tensor) -> tuple[torch.Tensor, Optional[np.ndarray]]:
