@@ -292,3 +292,28 @@ def test_cli_needs_one_registered_depth_per_image_and_says_so_in_one_line(tmp_pa
     assert main(base + ["--depth", str(tmp_path / "d.png")]) == 1  # 32 x 24 depth for a 64 x 48 image
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "registered" in err
+
+
+# -- the pipeline -------------------------------------------------------------------------------------
+def test_the_pipeline_puts_people_on_the_observed_depth_and_rejects_unregistered_depth(untrained_config):
+    """A rendered scene and its exact depth (a wall behind): with depth every person's pelvis is
+    at the right distance; without, the start's own guess; a depth of another size is refused."""
+    from nbf_ros.config import SyntheticConfig
+    from nbf_ros.data.scene import render_scene
+    from nbf_ros.inference.pipeline import Pipeline
+
+    pipeline = Pipeline.from_config(untrained_config[0])
+    scene = render_scene(5, SyntheticConfig(split="test"), pipeline.body)
+    boxes = np.stack([p.bbox for p in scene.people])
+    truth = np.stack([p.joints3d[0] for p in scene.people])
+    wall = float(truth[:, 2].max()) + 2.0
+    depth = np.where(np.isfinite(scene.depth), scene.depth, wall).astype(np.float32)
+    with_depth = pipeline.process(scene.image, scene.camera, boxes=boxes, fit=False, depth=depth)
+    without = pipeline.process(scene.image, scene.camera, boxes=boxes, fit=False)
+    z_err = lambda result: np.abs(np.stack([p.joints3d[0] for p in result.people])[:, 2] - truth[:, 2])  # noqa: E731
+    assert "depth" in with_depth.timings_ms
+    assert np.all(z_err(with_depth) < 0.1), z_err(with_depth)  # measured 0.6-5 cm
+    assert z_err(without).mean() > 3 * z_err(with_depth).mean()  # measured 36-62 cm
+    with pytest.raises(DepthError) as err:
+        pipeline.process(scene.image, scene.camera, boxes=boxes, fit=False, depth=depth[::2, ::2])
+    assert err.value.reason == "size"
