@@ -15,6 +15,8 @@ Prints, held out (two folds split by person): Spearman of the confidence with -M
 snippet and a final JSON line; writes a markdown section with --out.
 
     .venv/bin/python benchmarks/confidence_calibration.py --people 100 --cases-cache cache/bench/val100.npz
+    .venv/bin/python benchmarks/confidence_calibration.py --people 100 --cases-cache cache/bench/test100.npz \
+        --split test     # the shipped calibration ('current' row) on the benchmark's test people
 """
 from __future__ import annotations
 
@@ -152,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cases-cache", metavar="NPZ", help="validation crops cache (see fit_tuning.py)")
+    parser.add_argument("--split", choices=("validation", "test"), default="validation",
+                        help="test: the occlusion benchmark's people (from 950000), to report the "
+                             "shipped calibration ('current'); never fit on them")
     parser.add_argument("--json-out", default=str(bench.ROOT / "out" / "confidence_calibration.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s", stream=sys.stderr)
@@ -162,8 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     backend, bank = load_backend(config)
     t0 = time.perf_counter()
     args.shard = "0/1"
-    with fit_tuning.validation_seeds(args.people):
-        cases = bench.cached_cases(args, config, body, bench.Regressor(backend, body, config.net.crop_size))
+    regressor = bench.Regressor(backend, body, config.net.crop_size)
+    if args.split == "test":
+        cases = bench.cached_cases(args, config, body, regressor)
+    else:
+        with fit_tuning.validation_seeds(args.people):
+            cases = bench.cached_cases(args, config, body, regressor)
     data = collect(cases, config, body, backend, bank)
     scores, coef, fallback = held_out(data, tuple(config.fit.person_confidence),
                                       config.fit.confidence_without_landmarks)
@@ -176,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nfit:\n  person_confidence: [{', '.join(f'{v:.3f}' for v in coef)}]\n"
           f"  confidence_without_landmarks: {fallback:.3f}")
     found = ~np.isnan(data["cues"]).any(1)
-    summary = {"benchmark": "confidence_calibration", "people": args.people, "cases": len(cases),
+    summary = {"benchmark": "confidence_calibration", "split": args.split, "people": args.people, "cases": len(cases),
                "with_landmarks": int(found.sum()), "cues": list(CUE_NAMES), "person_confidence": list(coef),
                "confidence_without_landmarks": fallback, "seconds": time.perf_counter() - t0,
                "held_out": {name: rows["all"] for name, rows in scores.items()},

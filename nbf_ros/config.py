@@ -185,14 +185,16 @@ class FitConfig:
     confidence_scale: float = 0.664
     confidence_offset: float = 0.803
     # Where a person's confidence comes from (fitting/confidence.py): "landmarks" = P(MPJPE <
-    # 150 mm) from BlazePose's pose flag, its landmarks' median visibility x presence and the
-    # body-from-landmarks objective, fitted on validation people (benchmarks/
-    # confidence_calibration.py; the features' agreement above ranks people at Spearman 0.05);
-    # people without landmarks get confidence_without_landmarks. "features": the agreement map
-    # above (config/hog.yaml, which runs without BlazePose).
-    confidence_source: Literal["landmarks", "features"] = "features"
-    person_confidence: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    confidence_without_landmarks: float = 0.3
+    # 150 mm) = sigmoid(bias + w . (pose-flag logit, median landmark visibility x presence, log
+    # body-from-landmarks objective)), fitted on 100 validation people x 4 conditions (benchmarks/
+    # confidence_calibration.py, docs/confidence.md: held out,
+    # Spearman with -MPJPE 0.60, AUC 0.82, Brier 0.169, against 0.08 / 0.56 / 0.248 for the
+    # feature agreement above); people without landmarks (the regression head's start) get
+    # confidence_without_landmarks: 2.8 % of them were within 150 mm. "features": the agreement
+    # map above (config/hog.yaml, which runs without BlazePose).
+    confidence_source: Literal["landmarks", "features"] = "landmarks"
+    person_confidence: tuple[float, float, float, float] = (-6.737, 0.240, 2.610, -1.471)
+    confidence_without_landmarks: float = 0.028
     # Aligned depth (docs/depth.md; used only when a frame comes with a depth image): move each
     # start body along its viewing ray onto the observed surface (depth_start), then fit with a
     # robust depth term (Geman-McClure, scale depth_sigma_m; 0 weight = off). Observed depth more

@@ -3,7 +3,7 @@
 A safety stack ranks and gates people by ``Person.confidence``, so it has to mean something:
 here it is the probability that the person's root-aligned joint error (MPJPE) is below
 ``CONFIDENCE_MPJPE_MM``, from cues of the start body that measurably rank people by their error
-(benchmarks/confidence_calibration.py, docs/visibility_landmarks.md, "Person confidence"):
+(benchmarks/confidence_calibration.py, docs/confidence.md):
 
 - BlazePose's pose flag (its own belief that the crop holds a whole, readable person), as a logit;
 - the median of its 33 landmarks' visibility x presence;
