@@ -156,9 +156,13 @@ def encode_image(rgb: np.ndarray, encoding: str = "rgb8", row_padding: int = 0) 
 
 def rgb_to_image_msg(rgb: np.ndarray, header: Any, encoding: str = "rgb8"):
     """H x W x 3 uint8 RGB -> sensor_msgs/Image with ``header``."""
+    return _image_msg(encode_image(rgb, encoding), header)
+
+
+def _image_msg(fields: EncodedImage, header: Any):
+    """sensor_msgs/Image with ``header`` carrying the encoded ``fields``."""
     from sensor_msgs.msg import Image
 
-    fields = encode_image(rgb, encoding)
     msg = Image()
     msg.header = header
     msg.height, msg.width, msg.step = fields.height, fields.width, fields.step
@@ -188,15 +192,7 @@ def encode_depth(depth_m: np.ndarray, encoding: str = "16UC1") -> EncodedImage:
 
 def depth_to_image_msg(depth_m: np.ndarray, header: Any, encoding: str = "16UC1"):
     """H x W metres (NaN = no data) -> sensor_msgs/Image (``16UC1`` mm or ``32FC1`` m)."""
-    from sensor_msgs.msg import Image
-
-    fields = encode_depth(depth_m, encoding)
-    msg = Image()
-    msg.header = header
-    msg.height, msg.width, msg.step = fields.height, fields.width, fields.step
-    msg.encoding, msg.is_bigendian = fields.encoding, fields.is_bigendian
-    msg.data = fields.data
-    return msg
+    return _image_msg(encode_depth(depth_m, encoding), header)
 
 
 # -- camera info -----------------------------------------------------------------------------------
