@@ -72,11 +72,13 @@ def training_summary(metrics_path: Path) -> dict:
         return {}
     last = rows[-1]
     curve = [{k: r[k] for k in ("step", "images", "elapsed_s", "loss", "train_kernel_top1",
-                                "val_kernel_top1", "val_bin_acc_given_kernel", "val_background_acc",
+                                "val_kernel_top1", "val_kernel_top1_within_10cm", "val_part_top1",
+                                "val_bin_acc_given_kernel", "val_background_acc",
                                 "val_mpjpe_mm", "val_pa_mpjpe_mm") if k in r}
              for r in rows if "val_kernel_top1" in r]
+    rate = last.get("images_per_s", last["images"] / max(last["elapsed_s"], 1e-6))
     return {"steps": last["step"], "images": last["images"], "elapsed_min": last["elapsed_s"] / 60.0,
-            "images_per_s": last["images_per_s"], "curve": curve}
+            "images_per_s": rate, "curve": curve}
 
 
 def head_features_fn(cfg, head_path: str):
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         results["head_parameters_M"] = sum(p.numel() for p in head[2].parameters()) / 1e6
         _print_head_table(results)
     if args.skip_unet:
+        if args.metrics:
+            results["training"] = training_summary(Path(args.metrics))
         _write(results, args.json)
         return 0
     results["inference_ms_1thread"] = inference_ms(net, cfg.net.crop_size, 1)

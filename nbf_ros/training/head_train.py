@@ -142,6 +142,7 @@ def _loop(cfg: NbfConfig, trainer: HeadTrainer, ctx: BodyContext, batches: Itera
                 checkpoint = (step + 1) % t.checkpoint_every == 0 or done
                 if (step + 1) % t.log_every == 0 or done:
                     record = {"step": step + 1, "images": images, "elapsed_s": round(elapsed, 1),
+                              "images_per_s": round(images / max(elapsed, 1e-6), 2),
                               **{k: round(v, 5) for k, v in terms.items()}}
                     if checkpoint:
                         record.update({f"val_{k}": round(v, 5) for k, v in
