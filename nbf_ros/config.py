@@ -358,10 +358,13 @@ class InferenceConfig:
     # often much faster than 2 (docs/performance.md: 11.5 vs 89 ms per render under load).
     num_threads: int = 0
     weights_path: str = "models/nbf_net.pt"
-    # Where the fit's features come from: "unet" = the network of weights_path (features +
-    # regression head); "blazepose" = BlazePose's frozen trunk + the head of
-    # feature_head.weights_path (docs/features.md); the U-Net still gives the regression body.
-    features: Literal["unet", "blazepose"] = "unet"
+    # Where the fit's features come from: "blazepose" = BlazePose's frozen trunk + the head of
+    # feature_head.weights_path (docs/features.md: within 10 cm 67.9 vs 21.7 % of kernels on
+    # held-out crops; on the occlusion benchmark the fit with them improves on its start in all
+    # four conditions, with the U-Net's it got worse in two; +31 ms per person); the U-Net (the
+    # network of weights_path) still gives the regression body for people BlazePose misses.
+    # "unet" = the U-Net's own features (config/hog.yaml: no ONNX model needed).
+    features: Literal["unet", "blazepose"] = "blazepose"
     onnx_path: str = ""
     engine_path: str = ""
     enable_fp16: bool = True
