@@ -62,8 +62,9 @@ def test_tensorrt_engine_matches_onnxruntime(untrained_config, tmp_path):
 
 
 def test_onnxruntime_backend_matches_torch(untrained_config, tmp_path):
-    """The CPU check of the graph TensorRT builds on a GPU."""
-    from nbf_ros.inference.backends import OnnxRuntimeBackend, load_backend
+    """The CPU check of the graph TensorRT builds on a GPU: the exported U-Net against the torch
+    U-Net (``load_unet_backend``: without the trunk features that ``load_backend`` adds on top)."""
+    from nbf_ros.inference.backends import OnnxRuntimeBackend, load_unet_backend
     from nbf_ros.inference.export import export_onnx
 
     cfg = untrained_config[0]
@@ -71,7 +72,7 @@ def test_onnxruntime_backend_matches_torch(untrained_config, tmp_path):
     ort_cfg = dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, backend="onnxruntime",
                                                                       onnx_path=str(onnx_path)))
     crops = np.random.default_rng(1).random((3, 3, cfg.net.crop_size, cfg.net.crop_size), dtype=np.float32)
-    a, b = load_backend(cfg)[0].run(crops), OnnxRuntimeBackend(ort_cfg).run(crops)
+    a, b = load_unet_backend(cfg)[0].run(crops), OnnxRuntimeBackend(ort_cfg).run(crops)
     for name in ("features", "pose6d", "betas", "cam", "heatmaps"):
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=2e-3, err_msg=name)
 
