@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.optimize import minimize
-from scipy.stats import rankdata, spearmanr
+from scipy.stats import spearmanr
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,6 +39,7 @@ import fit_tuning  # noqa: E402
 import occlusion_bench as bench  # noqa: E402  (puts the repository root on sys.path)
 from nbf_ros.body.model import BodyModel  # noqa: E402
 from nbf_ros.config import load_config, resolve_path  # noqa: E402
+from nbf_ros.evaluation.metrics import roc_auc  # noqa: E402
 from nbf_ros.fitting.confidence import CONFIDENCE_MPJPE_MM, CUE_NAMES, person_confidence  # noqa: E402
 from nbf_ros.fitting.fitter import Fitter  # noqa: E402
 from nbf_ros.inference.backends import load_backend  # noqa: E402
@@ -95,10 +96,7 @@ def predict(data: dict, coefficients, fallback: float) -> np.ndarray:
 
 def quality(conf: np.ndarray, mpjpe: np.ndarray) -> dict[str, float]:
     good = mpjpe < CONFIDENCE_MPJPE_MM
-    ranks = rankdata(conf)
-    n1, n0 = good.sum(), (~good).sum()
-    auc = (ranks[good].sum() - n1 * (n1 + 1) / 2) / (n1 * n0) if n1 and n0 else float("nan")
-    return {"spearman": float(spearmanr(conf, -mpjpe).statistic), "auc": float(auc),
+    return {"spearman": float(spearmanr(conf, -mpjpe).statistic), "auc": roc_auc(conf, good),
             "brier": float(np.mean((conf - good) ** 2)), "mean_conf": float(conf.mean()),
             "share_good": float(good.mean())}
 

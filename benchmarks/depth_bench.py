@@ -40,7 +40,7 @@ from nbf_ros.config import SyntheticConfig, apply_overrides, load_config, resolv
 from nbf_ros.data.crops import render_crop  # noqa: E402
 from nbf_ros.data.depth_sensor import DepthSensor  # noqa: E402
 from nbf_ros.data.scene import OCCLUDED_BY_OBJECT, body_labels  # noqa: E402
-from nbf_ros.evaluation.metrics import procrustes_aligned, root_aligned_error  # noqa: E402
+from nbf_ros.evaluation.metrics import procrustes_aligned, roc_auc, root_aligned_error  # noqa: E402
 from nbf_ros.fitting.depth import DepthCrop  # noqa: E402
 from nbf_ros.fitting.fitter import Fitter  # noqa: E402
 from nbf_ros.fitting.from_landmarks import LandmarkBodyFitter  # noqa: E402
@@ -128,15 +128,6 @@ def score(result, case, body: BodyModel, by_object: np.ndarray) -> dict:
             "depth_offset_m": float(result.depth_offset_m)}
 
 
-def auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for ``positive`` (ties count half)."""
-    pos, neg = scores[positive], scores[~positive]
-    if pos.size == 0 or neg.size == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (pos.size * neg.size))
-
-
 def summarise(items: list[dict]) -> list[dict]:
     rows = defaultdict(list)
     for it in items:
@@ -158,8 +149,8 @@ def summarise(items: list[dict]) -> list[dict]:
                       "root_p90_m": float(np.percentile(root, 90)),
                       "mpjpe": float(np.mean([g["mpjpe"] for g in group])),
                       "pa_mpjpe": float(np.mean([g["pa_mpjpe"] for g in group])),
-                      "hidden_auc": auc(1.0 - vis, hidden),
-                      "object_auc": auc(1.0 - vis[object_or_seen], by_object[object_or_seen]),
+                      "hidden_auc": roc_auc(1.0 - vis, hidden),
+                      "object_auc": roc_auc(1.0 - vis[object_or_seen], by_object[object_or_seen]),
                       "object_hidden_joints": int(by_object.sum()),
                       "ms": float(np.mean([g["ms"] for g in group]))})
     return table

@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.optimize import minimize
-from scipy.stats import mannwhitneyu
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,6 +38,7 @@ import fit_tuning  # noqa: E402
 import occlusion_bench as bench  # noqa: E402  (puts the repository root on sys.path)
 from nbf_ros.body.model import BodyModel  # noqa: E402
 from nbf_ros.config import load_config, resolve_path  # noqa: E402
+from nbf_ros.evaluation.metrics import roc_auc  # noqa: E402
 from nbf_ros.fitting.fitter import Fitter, visibility_from_cues  # noqa: E402
 from nbf_ros.inference.backends import load_backend  # noqa: E402
 from nbf_ros.inference.pipeline import initial_body, with_weights_config  # noqa: E402
@@ -101,7 +101,7 @@ def quality(p: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> dict[st
     hidden = ~truth
     auc = float("nan")
     if truth.any() and hidden.any() and np.ptp(p) > 0:
-        auc = float(mannwhitneyu(p[truth], p[hidden]).statistic / (truth.sum() * hidden.sum()))
+        auc = roc_auc(p, truth)
     return {"accuracy": float((call == truth).mean()),
             "visible_recall": float(call[truth].mean()) if truth.any() else float("nan"),
             "hidden_recall": float((~call[hidden]).mean()) if hidden.any() else float("nan"),

@@ -1,7 +1,8 @@
 """The occlusion protocol helpers: patch grid, pasting, worst-position search, metrics."""
 import numpy as np
+import pytest
 
-from nbf_ros.evaluation.metrics import pck_head, procrustes_aligned, root_aligned_error
+from nbf_ros.evaluation.metrics import pck_head, procrustes_aligned, roc_auc, root_aligned_error
 from nbf_ros.evaluation.occlusion import Patch, joints_under_patch, paste_patch, patch_grid, worst_patch
 
 
@@ -50,3 +51,14 @@ def test_metrics_reference_values():
     assert pck_head(uv, uv).all()
     far = uv + 1e3
     assert not pck_head(far, uv).any()
+
+
+def test_roc_auc_equals_comparing_every_pair_with_ties_half():
+    rng = np.random.default_rng(4)
+    scores = rng.integers(0, 6, 300).astype(float)  # many ties
+    positive = rng.random(300) < 0.3 + 0.1 * scores
+    pos, neg = scores[positive], scores[~positive]
+    brute = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (pos.size * neg.size)
+    assert roc_auc(scores, positive) == pytest.approx(brute, abs=1e-12)
+    assert roc_auc(-scores, positive) == pytest.approx(1.0 - brute, abs=1e-12)
+    assert np.isnan(roc_auc(scores, np.ones(300, bool)))  # one class only
