@@ -126,14 +126,7 @@ def held_out(data: dict, current: tuple, current_fallback: float) -> tuple[dict,
 
 
 def reliability(conf: np.ndarray, mpjpe: np.ndarray) -> list[dict]:
-    rows = []
-    for lo, hi in ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01)):
-        sel = (conf >= lo) & (conf < hi)
-        if sel.any():
-            rows.append({"predicted": f"{lo:.2f}-{min(hi, 1.0):.2f}", "people": int(sel.sum()),
-                         "mean_predicted": float(conf[sel].mean()),
-                         "observed": float(np.mean(mpjpe[sel] < CONFIDENCE_MPJPE_MM))})
-    return rows
+    return bench.reliability_bins(conf, mpjpe < CONFIDENCE_MPJPE_MM)
 
 
 def format_table(scores: dict) -> str:

@@ -419,14 +419,21 @@ def fit_confidence_calibration(items: list[dict], good_mm: float = 150.0) -> dic
     res = minimize(nll, x0=np.array([8.0, float(np.median(agree))]), method="Nelder-Mead")
     scale, offset = (float(v) for v in res.x)
     prob = 1.0 / (1.0 + np.exp(-scale * (agree - offset)))
+    return {"fitted": True, "good_mm": good_mm, "scale": scale, "offset": offset, "people": int(len(agree)),
+            "bins": reliability_bins(prob, good)}
+
+
+def reliability_bins(predicted: np.ndarray, observed: np.ndarray) -> list[dict]:
+    """Reliability table of a predicted probability: per quarter of [0, 1], the people in it,
+    their mean prediction and the observed share of ``observed`` (bool or 0/1)."""
     bins = []
     for lo, hi in ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01)):
-        sel = (prob >= lo) & (prob < hi)
+        sel = (predicted >= lo) & (predicted < hi)
         if sel.any():
             bins.append({"predicted": f"{lo:.2f}-{min(hi, 1.0):.2f}", "people": int(sel.sum()),
-                         "mean_predicted": float(prob[sel].mean()), "observed": float(good[sel].mean())})
-    return {"fitted": True, "good_mm": good_mm, "scale": scale, "offset": offset, "people": int(len(agree)),
-            "bins": bins}
+                         "mean_predicted": float(predicted[sel].mean()),
+                         "observed": float(np.mean(observed[sel]))})
+    return bins
 
 
 def format_table(table: list[dict]) -> str:
