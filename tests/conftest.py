@@ -1,5 +1,6 @@
 """Shared fixtures: a small untrained network file, so pipeline tests never depend on the
-quality (or presence) of the shipped weights."""
+quality (or presence) of the shipped weights; a seeded random Neural Body Volume for the fitter's
+tests."""
 import dataclasses
 
 import pytest
@@ -38,3 +39,20 @@ def untrained_config(untrained_weights, tmp_path_factory) -> tuple[NbfConfig, st
     path = tmp_path_factory.mktemp("config") / "pipeline.yaml"
     save_config(cfg, path)
     return cfg, str(path)
+
+
+@pytest.fixture(scope="module")
+def random_nbv():
+    """(config, body, NBV with seeded random kernel features, unit background feature): the fitter
+    tests' world, where the truth renders the observation exactly. Module scope: each test module
+    gets its own, created after torch.manual_seed(0) like before."""
+    from nbf_ros.body.model import BodyModel
+    from nbf_ros.body.nbv import NeuralBodyVolume
+    from nbf_ros.config import resolve_path
+
+    torch.manual_seed(0)
+    config = NbfConfig()
+    body = BodyModel(resolve_path(config.body.model_path))
+    nbv = NeuralBodyVolume(body, config.nbv, seed=3)
+    background = F.normalize(torch.randn(config.nbv.feature_dim, generator=torch.Generator().manual_seed(9)), dim=0)
+    return config, body, nbv, background

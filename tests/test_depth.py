@@ -11,9 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nbf_ros.body.model import BodyModel
-from nbf_ros.body.nbv import NeuralBodyVolume
-from nbf_ros.config import NbfConfig, resolve_path
+from nbf_ros.config import resolve_path
 from nbf_ros.data.depth_sensor import DepthSensor, sensor_depth
 from nbf_ros.data.raster import rasterize_mesh
 from nbf_ros.fitting.depth import DepthCrop, along_ray, depth_term, metric_offset, residual_mode
@@ -113,12 +111,8 @@ def test_the_person_cluster_wins_over_an_occluder_and_a_wall_unless_they_clearly
 
 # -- a body at a known depth -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def setup():
-    torch.manual_seed(0)
-    config = NbfConfig()
-    body = BodyModel(resolve_path(config.body.model_path))
-    nbv = NeuralBodyVolume(body, config.nbv, seed=3)
-    background = F.normalize(torch.randn(config.nbv.feature_dim, generator=torch.Generator().manual_seed(9)), dim=0)
+def setup(random_nbv):
+    config, body, nbv, background = random_nbv
     fit = dataclasses.replace(config.fit, budget_ms=1e9, max_iters=6, turn_hypotheses=1, flip_hypothesis=False)
     config = dataclasses.replace(config, fit=fit)
     fitter = Fitter(config, body, nbv, background, load_pose_prior(resolve_path(config.fit.pose_prior_path)))

@@ -11,8 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nbf_ros.body.model import BodyModel
-from nbf_ros.body.nbv import NeuralBodyVolume
 from nbf_ros.config import NbfConfig, resolve_path
 from nbf_ros.fitting.fitter import Fitter, flipped_twin, turn_hypotheses, turned_about_vertical
 from nbf_ros.fitting.pose_prior import load_pose_prior
@@ -24,13 +22,8 @@ SIZE = 128  # crop pixels; features at 32 x 32
 
 
 @pytest.fixture(scope="module")
-def setup():
-    torch.manual_seed(0)
-    config = NbfConfig()
-    body = BodyModel(resolve_path(config.body.model_path))
-    nbv = NeuralBodyVolume(body, config.nbv, seed=3)
-    background = F.normalize(torch.randn(config.nbv.feature_dim, generator=torch.Generator().manual_seed(9)), dim=0)
-    return config, body, nbv, background
+def setup(random_nbv):
+    return random_nbv
 
 
 def shipped_prior():
