@@ -125,6 +125,13 @@ def held_out(data: dict, current: tuple, current_fallback: float) -> tuple[dict,
     return scores, coef, fallback
 
 
+def cue_spearman(data: dict) -> dict[str, float]:
+    """Each cue's own rank correlation with -MPJPE, over the people that have cues."""
+    found = ~np.isnan(data["cues"]).any(1)
+    return {name: float(spearmanr(data["cues"][found, k], -data["mpjpe"][found]).statistic)
+            for k, name in enumerate(CUE_NAMES)}
+
+
 def reliability(conf: np.ndarray, mpjpe: np.ndarray) -> list[dict]:
     return bench.reliability_bins(conf, mpjpe < CONFIDENCE_MPJPE_MM)
 
@@ -168,9 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     scores, coef, fallback = held_out(data, tuple(config.fit.person_confidence),
                                       config.fit.confidence_without_landmarks)
     print(format_table(scores))
-    fitted = predict(data, coef, fallback)
-    print("\nreliability (fit on all validation people, scored on them):")
-    for row in reliability(fitted, data["mpjpe"]):
+    print("\neach cue alone, Spearman with -MPJPE (people with landmarks): " + ", ".join(
+        f"{name} {rho:+.3f}" for name, rho in cue_spearman(data).items()))
+    # On the validation people: the model just fitted; on the test people: the shipped one.
+    if args.split == "test":
+        shown = predict(data, tuple(config.fit.person_confidence), config.fit.confidence_without_landmarks)
+        print("\nreliability (the config's calibration, on the test people):")
+    else:
+        shown = predict(data, coef, fallback)
+        print("\nreliability (fit on all validation people, scored on them):")
+    for row in reliability(shown, data["mpjpe"]):
         print(f"  predicted {row['predicted']}: {row['people']} people, mean {row['mean_predicted']:.2f}, "
               f"observed {row['observed']:.2f}")
     print(f"\nfit:\n  person_confidence: [{', '.join(f'{v:.3f}' for v in coef)}]\n"
@@ -179,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"benchmark": "confidence_calibration", "split": args.split, "people": args.people, "cases": len(cases),
                "with_landmarks": int(found.sum()), "cues": list(CUE_NAMES), "person_confidence": list(coef),
                "confidence_without_landmarks": fallback, "seconds": time.perf_counter() - t0,
-               "held_out": {name: rows["all"] for name, rows in scores.items()},
-               "reliability": reliability(fitted, data["mpjpe"])}
+               "held_out": {name: rows["all"] for name, rows in scores.items()}, "cue_spearman": cue_spearman(data),
+               "reliability": reliability(shown, data["mpjpe"])}
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps({**summary, "per_condition": scores}, indent=1))
     print(json.dumps(summary))
