@@ -248,7 +248,8 @@ class Fitter:
             warm_start: Optional[Person] = None, iterate: bool = True,
             keypoints: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
             alternatives: Sequence[BodyParams] = (), depth: Optional[DepthCrop] = None,
-            budget_ms: Optional[float] = None) -> FitResult:
+            budget_ms: Optional[float] = None, max_iters: Optional[int] = None,
+            turns: bool = True) -> FitResult:
         """Fit person ``index`` of a network batch (``NetArrays``), starting from ``init`` (1).
 
         Hypotheses: ``init``, the caller's ``alternatives`` (e.g. the front/back-turned reading
@@ -261,7 +262,9 @@ class Fitter:
         along its ray (``fit.depth_start``), and the fit gets the depth term; with fewer than
         ``fit.depth_min_pixels`` depth pixels the person is fitted monocular. ``budget_ms``:
         this call's wall-clock budget (default ``fit.budget_ms``; the pipeline passes what is
-        left of the frame's ``fit.frame_budget_ms``).
+        left of the frame's ``fit.frame_budget_ms``). ``max_iters``: this call's iteration cap
+        (default ``fit.max_iters``); ``turns=False`` leaves out the flipped twin and the turned
+        copies of ``init`` (a tracked person whose facing the previous frames settled).
         """
         start = time.perf_counter()
         obs = self.observe(net.features[index], net.heatmaps[index], camera)
@@ -277,9 +280,10 @@ class Fitter:
         candidates = [init]
         if iterate:
             candidates.extend(self.place_by_depth(a, obs)[0] if place else a for a in alternatives)
-            if self.cfg.flip_hypothesis:
+            if turns and self.cfg.flip_hypothesis:
                 candidates.append(flipped_twin(init, self.body))
-            candidates.extend(turn_hypotheses(init, self.cfg.turn_hypotheses, self.body))
+            if turns:
+                candidates.extend(turn_hypotheses(init, self.cfg.turn_hypotheses, self.body))
             if warm_start is not None:
                 warm = warm_from_person(warm_start, init)
                 candidates.append(self.place_by_depth(warm, obs)[0] if place else warm)
@@ -293,9 +297,10 @@ class Fitter:
         best = int(torch.argmin(torch.nan_to_num(scores, nan=math.inf)))
         params, loss_init = candidates[best], float(losses[0])
         iterations = 0
-        if iterate and self.cfg.max_iters > 0 and math.isfinite(float(losses[best])):
+        iters = self.cfg.max_iters if max_iters is None else max_iters
+        if iterate and iters > 0 and math.isfinite(float(losses[best])):
             budget = self.cfg.budget_ms if budget_ms is None else budget_ms
-            params, iterations = self._optimise(params, obs, kp_weight, start, budget)
+            params, iterations = self._optimise(params, obs, kp_weight, start, budget, iters)
         with torch.no_grad():
             final = self.evaluate(params, obs, kp_weight)
         result = self._assess(params, obs, final)
@@ -305,8 +310,8 @@ class Fitter:
         return result
 
     def _optimise(self, params: BodyParams, obs: Observation, kp_weight: float,
-                  start: float, budget_ms: float) -> tuple[BodyParams, int]:
-        """Two-stage Adam within the iteration and time budget; returns the best iterate.
+                  start: float, budget_ms: float, max_iters: int) -> tuple[BodyParams, int]:
+        """Two-stage Adam within ``max_iters`` and the time budget; returns the best iterate.
 
         Stage 1 moves global orientation + translation, stage 2 global orientation + body pose
         (shape stays at the regressor's estimate, as in the paper). The best iterate is tracked
@@ -324,11 +329,11 @@ class Fitter:
                   {"params": [transl_n], "lr": cfg.transl_lr},
                   {"params": [pose], "lr": 0.0}]
         optim = torch.optim.Adam(groups, betas=(0.9, 0.99))
-        stage1 = int(round(cfg.max_iters * cfg.stage1_fraction))
+        stage1 = int(round(max_iters * cfg.stage1_fraction))
         best_loss = torch.full((1,), math.inf)
         best = [t.detach().clone() for t in (orient, pose, transl_n)]
         done = 0
-        for it in range(cfg.max_iters):
+        for it in range(max_iters):
             if time.perf_counter() - start > budget_ms / 1e3:
                 break
             if it == stage1:
