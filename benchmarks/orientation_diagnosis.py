@@ -75,7 +75,7 @@ def diagnose(case, backend, body: BodyModel, fitter: Fitter, source: bench.Keypo
     with torch.no_grad():
         projected = project_points(body(init).joints[0], cam.fx, cam.fy, cam.cx, cam.cy).numpy()
     heat, _ = heatmap_keypoints(torch.from_numpy(net.heatmaps[:1]).float(), stride)
-    turns = [turned_about_vertical(init, 2 * np.pi * k / TURNS, body) for k in range(TURNS)]
+    turns = [turned_about_vertical(init, 2 * np.pi * k / TURNS) for k in range(TURNS)]
     row = {"angle_regression": orientation_error_deg(init, case.params),
            "angle_fit": orientation_error_deg(fitted, case.params),
            "mpjpe_regression": mpjpe_mm(body, init, case.joints3d),

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from nbf_ros.config import NbfConfig, resolve_path
-from nbf_ros.fitting.fitter import Fitter, flipped_twin, turn_hypotheses, turned_about_vertical
+from nbf_ros.fitting.fitter import FitRequest, Fitter, flipped_twin, turn_hypotheses, turned_about_vertical
 from nbf_ros.fitting.pose_prior import load_pose_prior
 from nbf_ros.inference.backends import NetArrays
 from nbf_ros.render import RenderCamera, render_gaussians
@@ -135,18 +135,22 @@ def test_flipped_hypothesis_wins_for_a_back_to_front_start(setup):
     body = setup[1]
     gt = truth()
     fitter = make_fitter(setup, max_iters=0)
-    backwards = flipped_twin(gt, body)
+    backwards = flipped_twin(gt)
     obs = observed(setup, gt)
     assert fitter.fit(obs, 0, crop_camera(), backwards).info.loss_init > \
         fitter.fit(obs, 0, crop_camera(), gt).info.loss_init
-    twin_of_twin = flipped_twin(backwards, body)
+    twin_of_twin = flipped_twin(backwards)
     assert mpjpe(body, twin_of_twin, gt) < 1e-4
+    shaped = gt.replace(betas=torch.linspace(-1.5, 1.5, 10)[None])  # the pelvis stays for any shape
+    with torch.no_grad():
+        pelvis, twin_pelvis = body(shaped).joints[0, 0], body(flipped_twin(shaped)).joints[0, 0]
+    torch.testing.assert_close(twin_pelvis, pelvis, atol=1e-5, rtol=0)
 
 
 def test_turn_about_the_vertical_axis_keeps_the_pelvis_and_composes(setup):
     body = setup[1]
     gt = truth()
-    quarter = turned_about_vertical(gt, np.pi / 2, body)
+    quarter = turned_about_vertical(gt, np.pi / 2)
     with torch.no_grad():
         a, b = body(gt).joints[0], body(quarter).joints[0]
     torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)  # same pelvis
@@ -154,9 +158,9 @@ def test_turn_about_the_vertical_axis_keeps_the_pelvis_and_composes(setup):
     up = lambda j: F.normalize(j[12] - j[0], dim=0)  # noqa: E731
     assert float(up(a) @ up(b)) > 0.999
     assert mpjpe(body, quarter, gt) > 0.1
-    full = turned_about_vertical(turned_about_vertical(quarter, np.pi, body), np.pi / 2, body)
+    full = turned_about_vertical(turned_about_vertical(quarter, np.pi), np.pi / 2)
     assert mpjpe(body, full, gt) < 1e-4
-    assert len(turn_hypotheses(gt, 4, body)) == 3 and turn_hypotheses(gt, 1, body) == []
+    assert len(turn_hypotheses(gt, 4)) == 3 and turn_hypotheses(gt, 1) == []
 
 
 def test_turn_hypotheses_recover_a_side_on_start(setup):
@@ -164,7 +168,7 @@ def test_turn_hypotheses_recover_a_side_on_start(setup):
     the turn hypotheses can (the truth is among them)."""
     body = setup[1]
     gt = truth()
-    side_on = turned_about_vertical(gt, -np.pi / 2, body)
+    side_on = turned_about_vertical(gt, -np.pi / 2)
     obs = observed(setup, gt)
     without = make_fitter(setup, max_iters=10, keypoint_weight=0.0, flip_hypothesis=False,
                           turn_hypotheses=1)
@@ -196,7 +200,7 @@ def test_hypothesis_score_keypoints_follows_the_external_keypoints(setup):
 
     body = setup[1]
     gt = truth()
-    twin = flipped_twin(gt, body)
+    twin = flipped_twin(gt)
     cam = crop_camera()
     with torch.no_grad():
         uv = project_points(body(twin).joints, cam.fx, cam.fy, cam.cx, cam.cy)
@@ -216,10 +220,39 @@ def test_alternative_starts_compete_with_the_init(setup):
     without iterating (``iterate=False`` evaluates ``init`` only)."""
     body = setup[1]
     gt = truth()
-    wrong = turned_about_vertical(gt, np.pi, body)
+    wrong = turned_about_vertical(gt, np.pi)
     obs = observed(setup, gt)
     fitter = make_fitter(setup, max_iters=0, flip_hypothesis=False, turn_hypotheses=1, keypoint_weight=0.0)
     assert mpjpe(body, fitter.fit(obs, 0, crop_camera(), wrong).params, wrong) < 1e-4
     assert mpjpe(body, fitter.fit(obs, 0, crop_camera(), wrong, alternatives=[gt]).params, gt) < 1e-4
     kept = fitter.fit(obs, 0, crop_camera(), wrong, alternatives=[gt], iterate=False).params
     assert mpjpe(body, kept, wrong) < 1e-4
+
+
+def concat_nets(*nets: NetArrays) -> NetArrays:
+    """One network batch holding the people of several."""
+    return NetArrays(*(np.concatenate(parts, 0) for parts in zip(*(dataclasses.astuple(n) for n in nets))))
+
+
+def test_a_batched_fit_gives_each_person_its_own_fit(setup):
+    """Two people fitted together get what each gets alone: hypotheses scored per person, the
+    optimisation's steps independent per person (only float rounding differs, so few iterations),
+    visibility and losses from the person's own observation."""
+    body = setup[1]
+    gt = truth()
+    other = gt.replace(transl=gt.transl + torch.tensor([[0.3, 0.0, 0.5]]),
+                       global_orient=torch.tensor([[np.pi, 0.4, 0.0]]))
+    net = concat_nets(observed(setup, gt), observed(setup, other, occlude_rows=slice(20, 32)))
+    fitter = make_fitter(setup, max_iters=3, keypoint_weight=0.0)
+    starts = [perturbed(gt, 5), perturbed(other, 6)]
+    alone = [fitter.fit(net, i, crop_camera(), starts[i]) for i in range(2)]
+    together = fitter.fit_batch(net, [FitRequest(i, crop_camera(), starts[i]) for i in range(2)])
+    for a, b in zip(alone, together):
+        assert b.info.iterations == a.info.iterations == 3
+        assert mpjpe(body, a.params, b.params) < 1e-4
+        torch.testing.assert_close(b.params.transl, a.params.transl, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(b.joint_visibility, a.joint_visibility, atol=1e-4)
+        assert b.info.loss_init == pytest.approx(a.info.loss_init, abs=1e-5)
+        assert b.info.loss == pytest.approx(a.info.loss, abs=1e-4)
+    assert together[1].joint_visibility[[7, 8]].max() < together[0].joint_visibility[[7, 8]].min()
+    assert fitter.fit_batch(net, []) == []

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
@@ -45,21 +45,95 @@ SURFACE_SOFTNESS_M = 0.01
 
 @dataclass
 class Observation:
-    """What the image says about one person, at the fitting (feature) resolution.
+    """What the image says about B people (or B start hypotheses), at the fitting resolution.
+
+    One fit optimises a batch: the people of a frame, or one person's start hypotheses, go
+    through each render and backward together, since per-op overhead, not arithmetic, is what
+    an iteration costs on a CPU (docs/performance.md).
 
     Attributes:
-        features: 1 x h x w x D observed unit features (channel-last).
-        keypoints: 1 x 24 x 2 2D joints in crop pixels; keypoint_conf 1 x 24 in [0, 1].
-        camera: crop camera at crop resolution; feature_camera: the same at feature resolution.
+        features: B x h x w x D observed unit features (channel-last).
+        keypoints: B x 24 x 2 2D joints in crop pixels; keypoint_conf B x 24 in [0, 1].
+        cameras: the B crop cameras at crop resolution (one crop size); feature_cameras: the
+            same at feature resolution.
+        shaped: the kernel vertices shaped with the batch's betas (set by the first evaluation).
+        depth: observed depth on the feature grid (B x h x w), when the frame has one.
     """
 
     features: torch.Tensor
     keypoints: torch.Tensor
     keypoint_conf: torch.Tensor
+    cameras: list[CameraIntrinsics]
+    feature_cameras: list[CameraIntrinsics]
+    shaped: Optional[ShapedSubset] = None
+    depth: Optional[DepthCrop] = None
+    _render_camera: Optional[RenderCamera] = field(default=None, init=False, repr=False)
+    _crop_intrinsics: Optional[torch.Tensor] = field(default=None, init=False, repr=False)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def camera(self) -> CameraIntrinsics:
+        """The first (for one person: the) crop camera."""
+        return self.cameras[0]
+
+    @property
+    def feature_camera(self) -> CameraIntrinsics:
+        return self.feature_cameras[0]
+
+    def render_camera(self) -> RenderCamera:
+        """The feature cameras as the renderer's (B,) tensors (built once)."""
+        if self._render_camera is None:
+            self._render_camera = RenderCamera.from_intrinsics(self.feature_cameras)
+        return self._render_camera
+
+    def crop_intrinsics(self) -> torch.Tensor:
+        """B x 1 x 4 (fx, fy, cx, cy) of the crop cameras, broadcastable over joints."""
+        if self._crop_intrinsics is None:
+            self._crop_intrinsics = torch.tensor([[[c.fx, c.fy, c.cx, c.cy]] for c in self.cameras])
+        return self._crop_intrinsics
+
+    def select(self, rows: Sequence[int]) -> "Observation":
+        """The observations of ``rows`` (repeats allowed), without the shaped subset."""
+        index = torch.as_tensor(list(rows), dtype=torch.long)
+        depth = None
+        if self.depth is not None:
+            mask = None if self.depth.mask is None else self.depth.mask.index_select(0, index)
+            depth = DepthCrop(self.depth.depth.index_select(0, index), mask)
+        return Observation(self.features.index_select(0, index), self.keypoints.index_select(0, index),
+                           self.keypoint_conf.index_select(0, index), [self.cameras[i] for i in rows],
+                           [self.feature_cameras[i] for i in rows], depth=depth)
+
+    @staticmethod
+    def stack(items: Sequence["Observation"]) -> "Observation":
+        """One batch of single-person observations (same feature grid and crop size). People
+        without depth get an all-NaN depth when others have one: no depth term, no occluder."""
+        depth = None
+        if any(o.depth is not None for o in items):
+            h, w = items[0].features.shape[1:3]
+            maps = [o.depth.depth if o.depth is not None else torch.full((1, h, w), math.nan) for o in items]
+            masks = [o.depth.mask if o.depth is not None else None for o in items]
+            depth = DepthCrop(torch.cat(maps), None if any(m is None for m in masks) else torch.cat(masks))
+        cat = lambda name: torch.cat([getattr(o, name) for o in items])  # noqa: E731
+        return Observation(cat("features"), cat("keypoints"), cat("keypoint_conf"),
+                           [c for o in items for c in o.cameras],
+                           [c for o in items for c in o.feature_cameras], depth=depth)
+
+
+@dataclass
+class FitRequest:
+    """One person of a batched fit (``Fitter.fit_batch``); see ``Fitter.fit`` for the fields."""
+
+    index: int
     camera: CameraIntrinsics
-    feature_camera: CameraIntrinsics
-    shaped: Optional[ShapedSubset] = None  # the kernel vertices shaped with this person's betas
-    depth: Optional[DepthCrop] = None  # observed depth on the feature grid, when the frame has one
+    init: BodyParams
+    warm_start: Optional[Person] = None
+    keypoints: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+    alternatives: Sequence[BodyParams] = ()
+    depth: Optional[DepthCrop] = None
+    turns: bool = True
 
 
 @dataclass
@@ -87,44 +161,51 @@ class FitResult:
 
 @dataclass
 class Evaluation:
-    """One objective evaluation: total loss (1,), the feature loss (1,), the render and scores."""
+    """B objective evaluations: total losses (B,), feature losses (B,), the render and scores."""
 
     total: torch.Tensor
     feature: torch.Tensor
     render: RenderOutput
-    outlier: torch.Tensor  # 1 x h x w
-    means: torch.Tensor  # 1 x K x 3 kernel centres
-    kernel_features: torch.Tensor  # 1 x K x D
-    depth: Optional[torch.Tensor] = None  # 1 x h x w rendered body depth, when depth is observed
+    outlier: Optional[torch.Tensor]  # B x h x w; None when not asked for (inside the optimisation)
+    means: torch.Tensor  # B x K x 3 kernel centres
+    kernel_features: torch.Tensor  # B x K x D
+    depth: Optional[torch.Tensor] = None  # B x h x w rendered body depth, when depth is observed
+
+    def select(self, i: int) -> "Evaluation":
+        """Element ``i`` as a batch of one."""
+        one = lambda t: None if t is None else t[i:i + 1]  # noqa: E731
+        render = RenderOutput(*(one(t) for t in (self.render.features, self.render.coverage,
+                                                  self.render.kernel_ids, self.render.weights,
+                                                  self.render.kernel_visibility)),
+                              pairs_evaluated=self.render.pairs_evaluated)
+        return Evaluation(one(self.total), one(self.feature), render, one(self.outlier),
+                          one(self.means), one(self.kernel_features), one(self.depth))
 
 
-def turned_about_vertical(params: BodyParams, angle: float, body: BodyModel) -> BodyParams:
+def turned_about_vertical(params: BodyParams, angle: float) -> BodyParams:
     """The body turned by ``angle`` radians about its own vertical axis (same pelvis position).
 
-    SMPL's rest pose stands along +y, so the turn is R_root * R_y(angle).
+    SMPL's rest pose stands along +y, so the turn is R_root * R_y(angle). The root rotation
+    turns the body about its own pelvis joint (LBS), so the pelvis stays where it was with the
+    same translation: no body evaluation is needed (tests/test_fitting.py checks it on the model).
     """
     turned = turn_about_local_axis(params.global_orient.detach().double().numpy(), "y", angle)
-    twin = params.replace(global_orient=torch.from_numpy(turned).to(params.transl))
-    with torch.no_grad():  # keep the pelvis where it was
-        shift = body(params).joints[:, 0] - body(twin).joints[:, 0]
-    return twin.replace(transl=params.transl + shift)
+    return params.replace(global_orient=torch.from_numpy(turned).to(params.transl))
 
 
-def flipped_twin(params: BodyParams, body: BodyModel) -> BodyParams:
+def flipped_twin(params: BodyParams) -> BodyParams:
     """The 180-degree turned, left-right mirrored twin of a body (same pelvis position).
 
     Regressors often confuse front and back views; the twin is the other reading (method.md
-    step 8). The turn is about the body's own vertical axis.
+    step 8). The turn is about the body's own vertical axis; mirroring the body pose moves no
+    pelvis either.
     """
     pose = mirror_body_pose(params.body_pose.detach().double().numpy())
     mirrored = params.replace(body_pose=torch.from_numpy(pose).to(params.transl))
-    twin = turned_about_vertical(mirrored, np.pi, body)
-    with torch.no_grad():  # keep the pelvis of the original (mirroring moves no pelvis, but be exact)
-        shift = body(params).joints[:, 0] - body(twin).joints[:, 0]
-    return twin.replace(transl=twin.transl + shift)
+    return turned_about_vertical(mirrored, np.pi)
 
 
-def turn_hypotheses(params: BodyParams, count: int, body: BodyModel) -> list[BodyParams]:
+def turn_hypotheses(params: BodyParams, count: int) -> list[BodyParams]:
     """``count - 1`` copies of the body turned about its vertical axis by k * 360 / count degrees
     (k = 1 .. count - 1); the regressor's own reading (k = 0) is not repeated.
 
@@ -132,7 +213,7 @@ def turn_hypotheses(params: BodyParams, count: int, body: BodyModel) -> list[Bod
     a bounded local fit (a few degrees per iteration) cannot undo; evaluating the objective at a
     few turns costs one render each and lets the keypoints and features pick the reading.
     """
-    return [turned_about_vertical(params, 2.0 * np.pi * k / count, body) for k in range(1, max(count, 1))]
+    return [turned_about_vertical(params, 2.0 * np.pi * k / count) for k in range(1, max(count, 1))]
 
 
 def joint_kernel_neighbours(rest_joints: np.ndarray, kernel_sites: np.ndarray, count: int) -> np.ndarray:
@@ -176,24 +257,29 @@ class Fitter:
 
     # -- observation ---------------------------------------------------------------------------
     def observe(self, features: np.ndarray, heatmaps: np.ndarray, camera: CameraIntrinsics) -> Observation:
-        """Network outputs of one crop (D x h x w, 24 x h x w) -> Observation."""
+        """Network outputs of one crop (D x h x w, 24 x h x w) -> Observation (batch of one)."""
         stride = self.config.net.feature_stride
-        feats = torch.from_numpy(np.ascontiguousarray(features)).float().permute(1, 2, 0)[None]
+        feats = torch.from_numpy(np.ascontiguousarray(features)).float().permute(1, 2, 0).contiguous()[None]
         uv, conf = heatmap_keypoints(torch.from_numpy(np.ascontiguousarray(heatmaps)).float()[None], stride)
         h, w = feats.shape[1:3]
         feature_camera = camera.scaled(w / camera.width, h / camera.height)
-        return Observation(feats, uv, conf, camera, feature_camera)
+        return Observation(feats, uv, conf, [camera], [feature_camera])
 
     # -- objective -----------------------------------------------------------------------------
-    def evaluate(self, params: BodyParams, obs: Observation, keypoint_weight: float) -> Evaluation:
-        if obs.shaped is None:
+    def evaluate(self, params: BodyParams, obs: Observation, keypoint_weight: float,
+                 outlier: bool = True) -> Evaluation:
+        """The objective of B bodies against their B observations (one render call).
+
+        ``outlier=False`` skips the per-pixel outlier probability, which only the final
+        assessment reads (the optimisation loop asks for the loss alone).
+        """
+        if obs.shaped is None or obs.shaped.vertices.shape[0] != params.batch_size:
             obs.shaped = self.body.shaped_subset(params.betas, self.nbv.kernel_vertex_ids)
         out = self.body.pose_subset(params, obs.shaped)
         state = self.nbv.kernel_state(out.vertices, out)
         kernel_feats = self.nbv.kernel_features(state)
         h, w = obs.features.shape[1:3]
-        render = render_gaussians(state.means, state.precisions, kernel_feats,
-                                  RenderCamera.from_intrinsics(obs.feature_camera),
+        render = render_gaussians(state.means, state.precisions, kernel_feats, obs.render_camera(),
                                   h, w, self.config.render)
         scores = feature_scores(render.features, render.coverage, obs.features, self.background)
         depth = None
@@ -206,15 +292,15 @@ class Fitter:
             total = total + self.cfg.depth_weight * depth_term(depth, render.coverage, obs.depth.depth,
                                                                self.cfg.depth_sigma_m)
         if keypoint_weight > 0:
-            cam = obs.camera
-            uv = project_points(out.joints, cam.fx, cam.fy, cam.cx, cam.cy)
-            sigma = self.cfg.keypoint_sigma * cam.width
+            fx, fy, cx, cy = obs.crop_intrinsics().unbind(-1)  # B x 1 each
+            uv = project_points(out.joints, fx, fy, cx, cy)
+            sigma = self.cfg.keypoint_sigma * obs.camera.width
             total = total + keypoint_weight * robust_keypoint_loss(
                 uv, obs.keypoints, obs.keypoint_conf, sigma, self.cfg.keypoint_min_joints)
         total = total + self.cfg.joint_limit_weight * joint_limit_violation(params.body_pose)
         total = total + self.cfg.pose_prior_weight * self.pose_prior.nll(params.body_pose)
-        outlier = outlier_probability(scores, self.cfg.occlusion_temperature)
-        return Evaluation(total, feat, render, outlier, state.means, kernel_feats, depth)
+        probability = outlier_probability(scores, self.cfg.occlusion_temperature) if outlier else None
+        return Evaluation(total, feat, render, probability, state.means, kernel_feats, depth)
 
     def _explain_occluders(self, scores, observed: torch.Tensor, rendered: torch.Tensor):
         """Pixels where the sensor sees something clearly in front of the body are given to the
@@ -266,52 +352,95 @@ class Fitter:
         (default ``fit.max_iters``); ``turns=False`` leaves out the flipped twin and the turned
         copies of ``init`` (a tracked person whose facing the previous frames settled).
         """
+        request = FitRequest(index, camera, init, warm_start, keypoints, alternatives, depth, turns)
+        return self.fit_batch(net, [request], iterate, budget_ms, max_iters)[0]
+
+    def fit_batch(self, net, requests: Sequence[FitRequest], iterate: bool = True,
+                  budget_ms: Optional[float] = None, max_iters: Optional[int] = None) -> list[FitResult]:
+        """Fit several people of one network batch together (see ``fit`` for each field).
+
+        Every start hypothesis of every person is scored in one evaluation, and the chosen
+        starts are optimised as one batch within one budget: the people are independent terms
+        of a summed loss, so each gets exactly the steps it would get alone (Adam is
+        elementwise), while each iteration's op overhead is paid once. ``FitInfo.ms`` of each
+        person is its share of the batch's wall time.
+        """
         start = time.perf_counter()
-        obs = self.observe(net.features[index], net.heatmaps[index], camera)
-        if keypoints is not None:  # an external 2D source (e.g. BlazePose) replaces the heatmaps
-            obs.keypoints, obs.keypoint_conf = keypoints
+        if not requests:
+            return []
+        people = [self._observation(net, r) for r in requests]
+        offsets, candidates = zip(*(self._candidates(r, obs, iterate) for r, obs in zip(requests, people)))
+        obs = Observation.stack(people)
+        kp_weight = self.cfg.keypoint_weight
+        counts = [len(c) for c in candidates]
+        with torch.no_grad():
+            scored = self.evaluate(BodyParams.cat([c for cs in candidates for c in cs]),
+                                   obs.select([i for i, n in enumerate(counts) for _ in range(n)]),
+                                   kp_weight, outlier=False)
+        score = scored.total
+        if self.cfg.hypothesis_score == "keypoints":  # keypoints and priors alone, for external keypoints
+            external = torch.tensor([r.keypoints is not None for r, n in zip(requests, counts) for _ in range(n)])
+            score = torch.where(external, score - self.cfg.feature_weight * scored.feature, score)
+        score = torch.nan_to_num(score, nan=math.inf)
+        first = np.cumsum([0] + counts[:-1])
+        chosen = [int(first[i]) + int(torch.argmin(score[first[i]:first[i] + n])) for i, n in enumerate(counts)]
+        flat = [c for cs in candidates for c in cs]
+        params = BodyParams.cat([flat[k] for k in chosen])
+        loss_init = [float(scored.total[k]) for k in first]
+        finite = torch.isfinite(scored.total[chosen])
+        iters = self.cfg.max_iters if max_iters is None else max_iters
+        iterations = 0
+        obs.shaped = self.body.shaped_subset(params.betas, self.nbv.kernel_vertex_ids)
+        if iterate and iters > 0 and bool(finite.any()):
+            budget = self.cfg.budget_ms if budget_ms is None else budget_ms
+            params, iterations = self._optimise(params, obs, kp_weight, start, budget, iters, finite)
+        with torch.no_grad():
+            final = self.evaluate(params, obs, kp_weight)
+        ms = (time.perf_counter() - start) * 1e3 / len(requests)
+        results = []
+        for i, offset in enumerate(offsets):
+            result = self._assess(params.index(i), people[i], final.select(i))
+            result.depth_offset_m = offset
+            result.info = FitInfo(iterations=iterations if bool(finite[i]) else 0, loss_init=loss_init[i],
+                                  loss=float(final.total[i]), ms=ms)
+            results.append(result)
+        return results
+
+    def _observation(self, net, request: FitRequest) -> Observation:
+        """One person's Observation: network outputs, external keypoints, usable depth."""
+        obs = self.observe(net.features[request.index], net.heatmaps[request.index], request.camera)
+        if request.keypoints is not None:  # an external 2D source (e.g. BlazePose) replaces the heatmaps
+            obs.keypoints, obs.keypoint_conf = request.keypoints
+        depth = request.depth
         if depth is not None and depth.valid_pixels >= self.cfg.depth_min_pixels:
             obs.depth = depth
-        kp_weight = self.cfg.keypoint_weight
+        return obs
+
+    def _candidates(self, request: FitRequest, obs: Observation, iterate: bool
+                    ) -> tuple[float, list[BodyParams]]:
+        """(metres ``init`` was moved along its ray by depth, nan if not; the start hypotheses,
+        ``init`` first)."""
         place = obs.depth is not None and self.cfg.depth_start
-        offset = float("nan")
+        init, offset = request.init, float("nan")
         if place:  # the flipped twin and the turns keep init's pelvis: placed with it
             init, offset = self.place_by_depth(init, obs)
         candidates = [init]
         if iterate:
-            candidates.extend(self.place_by_depth(a, obs)[0] if place else a for a in alternatives)
-            if turns and self.cfg.flip_hypothesis:
-                candidates.append(flipped_twin(init, self.body))
-            if turns:
-                candidates.extend(turn_hypotheses(init, self.cfg.turn_hypotheses, self.body))
-            if warm_start is not None:
-                warm = warm_from_person(warm_start, init)
+            candidates.extend(self.place_by_depth(a, obs)[0] if place else a for a in request.alternatives)
+            if request.turns and self.cfg.flip_hypothesis:
+                candidates.append(flipped_twin(init))
+            if request.turns:
+                candidates.extend(turn_hypotheses(init, self.cfg.turn_hypotheses))
+            if request.warm_start is not None:
+                warm = warm_from_person(request.warm_start, init)
                 candidates.append(self.place_by_depth(warm, obs)[0] if place else warm)
-        with torch.no_grad():
-            evals = [self.evaluate(c, obs, kp_weight) for c in candidates]
-        losses = torch.cat([e.total for e in evals])
-        scores = losses
-        if keypoints is not None and self.cfg.hypothesis_score == "keypoints":
-            # The keypoint term and the priors alone (the objective without its feature term).
-            scores = torch.cat([e.total - self.cfg.feature_weight * e.feature for e in evals])
-        best = int(torch.argmin(torch.nan_to_num(scores, nan=math.inf)))
-        params, loss_init = candidates[best], float(losses[0])
-        iterations = 0
-        iters = self.cfg.max_iters if max_iters is None else max_iters
-        if iterate and iters > 0 and math.isfinite(float(losses[best])):
-            budget = self.cfg.budget_ms if budget_ms is None else budget_ms
-            params, iterations = self._optimise(params, obs, kp_weight, start, budget, iters)
-        with torch.no_grad():
-            final = self.evaluate(params, obs, kp_weight)
-        result = self._assess(params, obs, final)
-        result.depth_offset_m = offset
-        result.info = FitInfo(iterations=iterations, loss_init=loss_init, loss=float(final.total),
-                              ms=(time.perf_counter() - start) * 1e3)
-        return result
+        return offset, candidates
 
     def _optimise(self, params: BodyParams, obs: Observation, kp_weight: float,
-                  start: float, budget_ms: float, max_iters: int) -> tuple[BodyParams, int]:
-        """Two-stage Adam within ``max_iters`` and the time budget; returns the best iterate.
+                  start: float, budget_ms: float, max_iters: int,
+                  active: Optional[torch.Tensor] = None) -> tuple[BodyParams, int]:
+        """Two-stage Adam of B bodies within ``max_iters`` and the time budget; returns each
+        body's best iterate (a body not ``active``, B bool, keeps its start).
 
         Stage 1 moves global orientation + translation, stage 2 global orientation + body pose
         (shape stays at the regressor's estimate, as in the paper). The best iterate is tracked
@@ -330,7 +459,7 @@ class Fitter:
                   {"params": [pose], "lr": 0.0}]
         optim = torch.optim.Adam(groups, betas=(0.9, 0.99))
         stage1 = int(round(max_iters * cfg.stage1_fraction))
-        best_loss = torch.full((1,), math.inf)
+        best_loss = torch.full((params.batch_size,), math.inf)
         best = [t.detach().clone() for t in (orient, pose, transl_n)]
         done = 0
         for it in range(max_iters):
@@ -340,11 +469,13 @@ class Fitter:
                 optim.param_groups[1]["lr"] = 0.0
                 optim.param_groups[2]["lr"] = cfg.lr
             optim.zero_grad(set_to_none=True)
-            ev = self.evaluate(BodyParams(betas, orient, pose, transl_n * depth), obs, kp_weight)
+            ev = self.evaluate(BodyParams(betas, orient, pose, transl_n * depth), obs, kp_weight, outlier=False)
             loss = ev.total.detach()
             better = torch.isfinite(loss) & (loss < best_loss)
+            if active is not None:
+                better &= active
             best_loss = torch.where(better, loss, best_loss)
-            best = [torch.where(better, t.detach(), b) for t, b in zip((orient, pose, transl_n), best)]
+            best = [torch.where(better[:, None], t.detach(), b) for t, b in zip((orient, pose, transl_n), best)]
             ev.total.sum().backward()
             optim.step()
             done = it + 1
