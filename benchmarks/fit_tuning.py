@@ -136,20 +136,31 @@ def run_variants(cases: list, variants: list[Variant], fitters: dict[str, Fitter
 
     Variants with ``fit.keypoint_source=blazepose`` get BlazePose's keypoints of the crop (full,
     ONNX, in-process; run once per crop, as in ``occlusion_bench.py``); the others the heatmaps.
+    With ``fit.init_source=landmarks`` (the shipped default) every fitted variant starts, as in
+    the pipeline and ``occlusion_bench.py``, from our body fitted to BlazePose's landmarks (and
+    its turned reading), or from the regression head where BlazePose found nobody; the
+    regression row is always the head's own body.
     """
     external = {v.name for v in variants
                 if fitters[v.name].cfg.keypoint_source == "blazepose" and v.iterate}
     first = next(iter(fitters.values()))
-    source = bench.KeypointSource("blazepose" if external else "network", first.config)
+    from_landmarks = first.config.fit.init_source == "landmarks"
+    source = bench.KeypointSource("blazepose" if external or from_landmarks else "network", first.config)
+    body_fitter = (bench.LandmarkBodyFitter.from_config(body, first.config.landmark_fit, first.pose_prior)
+                   if from_landmarks else None)
     items = []
     for case in tqdm(cases, desc="fitting", file=sys.stderr):
         pixels = case.image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         net = backend.run(pixels)
-        init = initial_body(net, [case.camera], crop_size)
-        keypoints = source(case)
+        regression = initial_body(net, [case.camera], crop_size)
+        found = source.landmarks(case)
+        keypoints = source.keypoints_from(found) if source.landmarker is not None else None
+        init, alternatives, _, _ = bench.landmark_start(body_fitter, case, found, regression)
         for variant in variants:
-            item = bench.evaluate_case(case, fitters[variant.name], net, init, body, iterate=variant.iterate,
-                                       keypoints=keypoints if variant.name in external else None)
+            item = bench.evaluate_case(case, fitters[variant.name], net,
+                                       init if variant.iterate else regression, body, iterate=variant.iterate,
+                                       keypoints=keypoints if variant.name in external else None,
+                                       alternatives=alternatives if variant.iterate else ())
             items.append({"condition": case.condition, "method": variant.name, "person": case.index, **item})
     if external:
         LOG.info("BlazePose found nobody in %d of %d crops (heatmaps used there)", source.misses, source.calls)
@@ -190,6 +201,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="K/N: run people i with i %% N == K only (one shard per core)")
     parser.add_argument("--cases-cache", metavar="NPZ",
                         help="keep the validation crops in this file and reuse them when they match")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="fit only people with index < N of the (cached) set (0: all): a quick "
+                             "sweep on part of a cache built for more people")
     args = parser.parse_args(argv)
     if args.people < 1:
         parser.error("--people must be at least 1")
@@ -211,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     with validation_seeds(args.people):
         cases = bench.cached_cases(args, config, body, bench.Regressor(backend, body, config.net.crop_size))
     build_s = time.perf_counter() - t0
+    if args.limit > 0:
+        cases = [c for c in cases if c.index < args.limit]
     fitters = {name: Fitter.from_config(cfg, body, bank) for name, cfg in configs.items()}
     items = run_variants(cases, variants, fitters, backend, body, config.net.crop_size)
     table = ordered_table(items, variants)

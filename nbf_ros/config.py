@@ -98,7 +98,10 @@ class NetConfig:
 class FitConfig:
     """Bounded-iteration neural body fitting (method.md steps 6-8)."""
 
-    max_iters: int = 30
+    # 15, not 30: from the body fitted to BlazePose's landmarks the second 15 iterations moved
+    # MPJPE by at most 1.7 mm on the validation people (docs/fit_tuning.md, "Iterations"),
+    # and cost half the fit.
+    max_iters: int = 15
     # Wall-clock budget per person per frame; the best iterate so far is returned when it ends.
     budget_ms: float = 250.0
     # Wall-clock budget of a frame's whole fit stage (0 = none): people are fitted largest
