@@ -420,6 +420,41 @@ class TrackerConfig:
 
 
 @dataclass(frozen=True)
+class TrackingModeConfig:
+    """Tracking mode (issue 14), as MediaPipe runs BlazePose on video: with a tracker, a tracked
+    person's next box comes from their BlazePose landmarks, the detector runs only now and then,
+    and tracked people get a warm-started, shorter fit (``Pipeline.process``; measured in
+    docs/performance.md, "Tracking mode"). Off: every frame is processed on its own (detector,
+    full fit), the tracker only carries ids and warm starts."""
+
+    enabled: bool = False
+    # The detector runs when no track is live, when BlazePose loses a tracked person (pose flag
+    # below blazepose.min_pose_flag in the tracked box), and otherwise once every detect_every
+    # frames: how long a person entering the view may go unseen.
+    detect_every: int = 10
+    # A tracked person's next box: the box around their 33 landmarks, each side moved out by
+    # roi_margin x the landmarks' longer extent. NanoDet's boxes on the demo sequence reach past
+    # that box by a median 0.02-0.03 at the sides, 0.10 at the top (the head's top is no
+    # landmark) and 0.00 at the bottom: 0.05 all round gives a standing person the detector's
+    # box height, 4 % lower (docs/performance.md, "Tracking mode").
+    roi_margin: float = 0.05
+    # On a detection frame a detector box is a tracked person (dropped; the tracked box is kept)
+    # when it, or the box around the landmarks BlazePose reads in it, overlaps a tracked box by
+    # this IoU, or, when BlazePose reads no pose in it, this much of it lies inside a tracked
+    # box (tracking.already_tracked); two tracked boxes overlapping this much are one person
+    # (the older track is kept).
+    merge_iou: float = 0.5
+    # Fit iterations of a tracked person (warm-started from the previous frame, no flipped twin
+    # or turned starts: the track settled its facing); detected people get fit.max_iters.
+    # Fewer cost accuracy on a walking person (docs/performance.md, "Tracking mode").
+    fit_iterations: int = 15
+    # Iterations of a tracked person's body-from-landmarks start, without the turned reading
+    # (detected people: landmark_fit.iterations, both readings): 10 kept the fit's accuracy on a
+    # walking person, 5 did not (docs/performance.md, "Tracking mode").
+    start_iterations: int = 10
+
+
+@dataclass(frozen=True)
 class TrainLossWeights:
     """Weights of the training loss terms (regression weights follow PARE/3DNBF's configs:
     3D joints 300, 2D joints 300, rotation matrices 60, betas 0.06; 2D in normalised crop units)."""
@@ -621,6 +656,7 @@ class NbfConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     feature_head: FeatureHeadConfig = field(default_factory=FeatureHeadConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    tracking: TrackingModeConfig = field(default_factory=TrackingModeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 

@@ -19,17 +19,22 @@ Time handling (stamps are image stamps in seconds, not wall time):
 - a smaller step back (frames reordered by the transport) is tolerated: tracks are matched as
   usual but nobody's age is computed from the older stamp, so no track is dropped or refreshed
   into the past.
+
+Tracking mode (``TrackingModeConfig``, MediaPipe's way of running BlazePose on video): a track
+also holds the box its person should be looked for in next frame (``box_from_landmarks``: the
+box around its BlazePose landmarks, grown by a margin), and the tracker counts the frames since
+the detector last ran, so that the pipeline can skip the detector while every track holds.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from nbf_ros.config import TrackerConfig
+from nbf_ros.config import TrackerConfig, TrackingModeConfig
 from nbf_ros.geometry.boxes import box_iou
 from nbf_ros.types import Person
 
@@ -50,6 +55,83 @@ class Track:
     person: Person
     missed: int = 0
     """Frames processed (``update`` calls) since this track was last seen."""
+    next_box: Optional[np.ndarray] = None
+    """Where to look for this person next frame (tracking mode), or None: find them by detection."""
+
+
+def check_tracking_config(cfg: TrackingModeConfig) -> None:
+    """Raise ValueError naming the first TrackingModeConfig value the pipeline cannot use."""
+    if cfg.detect_every < 1:
+        raise ValueError(f"tracking.detect_every must be >= 1, got {cfg.detect_every}")
+    if not 0.0 <= cfg.roi_margin <= 1.0:
+        raise ValueError(f"tracking.roi_margin must be in [0, 1], got {cfg.roi_margin}")
+    if not 0.0 < cfg.merge_iou <= 1.0:
+        raise ValueError(f"tracking.merge_iou must be in (0, 1], got {cfg.merge_iou}")
+    if cfg.fit_iterations < 0 or cfg.start_iterations < 1:
+        raise ValueError("tracking.fit_iterations must be >= 0 and tracking.start_iterations >= 1, got "
+                         f"{cfg.fit_iterations} and {cfg.start_iterations}")
+
+
+def box_from_landmarks(points: np.ndarray, margin: float, width: int, height: int) -> Optional[np.ndarray]:
+    """A tracked person's box for the next frame (MediaPipe derives its next ROI from the
+    landmarks instead of running the detector): [x0, y0, x1, y1] pixel edges.
+
+    Args:
+        points: L x 2 landmark pixels (u, v), pixel-centre convention; non-finite rows ignored.
+            All of BlazePose's landmarks, hidden ones included: the model places them from the
+            whole body's shape, so the box keeps framing a person a thing walks in front of.
+        margin: each side moves out by ``margin`` x the landmarks' longer extent (joints lie
+            inside the body's outline; a detector box also holds the head's top and the feet).
+    Returns:
+        (4,) float64 clipped to the image, or None when nothing of it is left in the image.
+    """
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if len(pts) == 0:
+        return None
+    low, high = pts.min(axis=0) + 0.5, pts.max(axis=0) + 0.5  # pixel centres -> edge coordinates
+    grow = margin * float((high - low).max())
+    box = np.concatenate([low - grow, high + grow])
+    box = np.clip(box, 0.0, [width, height, width, height])
+    return box if box[2] > box[0] and box[3] > box[1] else None
+
+
+def already_tracked(box: np.ndarray, landmark_box: Optional[np.ndarray], tracked: np.ndarray,
+                    merge_iou: float) -> bool:
+    """Whether a detector box (4,) is a person one of the ``tracked`` boxes (K x 4) already
+    follows, so that merging detections into the tracks never adds anyone twice.
+
+    The same person when the box, or the box around the landmarks BlazePose read in it
+    (``landmark_box``, None when it read no pose), overlaps a tracked box by ``merge_iou`` (IoU;
+    BlazePose places the whole body even in a box of half of it). A box BlazePose reads no pose
+    in (the legs of a tracked person hidden by a table leave the detector the upper body) is the
+    tracked person when ``merge_iou`` of its own area lies inside a tracked box.
+    """
+    tracked = np.asarray(tracked, np.float64).reshape(-1, 4)
+    if len(tracked) == 0:
+        return False
+    box = np.asarray(box, np.float64).reshape(1, 4)
+    if box_iou(box, tracked).max() >= merge_iou:
+        return True
+    if landmark_box is not None:
+        return bool(box_iou(np.asarray(landmark_box, np.float64).reshape(1, 4), tracked).max() >= merge_iou)
+    low, high = np.maximum(box[:, :2], tracked[:, :2]), np.minimum(box[:, 2:], tracked[:, 2:])
+    inside = np.prod(np.clip(high - low, 0.0, None), axis=1) / max(float(np.prod(box[0, 2:] - box[0, :2])), 1e-9)
+    return bool(inside.max() >= merge_iou)
+
+
+def duplicate_boxes(boxes: np.ndarray, iou: float) -> list[int]:
+    """Indices of boxes that overlap an earlier box by at least ``iou`` (the earlier one stays):
+    two boxes that frame one person, to be merged into one (N x 4 in, order = priority)."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if len(boxes) < 2:
+        return []
+    overlap = box_iou(boxes, boxes)
+    dropped: list[int] = []
+    for j in range(1, len(boxes)):
+        if any(overlap[i, j] >= iou for i in range(j) if i not in dropped):
+            dropped.append(j)
+    return dropped
 
 
 class Tracker:
@@ -66,6 +148,7 @@ class Tracker:
         self._tracks: dict[int, Track] = {}
         self._next_id = 0
         self._latest_s: Optional[float] = None
+        self._since_detection: Optional[int] = None
         self.resets = 0
         """Number of clock resets seen (stamps jumping back by more than max_backward_jump_s)."""
 
@@ -89,9 +172,28 @@ class Tracker:
         """Forget every track (ids keep increasing: an id never names two people)."""
         self._tracks.clear()
         self._latest_s = None
+        self._since_detection = None
 
-    def assign(self, boxes: np.ndarray, roots: Optional[np.ndarray], stamp_s: float
-               ) -> tuple[list[int], list[Optional[Person]]]:
+    # -- tracking mode ------------------------------------------------------------------------
+    def tracked_boxes(self) -> tuple[list[int], np.ndarray]:
+        """(ids, K x 4 boxes) of the tracks seen in the last processed frame that know where to
+        look next (``update``'s ``next_boxes``), oldest track first."""
+        live = [t for t in sorted(self._tracks.values(), key=lambda t: t.id)
+                if t.missed == 0 and t.next_box is not None]
+        boxes = np.stack([t.next_box for t in live]) if live else np.zeros((0, 4))
+        return [t.id for t in live], boxes
+
+    def detection_due(self, every: int) -> bool:
+        """True when ``every`` frames were processed since the detector last ran (or it never
+        did since the last reset): time to look for people who entered meanwhile."""
+        return self._since_detection is None or self._since_detection >= every
+
+    def detector_ran(self) -> None:
+        """Record that the detector ran on the frame being processed (before its ``update``)."""
+        self._since_detection = 0
+
+    def assign(self, boxes: np.ndarray, roots: Optional[np.ndarray], stamp_s: float,
+               known: Optional[Sequence[Optional[int]]] = None) -> tuple[list[int], list[Optional[Person]]]:
         """Give each box a track id and that track's last Person (None for new tracks).
 
         Args:
@@ -100,6 +202,9 @@ class Tracker:
                 ``Person.transl``, which ``update`` stores: the pipeline's regressed ``transl``),
                 or None when unknown (rows with a non-finite value count as unknown).
             stamp_s: image stamp in seconds.
+            known: per box the track it is known to continue (tracking mode: the box came from
+                that track's landmarks), or None; the other boxes are matched as usual among the
+                other tracks.
         Returns:
             (ids, warm): N ids (existing or new, all distinct) and N warm-start Persons or None.
         """
@@ -108,37 +213,52 @@ class Tracker:
             roots = np.asarray(roots, dtype=np.float64)
             if roots.shape != (len(boxes), 3):
                 raise ValueError(f"roots must be N x 3 with N = {len(boxes)}, got {roots.shape}")
+        known = list(known) if known is not None else [None] * len(boxes)
+        if len(known) != len(boxes):
+            raise ValueError(f"known must have one entry per box ({len(boxes)}), got {len(known)}")
         self._advance_clock(float(stamp_s))
-        tracks = list(self._tracks.values())
         ids: list[int] = [-1] * len(boxes)
         warm: list[Optional[Person]] = [None] * len(boxes)
-        if tracks and len(boxes):
-            cost = self._cost(tracks, boxes, roots)
+        for i, tid in enumerate(known):
+            if tid is not None and tid in self._tracks and tid not in ids:
+                ids[i], warm[i] = tid, self._tracks[tid].person
+        tracks = [t for t in self._tracks.values() if t.id not in ids]
+        open_boxes = [i for i in range(len(boxes)) if ids[i] < 0]
+        if tracks and open_boxes:
+            cost = self._cost(tracks, boxes[open_boxes], None if roots is None else roots[open_boxes])
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols):
                 if cost[r, c] < _GATED:
-                    ids[c] = tracks[r].id
-                    warm[c] = tracks[r].person
+                    ids[open_boxes[c]] = tracks[r].id
+                    warm[open_boxes[c]] = tracks[r].person
         for i in range(len(boxes)):
             if ids[i] < 0:
                 ids[i] = self._next_id
                 self._next_id += 1
         return ids, warm
 
-    def update(self, people: list[Person], stamp_s: float) -> None:
-        """Record the people estimated this frame (their ``id`` from ``assign``) as track states."""
+    def update(self, people: list[Person], stamp_s: float,
+               next_boxes: Optional[Sequence[Optional[np.ndarray]]] = None) -> None:
+        """Record the people estimated this frame (their ``id`` from ``assign``) as track states;
+        ``next_boxes``: per person where to look for them next frame (tracking mode), or None."""
         stamp_s = float(stamp_s)
+        next_boxes = list(next_boxes) if next_boxes is not None else [None] * len(people)
+        if len(next_boxes) != len(people):
+            raise ValueError(f"next_boxes must have one entry per person ({len(people)}), got {len(next_boxes)}")
+        if self._since_detection is not None:
+            self._since_detection += 1
         present = {int(p.id) for p in people}
         for track in self._tracks.values():  # one processed frame: count it for the absent
             if track.id not in present:
                 track.missed += 1
-        for person in people:
+        for person, next_box in zip(people, next_boxes):
             root = np.asarray(person.transl, dtype=np.float64).reshape(3)
             track = self._tracks.get(int(person.id))
             seen = stamp_s if track is None else max(track.last_seen_s, stamp_s)
             self._tracks[int(person.id)] = Track(
                 int(person.id), np.asarray(person.bbox, dtype=np.float64).reshape(4),
-                root if np.all(np.isfinite(root)) else None, seen, person)
+                root if np.all(np.isfinite(root)) else None, seen, person,
+                next_box=None if next_box is None else np.asarray(next_box, np.float64).reshape(4))
             self._next_id = max(self._next_id, int(person.id) + 1)
         self._latest_s = stamp_s if self._latest_s is None else max(self._latest_s, stamp_s)
 

@@ -199,3 +199,30 @@ class FrameResult:
     # People left at their start body (no fit iterations) because the frame's fit budget
     # (fit.frame_budget_ms) was spent on the larger people before them.
     unfitted_people: int = 0
+    # Where each person's box came from, in ``people``'s order: BOX_TRACKED (tracking mode: from
+    # the track's landmarks in the previous frame; warm-started short fit), BOX_DETECTED (the
+    # person detector) or BOX_GIVEN (the caller's boxes). Empty for stand-in pipelines.
+    box_sources: list[str] = field(default_factory=list)
+    # Why the person detector ran on this frame (DETECT_* below), "" when it did not (tracking
+    # mode between detections, or boxes given by the caller).
+    detector_reason: str = ""
+    # Tracked people BlazePose no longer found in their tracked box this frame (pose flag below
+    # blazepose.min_pose_flag): they make the detector run on the same frame.
+    lost_tracks: int = 0
+
+    @property
+    def detector_ran(self) -> bool:
+        return bool(self.detector_reason)
+
+    @property
+    def tracked_people(self) -> int:
+        return sum(source == BOX_TRACKED for source in self.box_sources)
+
+
+BOX_TRACKED, BOX_DETECTED, BOX_GIVEN = "tracked", "detected", "given"
+"""``FrameResult.box_sources`` values."""
+DETECT_EVERY_FRAME, DETECT_NO_TRACKS, DETECT_PERIODIC, DETECT_TRACK_LOST = (
+    "every_frame", "no_tracks", "periodic", "track_lost")
+"""``FrameResult.detector_reason`` values: per-frame processing (tracking mode off); no live track
+to follow; ``tracking.detect_every`` frames since the last detection (someone may have entered);
+BlazePose lost a tracked person."""

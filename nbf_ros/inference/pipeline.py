@@ -5,6 +5,7 @@ Stages are small methods so each one is timed (``FrameResult.timings_ms``) and t
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -18,11 +19,14 @@ import torch
 from nbf_ros.config import NbfConfig, resolve_path
 from nbf_ros.detection.base import Detections
 from nbf_ros.fitting.confidence import confidence_cues, person_confidence
+from nbf_ros.geometry.boxes import box_iou
 from nbf_ros.geometry.camera import CropBox, extract_crop, project_points, weak_perspective_to_translation
 from nbf_ros.geometry.rotations import matrix_to_axis_angle, rotation_6d_to_matrix
 from nbf_ros.inference.backends import NetArrays, NetworkBackend, load_backend
 from nbf_ros.inference.io import validate_intrinsics
-from nbf_ros.types import BodyParams, CameraIntrinsics, FrameResult, Person
+from nbf_ros.types import (BOX_DETECTED, BOX_GIVEN, BOX_TRACKED, DETECT_EVERY_FRAME, DETECT_NO_TRACKS,
+                           DETECT_PERIODIC, DETECT_TRACK_LOST, BodyParams, CameraIntrinsics, FrameResult,
+                           Person)
 
 if TYPE_CHECKING:
     from nbf_ros.body.model import BodyOutput
@@ -46,6 +50,40 @@ class CropBatch:
     crop_boxes: list[CropBox]
     pixels: np.ndarray
     cameras: list[CameraIntrinsics]
+
+
+@dataclass
+class FrontEnd:
+    """The people of one frame before the network: their boxes, BlazePose's reading of each, and
+    where each box came from.
+
+    Attributes:
+        boxes: N x 4 person boxes [x0, y0, x1, y1] in image pixels, largest first.
+        landmarks: N PoseLandmarks (None where BlazePose found nobody, or is not configured).
+        track_ids: per box the track it continues (tracking mode: a box from that track's
+            landmarks), or None for detected and given boxes.
+        sources: per box ``BOX_TRACKED``, ``BOX_DETECTED`` or ``BOX_GIVEN``.
+        rejected: detector boxes dropped as not a person (``people_boxes``).
+        detector_reason: why the detector ran (``DETECT_*``), "" when it did not.
+        lost: tracked boxes in which BlazePose found nobody.
+    """
+
+    boxes: np.ndarray
+    landmarks: list
+    track_ids: list[Optional[int]]
+    sources: list[str]
+    rejected: int = 0
+    detector_reason: str = ""
+    lost: int = 0
+
+    def largest_first(self) -> "FrontEnd":
+        """The same people ordered by box area, largest first (the detector's order, which the
+        frame's fit budget relies on)."""
+        area = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
+        order = [int(i) for i in np.argsort(-area, kind="stable")]
+        pick = lambda items: [items[i] for i in order]  # noqa: E731
+        return FrontEnd(self.boxes[order].reshape(-1, 4), pick(self.landmarks), pick(self.track_ids),
+                        pick(self.sources), self.rejected, self.detector_reason, self.lost)
 
 
 def _timer(timings: dict[str, float]):
@@ -98,8 +136,6 @@ def with_weights_config(config: NbfConfig) -> NbfConfig:
     to repeat it and cannot silently disagree with it. NBV settings the weights fix (kernel count,
     feature size, orientation bins; O = 1 is the allowed pose-independent ablation) must match.
     """
-    import dataclasses
-
     from nbf_ros.config import ConfigError, load_config
 
     weights = resolve_path(config.inference.weights_path)
@@ -143,7 +179,7 @@ class Pipeline:
     """
 
     def __init__(self, config: NbfConfig, backend: NetworkBackend, detector, body, fitter,
-                 landmarker=None, body_from_landmarks=None) -> None:
+                 landmarker=None, body_from_landmarks=None, tracked_body_from_landmarks=None) -> None:
         self.config = config
         self.backend = backend
         self.detector = detector
@@ -152,8 +188,10 @@ class Pipeline:
         # BlazePose landmarks on every box (fit.keypoint_source 'blazepose' or fit.init_source
         # 'landmarks'), else None.
         self.landmarker = landmarker
-        # Our body fitted to those landmarks as the fit's start (fit.init_source 'landmarks').
+        # Our body fitted to those landmarks as the fit's start (fit.init_source 'landmarks'),
+        # and the shorter, single-reading fit for tracked people (tracking.start_iterations).
         self.body_from_landmarks = body_from_landmarks
+        self.tracked_body_from_landmarks = tracked_body_from_landmarks or body_from_landmarks
         self.backend_name = backend.name
         self.clock = time.perf_counter  # the frame budget's clock (tests replace it)
 
@@ -169,8 +207,10 @@ class Pipeline:
         from nbf_ros.body.model import BodyModel
         from nbf_ros.detection import make_detector
         from nbf_ros.fitting.fitter import Fitter
+        from nbf_ros.tracking import check_tracking_config
 
         config = with_weights_config(config)
+        check_tracking_config(config.tracking)
         detector = make_detector(config.detector)
         landmarker = None
         if config.fit.keypoint_source == "blazepose" or config.fit.init_source == "landmarks":
@@ -182,12 +222,14 @@ class Pipeline:
         body = BodyModel(resolve_path(config.body.model_path), num_betas=config.body.num_betas)
         backend, bank = load_backend(config)  # one read of the weights file for both
         fitter = Fitter.from_config(config, body, bank)
-        body_from_landmarks = None
+        body_from_landmarks = tracked = None
         if config.fit.init_source == "landmarks":
             from nbf_ros.fitting.from_landmarks import LandmarkBodyFitter
 
             body_from_landmarks = LandmarkBodyFitter.from_config(body, config.landmark_fit, fitter.pose_prior)
-        return cls(config, backend, detector, body, fitter, landmarker, body_from_landmarks)
+            tracked = LandmarkBodyFitter(body, body_from_landmarks.regressor, fitter.pose_prior, dataclasses.replace(
+                config.landmark_fit, iterations=config.tracking.start_iterations, turned_hypothesis=False))
+        return cls(config, backend, detector, body, fitter, landmarker, body_from_landmarks, tracked)
 
     def model_info(self) -> dict[str, str]:
         return {"body_model": str(self.config.body.model_path),
@@ -240,7 +282,8 @@ class Pipeline:
         return [None if p is None else crop_keypoints(p.to_smpl(), box, size)
                 for p, box in zip(landmarks, crops.crop_boxes)]
 
-    def start_bodies(self, regression: BodyParams, landmarks: list, camera: CameraIntrinsics
+    def start_bodies(self, regression: BodyParams, landmarks: list, camera: CameraIntrinsics,
+                     tracked: Optional[list[bool]] = None
                      ) -> tuple[BodyParams, list[list[BodyParams]], list[str], list[Optional[np.ndarray]]]:
         """The fit's start per person: (bodies (N), extra start hypotheses per person, where
         each start came from, the person-confidence cues of the start (``confidence_cues``;
@@ -249,7 +292,9 @@ class Pipeline:
         With ``fit.init_source`` 'landmarks', people BlazePose found get our body fitted to its
         landmarks (one batched call for the frame), and the front/back-turned reading as an
         extra hypothesis for the NBF objective to rule on; the others, and people with too few
-        confident landmarks, keep the regression head's body and say why.
+        confident landmarks, keep the regression head's body and say why. ``tracked`` people
+        (tracking mode) get the shorter fit of BlazePose's own reading only
+        (``tracking.start_iterations``): their facing comes from the track.
         """
         count = regression.batch_size
         alternatives: list[list[BodyParams]] = [[] for _ in range(count)]
@@ -257,25 +302,34 @@ class Pipeline:
         if self.body_from_landmarks is None:
             return regression, alternatives, ["network"] * count, cues
         sources = ["network (BlazePose found nobody in the box)"] * count  # overwritten where found
-        found = [i for i, p in enumerate(landmarks) if p is not None]
-        if not found:
-            return regression, alternatives, sources, cues
-        result = self.body_from_landmarks.fit([landmarks[i] for i in found], [camera] * len(found))
+        tracked = tracked if tracked is not None else [False] * count
+        merged = [t.clone() for t in regression.as_tuple()]
+        for fitter, is_tracked in ((self.body_from_landmarks, False), (self.tracked_body_from_landmarks, True)):
+            found = [i for i, p in enumerate(landmarks) if p is not None and tracked[i] == is_tracked]
+            if found:
+                self._landmark_starts(fitter, found, regression, landmarks, camera, merged,
+                                      alternatives, sources, cues)
+        return BodyParams(*merged), alternatives, sources, cues
+
+    def _landmark_starts(self, fitter, found: list[int], regression: BodyParams, landmarks: list,
+                         camera: CameraIntrinsics, merged: list[torch.Tensor], alternatives: list,
+                         sources: list[str], cues: list) -> None:
+        """One batched body-from-landmarks fit for the people ``found``; writes their starts
+        into ``merged`` (the regression's tensors) and their hypotheses, sources and cues."""
+        result = fitter.fit([landmarks[i] for i in found], [camera] * len(found))
         index = torch.as_tensor(found)
         chosen = result.with_fallback(BodyParams(*(t[index] for t in regression.as_tuple())))
-        merged = [t.clone() for t in regression.as_tuple()]
         for full, part in zip(merged, chosen.as_tuple()):
             full[index] = part.to(full)
         for row, (i, info) in enumerate(zip(found, result.info)):
             if info.ok:
                 sources[i] = "landmarks" if info.hypothesis == 0 else "landmarks (turned reading)"
-                if self.config.landmark_fit.turned_hypothesis:
+                if fitter.config.turned_hypothesis:
                     alternatives[i] = [result.alternative.index(row)]
                 cues[i] = confidence_cues(landmarks[i].pose_flag, landmarks[i].confidence,
                                           info.losses[info.hypothesis])
             else:
                 sources[i] = f"network ({info.reason})"
-        return BodyParams(*merged), alternatives, sources, cues
 
     def people_from_params(self, params: BodyParams, boxes: np.ndarray, camera: CameraIntrinsics,
                            ids: list[int], fits: list) -> list[Person]:
@@ -339,6 +393,91 @@ class Pipeline:
             out.append(DepthCrop.from_numpy(*depth_for_crop(clean, crop, crop_size, grid, mask)))
         return out
 
+    # -- front end: who is in the frame ------------------------------------------------------
+    def tracking_active(self, tracker, boxes: Optional[np.ndarray]) -> bool:
+        """Tracking mode applies: switched on (``tracking.enabled``), a tracker carries the
+        tracks, the detector (not the caller) finds people, and BlazePose is there to follow
+        them (without it there are no landmarks to derive the next box from)."""
+        return (self.config.tracking.enabled and tracker is not None and boxes is None
+                and self.landmarker is not None)
+
+    def per_frame_front_end(self, image_rgb: np.ndarray, camera: CameraIntrinsics,
+                            boxes: Optional[np.ndarray], stage) -> FrontEnd:
+        """Every frame on its own: the detector's boxes (or the caller's), BlazePose on each."""
+        with stage("detect"):
+            found = self.detect(image_rgb, boxes)
+        with stage("landmarks"):
+            landmarks = self.landmarks(image_rgb, found.boxes, camera)
+            keep = self.people_boxes(found, landmarks)
+        source = BOX_DETECTED if boxes is None else BOX_GIVEN
+        return FrontEnd(found.boxes[keep], [landmarks[i] for i in keep], [None] * len(keep),
+                        [source] * len(keep), rejected=len(found.boxes) - len(keep),
+                        detector_reason=DETECT_EVERY_FRAME if boxes is None else "")
+
+    def tracking_front_end(self, image_rgb: np.ndarray, camera: CameraIntrinsics, tracker, stage) -> FrontEnd:
+        """Tracking mode (MediaPipe's BlazePose on video): BlazePose in each tracked box (from the
+        track's landmarks last frame; of two boxes framing one person the older track's), then
+        the detector only when no track is live, a tracked person was lost, or
+        ``tracking.detect_every`` frames passed; its people are added unless already tracked."""
+        from nbf_ros.tracking import duplicate_boxes
+
+        cfg = self.config.tracking
+        ids, boxes = tracker.tracked_boxes()
+        duplicates = set(duplicate_boxes(boxes, cfg.merge_iou))
+        keep = [i for i in range(len(ids)) if i not in duplicates][:self.config.detector.max_people]
+        ids, boxes = [ids[i] for i in keep], boxes[keep].reshape(-1, 4)
+        with stage("landmarks"):
+            landmarks = self.landmarks(image_rgb, boxes, camera)
+        held = [i for i, p in enumerate(landmarks) if p is not None]
+        tracked = FrontEnd(boxes[held], [landmarks[i] for i in held], [ids[i] for i in held],
+                           [BOX_TRACKED] * len(held), lost=len(ids) - len(held))
+        reason = (DETECT_NO_TRACKS if not ids else DETECT_TRACK_LOST if tracked.lost
+                  else DETECT_PERIODIC if tracker.detection_due(cfg.detect_every) else "")
+        if not reason:
+            return tracked
+        tracker.detector_ran()
+        new = self.untracked_people(image_rgb, camera, tracked.boxes, stage)
+        return FrontEnd(np.concatenate([tracked.boxes, new.boxes]), tracked.landmarks + new.landmarks,
+                        tracked.track_ids + new.track_ids, tracked.sources + new.sources,
+                        rejected=new.rejected, detector_reason=reason, lost=tracked.lost).largest_first()
+
+    def untracked_people(self, image_rgb: np.ndarray, camera: CameraIntrinsics, tracked_boxes: np.ndarray,
+                         stage) -> FrontEnd:
+        """The detector's people who are not tracked yet (``tracking.already_tracked``: by box
+        overlap before BlazePose runs on them, then by the box around the landmarks it reads),
+        at most ``detector.max_people`` with the tracked ones."""
+        from nbf_ros.tracking import already_tracked, box_from_landmarks
+
+        cfg = self.config.tracking
+        height, width = image_rgb.shape[:2]
+        with stage("detect"):
+            found = self.detect(image_rgb)
+            fresh = np.ones(len(found.boxes), bool)
+            if len(tracked_boxes) and len(found.boxes):  # plainly tracked: no BlazePose run for them
+                fresh = box_iou(found.boxes, tracked_boxes).max(axis=1) < cfg.merge_iou
+            room = max(self.config.detector.max_people - len(tracked_boxes), 0)
+            found = Detections(found.boxes[fresh][:room], found.scores[fresh][:room])
+        with stage("landmarks"):
+            landmarks = self.landmarks(image_rgb, found.boxes, camera)
+            people = self.people_boxes(found, landmarks)
+            around = [None if landmarks[i] is None else
+                      box_from_landmarks(landmarks[i].landmarks[:, :2], cfg.roi_margin, width, height) for i in people]
+            keep = [i for i, box in zip(people, around)
+                    if not already_tracked(found.boxes[i], box, tracked_boxes, cfg.merge_iou)]
+        return FrontEnd(found.boxes[keep].reshape(-1, 4), [landmarks[i] for i in keep], [None] * len(keep),
+                        [BOX_DETECTED] * len(keep), rejected=len(found.boxes) - len(people))
+
+    def next_boxes(self, front: FrontEnd, size: tuple[int, int]) -> list[Optional[np.ndarray]]:
+        """Per person the box to look for them in next frame (tracking mode): the box around
+        BlazePose's landmarks grown by ``tracking.roi_margin``; a person BlazePose did not read
+        keeps their box (BlazePose then misses them again, and the detector runs)."""
+        from nbf_ros.tracking import box_from_landmarks
+
+        height, width = size
+        margin = self.config.tracking.roi_margin
+        return [box if found is None else box_from_landmarks(found.landmarks[:, :2], margin, width, height)
+                for box, found in zip(front.boxes, front.landmarks)]
+
     # -- entry ---------------------------------------------------------------------------------
     def process(self, image_rgb: np.ndarray, camera: CameraIntrinsics, tracker=None, fit: bool = True,
                 boxes: Optional[np.ndarray] = None, stamp_s: float = 0.0,
@@ -347,9 +486,12 @@ class Pipeline:
 
         Args:
             camera: intrinsics of this image (validated; InputError when unusable).
-            tracker: optional ``nbf_ros.tracking.Tracker``: ids and warm starts across frames.
+            tracker: optional ``nbf_ros.tracking.Tracker``: ids and warm starts across frames;
+                with ``tracking.enabled`` also tracking mode (``tracking_front_end``): tracked
+                people are looked for where their landmarks were, the detector runs now and then,
+                and their fit is warm-started and shorter (``tracking.fit_iterations``).
             fit: False gives the regression-only estimate (same outputs, fit.iterations = 0).
-            boxes: N x 4 person boxes to use instead of the detector.
+            boxes: N x 4 person boxes to use instead of the detector (no tracking mode).
             depth: optional H x W depth registered to the image (metres, NaN = no data; see
                 ``geometry/depth.py``; DepthError when its size differs): metric position,
                 a depth term and occluders in the fit (docs/depth.md).
@@ -357,34 +499,35 @@ class Pipeline:
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
             raise ValueError(f"image must be H x W x 3 uint8 RGB, got {image_rgb.shape} {image_rgb.dtype}")
         validate_intrinsics(camera, "camera")
-        timings: dict[str, float] = {}
+        timings: dict[str, float] = {"detect": 0.0}  # reported also on frames the detector skips
         stage = _timer(timings)
-        with stage("detect"):
-            found = self.detect(image_rgb, boxes)
-        with stage("landmarks"):
-            landmarks = self.landmarks(image_rgb, found.boxes, camera)
-            keep = self.people_boxes(found, landmarks)
-            boxes, landmarks = found.boxes[keep], [landmarks[i] for i in keep]
-        rejected = len(found.boxes) - len(keep)
+        tracking = self.tracking_active(tracker, boxes)
+        front = (self.tracking_front_end(image_rgb, camera, tracker, stage) if tracking
+                 else self.per_frame_front_end(image_rgb, camera, boxes, stage))
+        summary = dict(rejected_boxes=front.rejected, box_sources=list(front.sources),
+                       detector_reason=front.detector_reason, lost_tracks=front.lost)
+        boxes, landmarks = front.boxes, front.landmarks
         if len(boxes) == 0:
             if tracker is not None:
                 tracker.update([], stamp_s)
-            return FrameResult(people=[], timings_ms=timings, rejected_boxes=rejected)
+            return FrameResult(people=[], timings_ms=timings, **summary)
+        tracked = [source == BOX_TRACKED for source in front.sources]
         with stage("crop"):
             crops = self.crop_people(image_rgb, camera, boxes)
         with stage("network"):
             net = self.backend.run(crops.pixels)
         with stage("init"):
             regression = initial_body(net, crops.cameras, self.config.net.crop_size)
-            init, alternatives, sources, cues = self.start_bodies(regression, landmarks, camera)
+            init, alternatives, sources, cues = self.start_bodies(regression, landmarks, camera, tracked)
         ids, previous = list(range(len(boxes))), [None] * len(boxes)
         if tracker is not None:
-            ids, previous = tracker.assign(boxes, init.transl.numpy(), stamp_s)
+            ids, previous = tracker.assign(boxes, init.transl.numpy(), stamp_s, known=front.track_ids)
         keypoints = self.external_keypoints(landmarks, crops)
         with stage("depth"):
             depths = self.depth_crops(depth, crops, landmarks, image_rgb.shape[:2])
         with stage("fit"):
-            fits, unfitted = self.fit_people(net, crops, init, previous, fit, keypoints, alternatives, depths)
+            fits, unfitted = self.fit_people(net, crops, init, previous, fit, keypoints, alternatives, depths,
+                                             tracked)
             for result, source, person_cues in zip(fits, sources, cues):
                 result.info.start = source
                 if self.config.fit.confidence_source == "landmarks":
@@ -394,22 +537,28 @@ class Pipeline:
         with stage("people"):
             people = self.people_from_params(params, boxes, camera, ids, fits)
         if tracker is not None:
-            tracker.update(people, stamp_s)
-        return FrameResult(people=people, timings_ms=timings, rejected_boxes=rejected,
-                           unfitted_people=unfitted)
+            tracker.update(people, stamp_s, self.next_boxes(front, image_rgb.shape[:2]) if tracking else None)
+        return FrameResult(people=people, timings_ms=timings, unfitted_people=unfitted, **summary)
 
     def fit_people(self, net: NetArrays, crops: CropBatch, init: BodyParams, previous: list,
-                   fit: bool, keypoints: list, alternatives: list, depths: list) -> tuple[list, int]:
+                   fit: bool, keypoints: list, alternatives: list, depths: list,
+                   tracked: Optional[list[bool]] = None) -> tuple[list, int]:
         """Fit each person in turn (largest first: the detector's order) within the frame's
         budget (``FrameBudget``); returns (FitResults, people left at their start because it
-        was spent)."""
+        was spent). A ``tracked`` person with a warm start (tracking mode) gets
+        ``tracking.fit_iterations`` and no flipped or turned starts: the previous frame's body
+        is close, and its facing was settled by the frames before."""
         budget = FrameBudget(self.config.fit.frame_budget_ms, self.config.fit.budget_ms, self.clock)
+        tracked = tracked if tracked is not None else [False] * len(crops.boxes)
         fits, unfitted = [], 0
         for i in range(len(crops.boxes)):
             allowed_ms = budget.next_person() if fit else None
             unfitted += int(fit and allowed_ms is None)
+            short = tracked[i] and previous[i] is not None
             fits.append(self.fitter.fit(net, i, crops.cameras[i], init.index(i), warm_start=previous[i],
                                         iterate=allowed_ms is not None, keypoints=keypoints[i],
-                                        alternatives=alternatives[i], depth=depths[i],
-                                        budget_ms=allowed_ms))
+                                        alternatives=[] if short else alternatives[i], depth=depths[i],
+                                        budget_ms=allowed_ms,
+                                        max_iters=self.config.tracking.fit_iterations if short else None,
+                                        turns=not short))
         return fits, unfitted

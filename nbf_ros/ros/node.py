@@ -185,8 +185,11 @@ class NbfNode(LifecycleNode):
             "debug_image": self.create_lifecycle_publisher(Image, "~/debug_image", 1),
         }
         self._tf = self._make_tf_broadcaster()
+        tracking = (f"on (detector every {config.tracking.detect_every} frames)" if config.tracking.enabled
+                    else "off")
         self.get_logger().info(f"configured: backend {self.backend_name}, detector "
-                               f"{config.detector.kind}, max_people {config.detector.max_people}")
+                               f"{config.detector.kind}, max_people {config.detector.max_people}, "
+                               f"tracking mode {tracking}")
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -266,6 +269,13 @@ class NbfNode(LifecycleNode):
     @property
     def backend_name(self) -> str:
         return str(getattr(self._pipeline, "backend_name", "none"))
+
+    @property
+    def tracking_mode(self) -> str:
+        """"on" / "off" (the configured pipeline's ``tracking.enabled``), "" while unconfigured."""
+        if self._config is None:
+            return ""
+        return "on" if self._config.tracking.enabled else "off"
 
     @property
     def lifecycle_state(self) -> str:
@@ -507,7 +517,9 @@ class NbfNode(LifecycleNode):
             self._broadcast_tf(header, people)
         latency_ms = (self.get_clock().now().nanoseconds * 1e-9 - conv.stamp_to_seconds(header.stamp)) * 1e3
         self.stats.frame_published(latency_ms, dict(result.timings_ms), len(people),
-                                   result.rejected_boxes, result.unfitted_people)
+                                   result.rejected_boxes, result.unfitted_people,
+                                   tracked_people=result.tracked_people, detector_ran=result.detector_ran,
+                                   lost_tracks=result.lost_tracks)
 
     def _make_tf_broadcaster(self) -> Any:
         try:
@@ -547,7 +559,8 @@ class NbfNode(LifecycleNode):
             error = f"{earlier} (received since the last report; the latest CameraInfo is valid)"
         snap = self.stats.snapshot(state=self.lifecycle_state, configure_error=self._configure_error,
                                    backend=self.backend_name, dropped=self._slot.dropped,
-                                   camera_info=camera, camera_info_error=error, qos=self.qos_text())
+                                   camera_info=camera, camera_info_error=error, qos=self.qos_text(),
+                                   tracking_mode=self.tracking_mode)
         th = Thresholds(float(self._values["latency_warn_ms"]), float(self._values["input_timeout_s"]),
                         bool(self._values["require_camera_info"]))
         name = self.get_fully_qualified_name()

@@ -50,6 +50,12 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("max_people", 0, "most people per frame; 0 = from config_file", CONFIGURE, 0, 64),
     ParamSpec("max_iters", -1, "fitting iterations per person; -1 = from config_file", CONFIGURE, -1, 10000),
     ParamSpec("fit", True, "run the fitting stage (false: regression only, same outputs)", RUNTIME),
+    ParamSpec("tracking_mode", "", "on: tracked people are looked for where their BlazePose landmarks "
+              "were, the detector runs every detect_every frames or when a track is lost, tracked "
+              "fits are warm-started and shorter; off: every frame on its own; empty = from "
+              "config_file (tracking.enabled)", CONFIGURE, choices=("", "on", "off")),
+    ParamSpec("detect_every", 0, "tracking mode: frames between detector runs while every track "
+              "holds; 0 = from config_file (tracking.detect_every)", CONFIGURE, 0, 10000),
     ParamSpec("qos_reliability", "best_effort", "image/camera_info subscription reliability "
               "(best_effort = sensor data QoS)", ACTIVATE, choices=("best_effort", "reliable")),
     ParamSpec("qos_depth", 5, "image/camera_info subscription queue depth", ACTIVATE, 1, 100),
@@ -129,6 +135,7 @@ CONFIG_OVERRIDES: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
     ("max_people", "detector.max_people", lambda v: v > 0),
     ("max_iters", "fit.max_iters", lambda v: v >= 0),
     ("track_timeout_s", "tracker.timeout_s", lambda v: True),
+    ("detect_every", "tracking.detect_every", lambda v: v > 0),
 )
 """(parameter, NbfConfig key, whether the value is set). Unset = keep the config file's value:
 empty string, all-zero box, 0 people, and -1 iterations (0 iterations is a real setting)."""
@@ -136,7 +143,10 @@ empty string, all-zero box, 0 people, and -1 iterations (0 iterations is a real 
 
 def config_overrides(values: dict[str, Any]) -> dict[str, Any]:
     """The node parameters that override ``config_file``, keyed by their NbfConfig path."""
-    return {key: values[name] for name, key, is_set in CONFIG_OVERRIDES if is_set(values[name])}
+    overrides = {key: values[name] for name, key, is_set in CONFIG_OVERRIDES if is_set(values[name])}
+    if values["tracking_mode"]:  # a choice, not the config's bool: "" must mean "from config_file"
+        overrides["tracking.enabled"] = values["tracking_mode"] == "on"
+    return overrides
 
 
 def pipeline_config(values: dict[str, Any]) -> NbfConfig:

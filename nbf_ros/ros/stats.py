@@ -82,6 +82,14 @@ class Snapshot:
     errors_period: int
     last_error: Optional[str]
     clock_resets: int
+    # Tracking mode (FrameResult.box_sources / detector_reason / lost_tracks): "on" / "off"
+    # ("" = unknown, no pipeline), the last frame's people by where their box came from, and
+    # counts since start.
+    tracking_mode: str = ""
+    people_tracked: int = 0
+    people_detected: int = 0
+    detector_runs: int = 0
+    tracks_lost: int = 0
 
 
 @dataclass
@@ -102,6 +110,12 @@ class NodeStats:
     # People left at their start body because the frame's fit budget was spent, since start
     # (FrameResult.unfitted_people).
     unfitted_people: int = 0
+    # Tracking mode: the last frame's tracked / detected people, and since start the frames the
+    # detector ran on and the tracked people BlazePose lost (FrameResult).
+    people_tracked: int = 0
+    people_detected: int = 0
+    detector_runs: int = 0
+    tracks_lost: int = 0
     errors: int = 0
     last_error: Optional[str] = None
     clock_resets: int = 0
@@ -127,11 +141,15 @@ class NodeStats:
             self.last_error = message
 
     def frame_published(self, latency_ms: float, timings_ms: dict[str, float], people: int,
-                        rejected_boxes: int = 0, unfitted_people: int = 0) -> None:
+                        rejected_boxes: int = 0, unfitted_people: int = 0, tracked_people: int = 0,
+                        detector_ran: bool = True, lost_tracks: int = 0) -> None:
         with self.lock:
             self.processed += 1
             self.rejected_boxes += rejected_boxes
             self.unfitted_people += unfitted_people
+            self.people_tracked, self.people_detected = tracked_people, people - tracked_people
+            self.detector_runs += int(detector_ran)
+            self.tracks_lost += lost_tracks
             self.output_rate.tick()
             self.latencies_ms.append(float(latency_ms))
             self.people = people
@@ -151,7 +169,8 @@ class NodeStats:
             self.stage_ms.clear()
 
     def snapshot(self, *, state: str, configure_error: Optional[str], backend: str, dropped: int,
-                 camera_info: str, camera_info_error: Optional[str], qos: str) -> Snapshot:
+                 camera_info: str, camera_info_error: Optional[str], qos: str,
+                 tracking_mode: str = "") -> Snapshot:
         """Copy the counters and start a new reporting period (per-period counts reset)."""
         with self.lock:
             now = time.monotonic()
@@ -169,7 +188,9 @@ class NodeStats:
                 camera_info=camera_info, camera_info_error=camera_info_error, qos=qos,
                 qos_incompatible=self.qos_incompatible,
                 errors_period=self.errors - self._period_errors_base, last_error=self.last_error,
-                clock_resets=self.clock_resets)
+                clock_resets=self.clock_resets, tracking_mode=tracking_mode,
+                people_tracked=self.people_tracked, people_detected=self.people_detected,
+                detector_runs=self.detector_runs, tracks_lost=self.tracks_lost)
             self._period_skipped.clear()
             self._period_dropped_base = dropped
             self._period_errors_base = self.errors
@@ -229,6 +250,9 @@ def processing_status(s: Snapshot, th: Thresholds, name: str) -> Status:
               "dropped_last_period": str(s.dropped_period), "people": str(s.people),
               "boxes_rejected_not_person": str(s.rejected_boxes),
               "people_unfitted_frame_budget": str(s.unfitted_people),
+              "tracking_mode": s.tracking_mode or "unknown", "people_tracked": str(s.people_tracked),
+              "people_detected": str(s.people_detected), "detector_runs": str(s.detector_runs),
+              "tracks_lost": str(s.tracks_lost),
               "latency_p50_ms": _fmt(lat["p50"]), "latency_p90_ms": _fmt(lat["p90"]),
               "latency_p99_ms": _fmt(lat["p99"]), "latency_max_ms": _fmt(lat["max"])}
     values.update({f"stage_{k}_ms": _fmt(v) for k, v in sorted(s.stage_ms.items())})
