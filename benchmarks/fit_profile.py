@@ -9,9 +9,11 @@ it far less than wall time):
   assessment), no time budget;
 - one iteration's objective + backward (``Fitter.evaluate`` + ``backward``), as ``_optimise``
   runs it;
+- the same for a batch of ``--batch`` people (``Fitter.fit_batch``: the person repeated, so the
+  batch costs what that many people of its size cost), per fit and per iteration;
 and prints torch.profiler's table of the iteration's ops by self CPU time.
 
-    .venv/bin/python benchmarks/fit_profile.py [--repeats 20] [--rows 20]
+    .venv/bin/python benchmarks/fit_profile.py [--repeats 20] [--rows 20] [--batch 3]
 
 Prints the table and a final JSON line.
 """
@@ -54,18 +56,43 @@ def one_person(pipe: Pipeline):
 
 
 def iteration(pipe: Pipeline, start: BodyParams, obs) -> None:
-    """One objective evaluation and its backward, on fresh leaf variables (as one Adam step)."""
+    """One objective evaluation and its backward, on fresh leaf variables (as one Adam step);
+    ``start`` and ``obs`` may hold a batch."""
+    obs.shaped = obs.shaped if obs.shaped is not None and obs.shaped.vertices.shape[0] == start.batch_size \
+        else pipe.fitter.body.shaped_subset(start.betas, pipe.fitter.nbv.kernel_vertex_ids)
     orient = start.global_orient.detach().clone().requires_grad_(True)
     pose = start.body_pose.detach().clone().requires_grad_(True)
     ev = pipe.fitter.evaluate(BodyParams(start.betas, orient, pose, start.transl), obs,
-                              pipe.fitter.cfg.keypoint_weight)
+                              pipe.fitter.cfg.keypoint_weight, outlier=False)
     ev.total.sum().backward()
+
+
+def batched(pipe: Pipeline, net, camera, start: BodyParams, keypoints, alternatives, obs, args
+            ) -> tuple[float, float]:
+    """CPU ms of one ``fit_batch`` of ``args.batch`` copies of the person, and of one batched
+    iteration."""
+    from nbf_ros.fitting.fitter import FitRequest, Observation
+
+    requests = [FitRequest(0, camera, start, keypoints=keypoints, alternatives=alternatives)] * args.batch
+    many, starts = Observation.stack([obs] * args.batch), BodyParams.cat([start] * args.batch)
+    pipe.fitter.fit_batch(net, requests)  # warm-up
+    iteration(pipe, starts, many)
+    fits = max(1, args.repeats // 8)
+    t0 = time.process_time()
+    for _ in range(fits):
+        pipe.fitter.fit_batch(net, requests)
+    fit_ms = (time.process_time() - t0) / fits * 1e3
+    t0 = time.process_time()
+    for _ in range(args.repeats):
+        iteration(pipe, starts, many)
+    return fit_ms, (time.process_time() - t0) / args.repeats * 1e3
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20, help="timed iterations (fits: a quarter)")
     parser.add_argument("--rows", type=int, default=20, help="rows of the op table")
+    parser.add_argument("--batch", type=int, default=3, help="people in the batched measurement")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     config = NbfConfig()
@@ -88,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.repeats):
         iteration(pipe, start, obs)
     iter_ms = (time.process_time() - t0) / args.repeats * 1e3
+    batch_fit_ms, batch_iter_ms = batched(pipe, net, camera, start, keypoints, alternatives, obs, args)
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -98,9 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     calls = sum(e.count for e in table) / args.repeats
     print(f"CPU per fit {fit_ms:.1f} ms ({result.info.iterations} iterations); per iteration "
           f"(objective + backward) {iter_ms:.2f} ms; {calls:.0f} profiled op calls per iteration (nested ones included)")
+    print(f"batch of {args.batch}: CPU per batched fit {batch_fit_ms:.1f} ms ({batch_fit_ms / args.batch:.1f} per person); "
+          f"per iteration {batch_iter_ms:.2f} ms ({batch_iter_ms / args.batch:.2f} per person)")
     top = sorted(table, key=lambda e: -e.self_cpu_time_total)[:args.rows]
     print(json.dumps({"benchmark": "fit_profile", "cpu_ms_per_fit": fit_ms, "iterations": result.info.iterations,
-                      "cpu_ms_per_iteration": iter_ms, "ops_per_iteration": calls,
+                      "cpu_ms_per_iteration": iter_ms, "ops_per_iteration": calls, "batch": args.batch,
+                      "cpu_ms_per_batched_fit": batch_fit_ms, "cpu_ms_per_batched_iteration": batch_iter_ms,
                       "top_ops": [{"op": e.key, "calls_per_iteration": e.count / args.repeats,
                                    "self_cpu_ms_per_iteration": e.self_cpu_time_total / 1e3 / args.repeats}
                                   for e in top]}))

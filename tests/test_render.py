@@ -313,3 +313,39 @@ def test_nothing_in_view_renders_empty(method: str) -> None:
     assert torch.all(features.grad == 0)
     if method == "culled":
         assert out.pairs_evaluated == 0
+
+
+# ---------------------------------------------------------------- reused selection
+def test_reused_selection_is_exact_for_its_kernels_and_close_after_a_small_move() -> None:
+    """A render given its own kernel ids reproduces itself and its gradients bit for bit; after
+    a small move of the kernels, the earlier selection gives the current terms exactly for the
+    kept pairs (equal to a fresh render wherever the choice did not change) and the images stay
+    close; a wrong selection is refused."""
+    means, precisions, features = _random_scene(2, 80, 4, seed=3)
+    cam = _camera(2, 300.0, 300.0, 20.0, 22.0)
+    config = RenderConfig(max_kernels_per_pixel=4)
+
+    def render(mu, ids=None):
+        leaves = [t.clone().requires_grad_() for t in (mu, features)]
+        out = render_gaussians(leaves[0], precisions, leaves[1], cam, 44, 40, config, kernel_ids=ids)
+        (out.features.sum() + out.coverage.sum()).backward()
+        return out, [t.grad for t in leaves]
+
+    fresh, g_fresh = render(means)
+    again, g_again = render(means, fresh.kernel_ids)
+    assert torch.equal(again.kernel_ids, fresh.kernel_ids)
+    for name in ("features", "coverage", "weights"):
+        assert torch.equal(getattr(again, name), getattr(fresh, name))
+    for a, b in zip(g_again, g_fresh):
+        assert torch.equal(a, b)
+    moved = means + 0.002 * torch.randn(means.shape, generator=torch.Generator().manual_seed(4), dtype=means.dtype)
+    new, _ = render(moved)
+    stale, _ = render(moved, fresh.kernel_ids)
+    same = (new.kernel_ids == fresh.kernel_ids).all(-1)
+    assert same.float().mean() > 0.8  # the move changes few pixels' choice
+    torch.testing.assert_close(stale.features[same], new.features[same], rtol=0, atol=1e-12)
+    assert float((stale.coverage - new.coverage).abs().mean().detach()) < 0.02
+    with pytest.raises(ValueError, match="kernel_ids"):
+        render_gaussians(means, precisions, features, cam, 44, 40, config, kernel_ids=fresh.kernel_ids[..., :2])
+    with pytest.raises(ValueError, match="kernel_ids"):
+        render_gaussians(means, precisions, features, cam, 44, 40, config, kernel_ids=fresh.kernel_ids + 80)

@@ -267,11 +267,12 @@ class Fitter:
 
     # -- objective -----------------------------------------------------------------------------
     def evaluate(self, params: BodyParams, obs: Observation, keypoint_weight: float,
-                 outlier: bool = True) -> Evaluation:
+                 outlier: bool = True, kernel_ids: Optional[torch.Tensor] = None) -> Evaluation:
         """The objective of B bodies against their B observations (one render call).
 
         ``outlier=False`` skips the per-pixel outlier probability, which only the final
-        assessment reads (the optimisation loop asks for the loss alone).
+        assessment reads (the optimisation loop asks for the loss alone). ``kernel_ids``: an
+        earlier evaluation's ``render.kernel_ids`` to render with (``render_gaussians``).
         """
         if obs.shaped is None or obs.shaped.vertices.shape[0] != params.batch_size:
             obs.shaped = self.body.shaped_subset(params.betas, self.nbv.kernel_vertex_ids)
@@ -280,7 +281,7 @@ class Fitter:
         kernel_feats = self.nbv.kernel_features(state)
         h, w = obs.features.shape[1:3]
         render = render_gaussians(state.means, state.precisions, kernel_feats, obs.render_camera(),
-                                  h, w, self.config.render)
+                                  h, w, self.config.render, kernel_ids=kernel_ids)
         scores = feature_scores(render.features, render.coverage, obs.features, self.background)
         depth = None
         if obs.depth is not None:
@@ -445,7 +446,9 @@ class Fitter:
         Stage 1 moves global orientation + translation, stage 2 global orientation + body pose
         (shape stays at the regressor's estimate, as in the paper). The best iterate is tracked
         with tensor ops only (no host sync per iteration on a GPU); a non-finite loss is never
-        "better", so a diverging step cannot be returned.
+        "better", so a diverging step cannot be returned. Which kernels each pixel keeps is
+        selected afresh every ``fit.reselect_every`` iterations and reused in between (the
+        terms are always exact for the current body; docs/performance.md).
         """
         cfg = self.cfg
         orient = params.global_orient.detach().clone().requires_grad_(True)
@@ -461,7 +464,7 @@ class Fitter:
         stage1 = int(round(max_iters * cfg.stage1_fraction))
         best_loss = torch.full((params.batch_size,), math.inf)
         best = [t.detach().clone() for t in (orient, pose, transl_n)]
-        done = 0
+        done, selection = 0, None
         for it in range(max_iters):
             if time.perf_counter() - start > budget_ms / 1e3:
                 break
@@ -469,7 +472,10 @@ class Fitter:
                 optim.param_groups[1]["lr"] = 0.0
                 optim.param_groups[2]["lr"] = cfg.lr
             optim.zero_grad(set_to_none=True)
-            ev = self.evaluate(BodyParams(betas, orient, pose, transl_n * depth), obs, kp_weight, outlier=False)
+            reuse = selection if it % max(cfg.reselect_every, 1) else None
+            ev = self.evaluate(BodyParams(betas, orient, pose, transl_n * depth), obs, kp_weight, outlier=False,
+                               kernel_ids=reuse)
+            selection = ev.render.kernel_ids
             loss = ev.total.detach()
             better = torch.isfinite(loss) & (loss < best_loss)
             if active is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 
@@ -86,7 +86,8 @@ class RenderOutput:
 def render_gaussians(means: torch.Tensor, precisions: torch.Tensor, features: torch.Tensor,
                      camera: RenderCamera | CameraIntrinsics, height: int, width: int,
                      config: RenderConfig = RenderConfig(),
-                     method: RenderMethod = "culled") -> RenderOutput:
+                     method: RenderMethod = "culled",
+                     kernel_ids: Optional[torch.Tensor] = None) -> RenderOutput:
     """Render B x K Gaussian kernels carrying C-d features into B x H x W feature images.
 
     Args:
@@ -98,6 +99,12 @@ def render_gaussians(means: torch.Tensor, precisions: torch.Tensor, features: to
         height, width: image size in pixels.
         config: threshold and M (``RenderConfig``).
         method: "culled" (fast) or "dense" (reference).
+        kernel_ids: B x H x W x M kept kernels of an earlier culled render of the same bodies
+            (``RenderOutput.kernel_ids``) to use instead of selecting them again: the terms
+            and weights are computed exactly for the current kernels, only the choice of which
+            kernels each pixel keeps is the earlier one. Selection (screen bounds, pair
+            enumeration, the depth sort) is a quarter of an iteration's cost, and between
+            nearby poses of a fit it barely changes (``fit.reselect_every``).
     Returns:
         RenderOutput; differentiable w.r.t. means, precisions, features and camera tensors.
     """
@@ -108,6 +115,11 @@ def render_gaussians(means: torch.Tensor, precisions: torch.Tensor, features: to
     if method == "dense":
         ids, peak, depth, sqrt_a, pixel_rows = _dense_terms(table, px, py, config)
         pairs = batch * num_kernels * height * width
+    elif kernel_ids is not None:
+        ids = _reused_ids(kernel_ids, batch, height, width, num_kernels, config)
+        peak, depth, sqrt_a, pixel_rows = _kept_terms(ids, table, px, py)
+        ids = ids.index_select(0, pixel_rows)
+        pairs = int(peak.numel())
     else:
         bounds = screen_bounds(means, precisions, camera.fx, camera.fy, camera.cx, camera.cy,
                                height, width, config.activation_threshold)
@@ -119,6 +131,18 @@ def render_gaussians(means: torch.Tensor, precisions: torch.Tensor, features: to
         pairs = int(pair_list.kernel.numel())
     weights = composite(peak, depth, sqrt_a)
     return _assemble(ids, weights, pixel_rows, features, height, width, pairs)
+
+
+def _reused_ids(kernel_ids: torch.Tensor, batch: int, height: int, width: int, num_kernels: int,
+                config: RenderConfig) -> torch.Tensor:
+    """An earlier render's B x H x W x M kernel ids as the (B*H*W) x M selection, checked."""
+    expected = (batch, height, width, config.max_kernels_per_pixel)
+    if tuple(kernel_ids.shape) != expected or kernel_ids.dtype != torch.long:
+        raise ValueError(f"kernel_ids must be a {expected} int64 tensor, got {tuple(kernel_ids.shape)} "
+                         f"{kernel_ids.dtype}")
+    if bool((kernel_ids >= num_kernels).any()):
+        raise ValueError(f"kernel_ids refer to kernels beyond the {num_kernels} given")
+    return kernel_ids.reshape(-1, expected[-1])
 
 
 def _check_inputs(means: torch.Tensor, precisions: torch.Tensor, features: torch.Tensor,
