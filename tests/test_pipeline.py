@@ -208,3 +208,27 @@ def test_people_past_the_frame_budget_keep_their_start_and_are_counted(untrained
     result = pipe.process(scene.image, scene.camera, boxes=boxes, fit=True)
     assert result.unfitted_people == 0 and all(p.fit.iterations > 0 for p in result.people)
     assert pipe.process(scene.image, scene.camera, boxes=boxes, fit=False).unfitted_people == 0
+
+
+def test_a_frames_people_are_fitted_as_one_batch_in_their_order(pipeline, scene):
+    """Every person of a frame goes through one ``fit_batch`` call (one render per iteration for
+    all of them), and each person's output is that person's fit, in the boxes' order."""
+    boxes = np.stack([p.bbox for p in scene.people])
+    assert len(boxes) >= 2
+    calls = []
+    batch = pipeline.fitter.fit_batch
+
+    def spy(net, requests, *args, **kwargs):
+        calls.append([r.index for r in requests])
+        return batch(net, requests, *args, **kwargs)
+
+    pipeline.fitter.fit_batch = spy
+    try:
+        result = pipeline.process(scene.image, scene.camera, boxes=boxes, fit=True)
+    finally:
+        del pipeline.fitter.fit_batch
+    assert calls == [list(range(len(boxes)))]
+    for person, box in zip(result.people, boxes):
+        np.testing.assert_allclose(person.bbox, box)
+        inside = (person.joints2d[:, 0] > box[0] - 20) & (person.joints2d[:, 0] < box[2] + 20)
+        assert inside.mean() > 0.5  # the fitted body of this box, not another person's

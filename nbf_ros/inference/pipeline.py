@@ -19,6 +19,7 @@ import torch
 from nbf_ros.config import NbfConfig, resolve_path
 from nbf_ros.detection.base import Detections
 from nbf_ros.fitting.confidence import confidence_cues, person_confidence
+from nbf_ros.fitting.fitter import FitRequest
 from nbf_ros.geometry.boxes import box_iou
 from nbf_ros.geometry.camera import CropBox, extract_crop, project_points, weak_perspective_to_translation
 from nbf_ros.geometry.rotations import matrix_to_axis_angle, rotation_6d_to_matrix
@@ -152,12 +153,13 @@ def with_weights_config(config: NbfConfig) -> NbfConfig:
 
 
 class FrameBudget:
-    """The fit stage's wall-clock budget for one frame, shared out person by person.
+    """The fit stage's wall-clock budget for one frame, shared out batch by batch.
 
     ``fit.frame_budget_ms`` bounds the whole fit stage, so that a crowd costs a bounded time
-    instead of people x ``fit.budget_ms``: each person gets at most ``per_person_ms`` and at
-    most what the people before them left; once nothing is left the rest are not fitted (they
-    keep their start body, scored and assessed) and the node reports them. 0 = no frame budget.
+    instead of people x ``fit.budget_ms``: a batch of n people fitted together gets at most
+    n x ``per_person_ms`` and at most what the batches before it left; once nothing is left
+    the rest are not fitted (they keep their start body, scored and assessed) and the node
+    reports them. 0 = no frame budget.
     """
 
     def __init__(self, total_ms: float, per_person_ms: float, clock: Callable[[], float] = time.perf_counter):
@@ -165,10 +167,14 @@ class FrameBudget:
         self.clock = clock
         self.deadline = clock() + total_ms / 1e3 if total_ms > 0 else math.inf
 
-    def next_person(self) -> Optional[float]:
-        """The next person's budget in ms, or None when the frame's budget is spent."""
+    def next_batch(self, people: int) -> Optional[float]:
+        """The budget in ms of the next batch of ``people``, or None when the frame's is spent."""
         left_ms = (self.deadline - self.clock()) * 1e3
-        return min(self.per_person_ms, left_ms) if left_ms > 0 else None
+        return min(self.per_person_ms * people, left_ms) if left_ms > 0 else None
+
+    def next_person(self) -> Optional[float]:
+        """The next single person's budget in ms, or None when the frame's budget is spent."""
+        return self.next_batch(1)
 
 
 class Pipeline:
@@ -543,22 +549,29 @@ class Pipeline:
     def fit_people(self, net: NetArrays, crops: CropBatch, init: BodyParams, previous: list,
                    fit: bool, keypoints: list, alternatives: list, depths: list,
                    tracked: Optional[list[bool]] = None) -> tuple[list, int]:
-        """Fit each person in turn (largest first: the detector's order) within the frame's
-        budget (``FrameBudget``); returns (FitResults, people left at their start because it
-        was spent). A ``tracked`` person with a warm start (tracking mode) gets
-        ``tracking.fit_iterations`` and no flipped or turned starts: the previous frame's body
-        is close, and its facing was settled by the frames before."""
+        """Fit the frame's people in at most two batches (``Fitter.fit_batch``: one render and one
+        backward per iteration for the whole batch) within the frame's budget (``FrameBudget``);
+        returns (FitResults in the people's order, people left at their start because it was
+        spent). First the detected people, with every start hypothesis and ``fit.max_iters``;
+        then the tracked ones (tracking mode, with a warm start): ``tracking.fit_iterations`` and
+        no flipped or turned starts, since the previous frame's body is close and its facing was
+        settled by the frames before."""
         budget = FrameBudget(self.config.fit.frame_budget_ms, self.config.fit.budget_ms, self.clock)
         tracked = tracked if tracked is not None else [False] * len(crops.boxes)
-        fits, unfitted = [], 0
-        for i in range(len(crops.boxes)):
-            allowed_ms = budget.next_person() if fit else None
-            unfitted += int(fit and allowed_ms is None)
-            short = tracked[i] and previous[i] is not None
-            fits.append(self.fitter.fit(net, i, crops.cameras[i], init.index(i), warm_start=previous[i],
-                                        iterate=allowed_ms is not None, keypoints=keypoints[i],
-                                        alternatives=[] if short else alternatives[i], depth=depths[i],
-                                        budget_ms=allowed_ms,
-                                        max_iters=self.config.tracking.fit_iterations if short else None,
-                                        turns=not short))
+        short = [bool(t) and p is not None for t, p in zip(tracked, previous)]
+        fits: list = [None] * len(crops.boxes)
+        unfitted = 0
+        for is_short in (False, True):
+            members = [i for i, s in enumerate(short) if s == is_short]
+            if not members:
+                continue
+            allowed_ms = budget.next_batch(len(members)) if fit else None
+            unfitted += len(members) if fit and allowed_ms is None else 0
+            requests = [FitRequest(i, crops.cameras[i], init.index(i), warm_start=previous[i],
+                                   keypoints=keypoints[i], alternatives=[] if is_short else alternatives[i],
+                                   depth=depths[i], turns=not is_short) for i in members]
+            results = self.fitter.fit_batch(net, requests, iterate=allowed_ms is not None, budget_ms=allowed_ms,
+                                            max_iters=self.config.tracking.fit_iterations if is_short else None)
+            for i, result in zip(members, results):
+                fits[i] = result
         return fits, unfitted
