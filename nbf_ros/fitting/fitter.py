@@ -460,7 +460,7 @@ class Fitter:
         groups = [{"params": [orient], "lr": cfg.lr},
                   {"params": [transl_n], "lr": cfg.transl_lr},
                   {"params": [pose], "lr": 0.0}]
-        optim = torch.optim.Adam(groups, betas=(0.9, 0.99))
+        optim = torch.optim.Adam(groups, betas=(0.9, 0.99), fused=True)  # one kernel per step, not per tensor
         stage1 = int(round(max_iters * cfg.stage1_fraction))
         best_loss = torch.full((params.batch_size,), math.inf)
         best = [t.detach().clone() for t in (orient, pose, transl_n)]

@@ -503,7 +503,7 @@ class LandmarkBodyFitter:
 
             lbfgs.step(closure)
         else:
-            optim = torch.optim.Adam(groups, betas=(0.9, 0.99))
+            optim = torch.optim.Adam(groups, betas=(0.9, 0.99), fused=True)  # one kernel per step, not per tensor
             base_lr = [g["lr"] for g in groups]
             for it in range(cfg.iterations):
                 frac = it / max(cfg.iterations - 1, 1)
