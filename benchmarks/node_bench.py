@@ -130,7 +130,8 @@ def run_case(args: argparse.Namespace, env: dict[str, str], factory: Callable, r
     context = rclpy.Context()
     rclpy.init(context=context)
     overrides = [Parameter("autostart", value=False), Parameter("qos_reliability", value=args.qos),
-                 Parameter("config_file", value=args.config), Parameter("fit", value=not args.no_fit)]
+                 Parameter("config_file", value=args.config), Parameter("fit", value=not args.no_fit),
+                 Parameter("tracking_mode", value=args.tracking_mode)]
     node = NbfNode(context=context, parameter_overrides=overrides, pipeline_factory=factory)
     collector = rclpy.create_node("bench_collector", context=context)
     latencies: list[tuple[float, float, int]] = []  # (t since start, ms, people)
@@ -157,6 +158,8 @@ def run_case(args: argparse.Namespace, env: dict[str, str], factory: Callable, r
                    str(args.duration), "--people", str(people), "--width", "640", "--height", "480"]
         if args.qos == "reliable":
             pub_cmd.append("--reliable")
+        if args.rendered:
+            pub_cmd += ["--rendered", str(args.rendered)] + (["--distance", args.distance] if args.distance else [])
         publisher = subprocess.Popen(pub_cmd, env=env, cwd=REPO)
         t0 = time.monotonic()
         latencies.clear()
@@ -224,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="input QoS on both sides (best_effort = the node's sensor-data default)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     p.add_argument("--out", default="", help="write the results as JSON here")
+    p.add_argument("--rendered", type=int, default=0,
+                   help="publish N scenes rendered with the body model (camera_publisher --rendered: people "
+                        "the real detector and BlazePose find) instead of drawn silhouettes")
+    p.add_argument("--distance", default="", help="with --rendered: MIN,MAX person distance in metres")
+    p.add_argument("--tracking-mode", choices=("", "on", "off"), default="",
+                   help="the node's tracking_mode parameter (empty: from the config)")
     args = p.parse_args(argv)
     if args.threads:
         import torch
