@@ -43,6 +43,10 @@ SURFACE_TOLERANCE_M = 0.05
 SURFACE_SOFTNESS_M = 0.01
 
 
+class _Exhausted(Exception):
+    """The L-BFGS fit has used its evaluations or its time (``Fitter._optimise_lbfgs``)."""
+
+
 @dataclass
 class Observation:
     """What the image says about B people (or B start hypotheses), at the fitting resolution.
@@ -394,7 +398,8 @@ class Fitter:
         obs.shaped = self.body.shaped_subset(params.betas, self.nbv.kernel_vertex_ids)
         if iterate and iters > 0 and bool(finite.any()):
             budget = self.cfg.budget_ms if budget_ms is None else budget_ms
-            params, iterations = self._optimise(params, obs, kp_weight, start, budget, iters, finite)
+            optimise = self._optimise_lbfgs if self.cfg.optimizer == "lbfgs" else self._optimise
+            params, iterations = optimise(params, obs, kp_weight, start, budget, iters, finite)
         with torch.no_grad():
             final = self.evaluate(params, obs, kp_weight)
         ms = (time.perf_counter() - start) * 1e3 / len(requests)
@@ -487,6 +492,54 @@ class Fitter:
             done = it + 1
         # The last step's result has not been evaluated; the best *evaluated* iterate is returned.
         return BodyParams(betas, best[0], best[1], best[2] * depth), done
+
+    def _optimise_lbfgs(self, params: BodyParams, obs: Observation, kp_weight: float,
+                        start: float, budget_ms: float, max_iters: int,
+                        active: Optional[torch.Tensor] = None) -> tuple[BodyParams, int]:
+        """The same two stages and objective as ``_optimise`` with L-BFGS (strong-Wolfe line
+        search) instead of Adam (``fit.optimizer: lbfgs``), for the time-to-accuracy comparison
+        of issue 14. ``max_iters`` counts objective evaluations (each one forward + backward, as
+        one Adam iteration), split between the stages like Adam's iterations; the best
+        evaluated iterate is returned. One line search serves the whole batch."""
+        cfg = self.cfg
+        orient = params.global_orient.detach().clone().requires_grad_(True)
+        pose = params.body_pose.detach().clone().requires_grad_(True)
+        depth = params.transl[:, 2:3].detach().clamp(min=0.3)
+        transl_n = (params.transl.detach() / depth).requires_grad_(True)
+        betas = params.betas.detach()
+        best_loss = torch.full((params.batch_size,), math.inf)
+        best = [t.detach().clone() for t in (orient, pose, transl_n)]
+        evaluations = 0
+        stage1 = int(round(max_iters * cfg.stage1_fraction))
+        for variables, limit in (([orient, transl_n], stage1), ([orient, pose], max_iters)):
+            if evaluations >= limit or time.perf_counter() - start > budget_ms / 1e3:
+                continue
+            optim = torch.optim.LBFGS(variables, lr=1.0, max_iter=limit, max_eval=limit, history_size=10,
+                                      line_search_fn="strong_wolfe")
+
+            def closure() -> torch.Tensor:
+                nonlocal evaluations, best_loss, best
+                if evaluations >= limit or time.perf_counter() - start > budget_ms / 1e3:
+                    raise _Exhausted  # the line search may ask for more than max_eval
+                optim.zero_grad(set_to_none=True)
+                ev = self.evaluate(BodyParams(betas, orient, pose, transl_n * depth), obs, kp_weight,
+                                   outlier=False)
+                loss = ev.total.detach()
+                better = torch.isfinite(loss) & (loss < best_loss)
+                if active is not None:
+                    better &= active
+                best_loss = torch.where(better, loss, best_loss)
+                best = [torch.where(better[:, None], t.detach(), b) for t, b in zip((orient, pose, transl_n), best)]
+                evaluations += 1
+                total = ev.total.sum()
+                total.backward()
+                return total
+
+            try:
+                optim.step(closure)
+            except _Exhausted:
+                pass
+        return BodyParams(betas, best[0], best[1], best[2] * depth), evaluations
 
     # -- what the fit says about each joint ----------------------------------------------------
     def _assess(self, params: BodyParams, obs: Observation, ev: Evaluation) -> FitResult:
