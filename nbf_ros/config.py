@@ -187,6 +187,15 @@ class FitConfig:
     # keypoints' own (0.153, 0, 0, 3.558; docs/visibility.md). Refit after retraining or changing
     # the source.
     visibility_logit: tuple[float, float, float, float] = (0.646, 0.248, 0.0, 1.027)
+    # The same with BlazePose's person mask (bias + weights of the 7 base and image cues of
+    # fitting/visibility.py: self_visible, occluded, keypoint_confidence, mask, mask_at_joint,
+    # outlier_at_joint, inside) and with depth as well (bias + all 9 cues: ... depth_occluded,
+    # depth_gap); signs fixed as in VISIBILITY_CUES. Fitted by benchmarks/visibility_calibration.py
+    # on validation people: docs/visibility_landmarks.md.
+    visibility_logit_mask: tuple[float, float, float, float, float, float, float, float] = (
+        0.646, 0.248, 0.0, 1.027, 0.0, 0.0, 0.0, 0.0)
+    visibility_logit_depth: tuple[float, float, float, float, float, float, float, float, float, float] = (
+        0.646, 0.248, 0.0, 1.027, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     # Confidence = P(MPJPE < 150 mm) as a logistic function of the feature agreement, fitted on
     # the occlusion benchmark with the shipped weights and the default front end (landmark start,
     # BlazePose keypoints; docs/results.md, "Calibration": 400 fits of 100 test people x 4

@@ -193,6 +193,85 @@ def test_visibility_is_the_logistic_of_its_cues_and_monotone():
         assert torch.all(sign * (visibility_from_cues(more, logit) - base) > 0)
 
 
+# A mask model that reads the person mask alone (bias + the 7 weights of the mask model).
+MASK_ONLY_VISIBILITY = (-3.0, 0.0, 0.0, 0.0, 6.0, 0.0, 0.0, 0.0)
+
+
+def test_a_joint_inside_the_silhouette_but_outside_the_person_mask_is_hidden_by_an_object(setup):
+    """BlazePose's person mask leaves an occluder out: where the fitted body renders a joint in
+    front but the mask does not cover it, the joint is hidden by an object (the features here are
+    unoccluded, so only the mask can say so)."""
+    gt = truth()
+    fitter = make_fitter(setup, max_iters=0, visibility_logit_mask=MASK_ONLY_VISIBILITY)
+    net = observed(setup, gt)
+    whole = torch.ones(1, 32, 32)
+    cut = whole.clone()
+    cut[:, 20:] = 0.0  # an object over the lower third: legs outside the mask
+    covered = fitter.fit(net, 0, crop_camera(), gt, mask=whole)
+    masked = fitter.fit(net, 0, crop_camera(), gt, mask=cut)
+    ankles, head = [7, 8], 15
+    assert covered.joint_visibility[ankles].min() > 0.9 and masked.joint_visibility[ankles].max() < 0.1
+    assert masked.joint_visibility[head] == pytest.approx(covered.joint_visibility[head], abs=1e-6)
+    assert masked.joint_state[ankles].tolist() == [1, 1]  # occluded by an object
+    from nbf_ros.fitting.visibility import VISIBILITY_CUES
+    mask_cue = VISIBILITY_CUES.index("mask")
+    assert masked.visibility_cues.shape == (24, len(VISIBILITY_CUES))
+    assert masked.visibility_cues[ankles, mask_cue].max() < 0.1 < 0.9 < covered.visibility_cues[ankles, mask_cue].min()
+    # Without a mask the base model decides (the mask model is not used).
+    base = fitter.fit(net, 0, crop_camera(), gt)
+    expected = torch.sigmoid(torch.tensor(fitter.cfg.visibility_logit[0]
+                                          + np.dot(fitter.cfg.visibility_logit[1:], base.visibility_cues[:, :3].T)))
+    np.testing.assert_allclose(base.joint_visibility, expected.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("field", ["visibility_logit", "visibility_logit_mask", "visibility_logit_depth"])
+def test_each_shipped_visibility_model_is_monotone_in_every_cue(field):
+    """More evidence of being seen (a cue moved in its sign's direction) never lowers the
+    visibility, for the shipped models and for every cue they read."""
+    from nbf_ros.fitting.visibility import CUE_SIGNS, visibility_from_cues
+
+    logit = getattr(NbfConfig().fit, field)
+    count = len(logit) - 1
+    assert all(s * w >= 0 for s, w in zip(CUE_SIGNS, logit[1:])), "a shipped weight has the wrong sign"
+    cues = torch.rand(64, len(CUE_SIGNS), generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    base = visibility_from_cues(cues, logit)
+    for column in range(count):
+        more = cues.clone()
+        more[:, column] += 0.2 * CUE_SIGNS[column]
+        assert torch.all(visibility_from_cues(more, logit) >= base)
+    unread = cues.clone()
+    unread[:, count:] += 1.0  # cues past the model's prefix are not read
+    torch.testing.assert_close(visibility_from_cues(unread, logit), base)
+
+
+def test_the_calibration_recovers_a_known_model_and_its_snippet_loads_back(tmp_path):
+    """benchmarks/visibility_calibration.py: the sign-constrained logistic fit recovers the
+    model that generated the labels, a cue with the wrong sign gets weight 0, and the printed
+    config snippet loads back into the config exactly as printed."""
+    from pathlib import Path
+
+    from nbf_ros.config import load_config
+    from script_loader import load_script
+
+    calib = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "visibility_calibration.py",
+                        "visibility_calibration_under_test")
+    rng = np.random.default_rng(0)
+    cues = rng.random((20000, 3))
+    true = (-1.0, 3.0, -2.0, 0.0)
+    p = 1.0 / (1.0 + np.exp(-(true[0] + cues @ np.asarray(true[1:]))))
+    labels = rng.random(len(p)) < p
+    fitted = calib.fit_logit(cues, labels, (1.0, -1.0, 1.0))
+    np.testing.assert_allclose(fitted, true, atol=0.3)  # the ridge (1e-3) shrinks the weights ~6 %
+    wrong = calib.fit_logit(cues, labels, (1.0, 1.0, 1.0))  # w_2 forced >= 0 although it is -2
+    assert wrong[2] == 0.0
+    models = {"base": fitted, "mask": tuple(range(8)), "depth": tuple(0.5 * i for i in range(10))}
+    path = tmp_path / "vis.yaml"
+    path.write_text("fit:\n" + calib.format_models(models) + "\n")
+    loaded = load_config(path).fit
+    for kind, field in calib.CONFIG_FIELDS.items():
+        np.testing.assert_allclose(getattr(loaded, field), np.round(models[kind], 3))
+
+
 def test_hypothesis_score_keypoints_follows_the_external_keypoints(setup):
     """With an external 2D source, ``hypothesis_score: keypoints`` picks the start the keypoints
     support even when the features say otherwise; ``objective`` lets the features decide."""

@@ -27,6 +27,8 @@ from nbf_ros.fitting.depth import DepthCrop, along_ray, depth_term, metric_offse
 from nbf_ros.fitting.losses import (GaussianPosePrior, feature_loss, feature_scores,
                                     outlier_probability, robust_keypoint_loss)
 from nbf_ros.fitting.pose_prior import load_pose_prior
+from nbf_ros.fitting.visibility import (VISIBILITY_CUES, depth_gap_cue, image_cues, model_for,
+                                        visibility_from_cues)
 from nbf_ros.geometry.camera import project_points
 from nbf_ros.geometry.rotations import turn_about_local_axis
 from nbf_ros.nets.bank import MemoryBank
@@ -62,6 +64,8 @@ class Observation:
             same at feature resolution.
         shaped: the kernel vertices shaped with the batch's betas (set by the first evaluation).
         depth: observed depth on the feature grid (B x h x w), when the frame has one.
+        mask: 1 x h x w BlazePose person probability on the feature grid (one person's
+            observation only: the joint visibility reads it, the optimisation does not).
     """
 
     features: torch.Tensor
@@ -71,6 +75,7 @@ class Observation:
     feature_cameras: list[CameraIntrinsics]
     shaped: Optional[ShapedSubset] = None
     depth: Optional[DepthCrop] = None
+    mask: Optional[torch.Tensor] = None
     _render_camera: Optional[RenderCamera] = field(default=None, init=False, repr=False)
     _crop_intrinsics: Optional[torch.Tensor] = field(default=None, init=False, repr=False)
 
@@ -138,6 +143,8 @@ class FitRequest:
     alternatives: Sequence[BodyParams] = ()
     depth: Optional[DepthCrop] = None
     turns: bool = True
+    # 1 x h x w BlazePose person mask on the feature grid (``depth.mask`` when depth has one).
+    mask: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -340,7 +347,7 @@ class Fitter:
             keypoints: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
             alternatives: Sequence[BodyParams] = (), depth: Optional[DepthCrop] = None,
             budget_ms: Optional[float] = None, max_iters: Optional[int] = None,
-            turns: bool = True) -> FitResult:
+            turns: bool = True, mask: Optional[torch.Tensor] = None) -> FitResult:
         """Fit person ``index`` of a network batch (``NetArrays``), starting from ``init`` (1).
 
         Hypotheses: ``init``, the caller's ``alternatives`` (e.g. the front/back-turned reading
@@ -356,8 +363,10 @@ class Fitter:
         left of the frame's ``fit.frame_budget_ms``). ``max_iters``: this call's iteration cap
         (default ``fit.max_iters``); ``turns=False`` leaves out the flipped twin and the turned
         copies of ``init`` (a tracked person whose facing the previous frames settled).
+        ``mask``: 1 x h x w BlazePose person mask on the feature grid, for the joint visibility
+        (``fitting/visibility.py``).
         """
-        request = FitRequest(index, camera, init, warm_start, keypoints, alternatives, depth, turns)
+        request = FitRequest(index, camera, init, warm_start, keypoints, alternatives, depth, turns, mask)
         return self.fit_batch(net, [request], iterate, budget_ms, max_iters)[0]
 
     def fit_batch(self, net, requests: Sequence[FitRequest], iterate: bool = True,
@@ -420,6 +429,7 @@ class Fitter:
         depth = request.depth
         if depth is not None and depth.valid_pixels >= self.cfg.depth_min_pixels:
             obs.depth = depth
+        obs.mask = request.mask if request.mask is not None else (None if depth is None else depth.mask)
         return obs
 
     def _candidates(self, request: FitRequest, obs: Observation, iterate: bool
@@ -551,40 +561,29 @@ class Fitter:
           which for centimetre kernels on coarse feature maps depend on sub-pixel position;
         - occlusion: the outlier probability of that pixel (the occluder explains it better);
         - agreement: cosine of the observed feature there with the kernel's model feature.
-        A joint averages its nearest kernels (rest pose); its visibility is a calibrated logistic
-        function of those shares and its 2D keypoint confidence (``visibility_from_cues``).
-        Confidence is a logistic function of the
-        agreement at the visible joints (calibrated on the benchmark, docs/results.md).
+        A joint averages its nearest kernels (rest pose). Its visibility is a calibrated logistic
+        function of those shares, its 2D keypoint confidence and, where the observation has them,
+        BlazePose's person mask and the depth (``_visibility_cues``, ``fitting/visibility.py``).
+        Confidence is a logistic function of the agreement at the visible joints (calibrated on
+        the benchmark, docs/results.md).
         """
         cfg = self.cfg
         means = ev.means[0]  # K x 3
         cam = obs.feature_camera
         h, w = obs.features.shape[1:3]
         uv = project_points(means, cam.fx, cam.fy, cam.cx, cam.cy)
-        inside = (uv[:, 0] > -0.5) & (uv[:, 0] < w - 0.5) & (uv[:, 1] > -0.5) & (uv[:, 1] < h - 0.5)
-        surface = rendered_depth(ev.render, ev.means)[0]  # h x w
-        at = lambda img: sample_at(img, uv, h, w)  # noqa: E731
-        depth_gap = at(surface[..., None])[:, 0] - means[:, 2]
-        selfvis = torch.sigmoid((depth_gap + SURFACE_TOLERANCE_M) / SURFACE_SOFTNESS_M) * inside
-        occ = at(ev.outlier[0][..., None])[:, 0]
-        agree = (at(obs.features[0]) * ev.kernel_features[0]).sum(-1)
+        selfvis = self._self_visible(ev, uv, h, w)
+        occ = sample_at(ev.outlier[0][..., None], uv, h, w)[:, 0]
+        agree = (sample_at(obs.features[0], uv, h, w) * ev.kernel_features[0]).sum(-1)
         nbrs = self.joint_kernels
-        # Around an unhidden joint about half of the surface faces the camera (the rest is its own
-        # back side), so the self-visible fraction is normalised by that before combining.
-        sv = (selfvis[nbrs].mean(1) / cfg.facing_fraction).clamp(0, 1)  # 24
-        occluded = (selfvis[nbrs] * occ[nbrs]).sum(1) / selfvis[nbrs].sum(1).clamp(min=1e-6)
-        cues = torch.stack([sv, occluded, obs.keypoint_conf[0].to(sv)], -1)  # 24 x 3
-        visibility = visibility_from_cues(cues, cfg.visibility_logit)
-        hidden_by_object, distance = self._depth_occlusion(obs, means, uv, selfvis)
-        visibility = visibility * (1.0 - torch.maximum(hidden_by_object, self._joints_behind_surface(params, obs)))
+        cues, distance = self._visibility_cues(params, obs, ev, uv, selfvis, occ)
+        logit = model_for(obs.mask is not None, obs.depth is not None, cfg.visibility_logit,
+                          cfg.visibility_logit_mask, cfg.visibility_logit_depth)
+        visibility = visibility_from_cues(cues, logit)
         seen = selfvis[nbrs] * (1.0 - occ[nbrs])
         joint_agree = (agree[nbrs] * seen).sum(1) / seen.sum(1).clamp(min=1e-6)
         joint_conf = torch.sigmoid(cfg.confidence_scale * (joint_agree - cfg.confidence_offset)) * visibility
-        state = np.full(NUM_JOINTS, VISIBLE)
-        hidden = (visibility < cfg.visible_threshold).numpy()
-        state[hidden] = SELF_OCCLUDED
-        state[(sv >= cfg.visible_threshold).numpy() & hidden] = OCCLUDED_BY_OBJECT
-        state[(hidden_by_object >= 0.5).numpy() & hidden] = OCCLUDED_BY_OBJECT
+        state = joint_states(visibility, cues, cfg.visible_threshold)
         seen_joints = visibility >= cfg.visible_threshold
         agreement = float(joint_agree[seen_joints].mean()) if bool(seen_joints.any()) else float("nan")
         confidence = confidence_from_agreement(agreement, cfg.confidence_scale, cfg.confidence_offset)
@@ -594,19 +593,52 @@ class Fitter:
                          agreement=agreement, visibility_cues=cues.double().numpy(),
                          occluder_distance_m=distance)
 
-    def _joints_behind_surface(self, params: BodyParams, obs: Observation) -> torch.Tensor:
-        """Per joint (24) how surely the sensor sees a surface (the body's own or an object's)
-        more than ``fit.depth_joint_gap_m`` in front of the joint centre at its pixel: a soft
-        step of 5 cm; zeros without depth or with the cue off (0)."""
-        gap_m = self.cfg.depth_joint_gap_m
-        if obs.depth is None or gap_m <= 0:
-            return torch.zeros(NUM_JOINTS)
+    def _self_visible(self, ev: Evaluation, uv: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """K soft z-test of each kernel against the rendered surface at its pixel (0 outside)."""
+        means = ev.means[0]
+        inside = (uv[:, 0] > -0.5) & (uv[:, 0] < w - 0.5) & (uv[:, 1] > -0.5) & (uv[:, 1] < h - 0.5)
+        surface = rendered_depth(ev.render, ev.means)[0]  # h x w
+        depth_gap = sample_at(surface[..., None], uv, h, w)[:, 0] - means[:, 2]
+        return torch.sigmoid((depth_gap + SURFACE_TOLERANCE_M) / SURFACE_SOFTNESS_M) * inside
+
+    def _visibility_cues(self, params: BodyParams, obs: Observation, ev: Evaluation, uv: torch.Tensor,
+                         selfvis: torch.Tensor, occ: torch.Tensor) -> tuple[torch.Tensor, Optional[np.ndarray]]:
+        """24 x ``len(VISIBILITY_CUES)`` cues (``fitting/visibility.py``) and, with depth, the
+        occluder distance per joint (``_depth_occlusion``; None without depth)."""
+        cfg = self.cfg
+        h, w = obs.features.shape[1:3]
+        nbrs = self.joint_kernels
+        sv = (selfvis[nbrs].mean(1) / cfg.facing_fraction).clamp(0, 1)  # 24
+        # Around an unhidden joint about half of the surface faces the camera (the rest is its own
+        # back side), so the self-visible fraction is normalised by that before combining.
+        occluded = (selfvis[nbrs] * occ[nbrs]).sum(1) / selfvis[nbrs].sum(1).clamp(min=1e-6)
+        cam = obs.feature_camera
         with torch.no_grad():
-            joints = self.body(params).joints[0]
+            joints = self.body(params).joints[0]  # 24 x 3
+        juv = project_points(joints, cam.fx, cam.fy, cam.cx, cam.cy)
+        inside = ((juv[:, 0] > -0.5) & (juv[:, 0] < w - 0.5) & (juv[:, 1] > -0.5) & (juv[:, 1] < h - 0.5)).to(sv)
+        joint_outlier = sample_at(ev.outlier[0][..., None], juv, h, w)[:, 0]
+        kernel_mask = joint_mask = None
+        if obs.mask is not None:
+            mask = obs.mask[0][..., None].to(sv)
+            kernel_mask = sample_at(mask, uv, h, w)[:, 0][nbrs]
+            joint_mask = sample_at(mask, juv, h, w)[:, 0]
+        image = image_cues(obs.mask, kernel_mask, joint_mask, joint_outlier, inside, selfvis[nbrs])
+        blocked, distance = self._depth_occlusion(obs, ev.means[0], uv, selfvis)
+        gap = self._joints_behind_surface(joints, obs)
+        cues = torch.cat([torch.stack([sv, occluded, obs.keypoint_conf[0].to(sv)], -1), image,
+                          torch.stack([blocked, gap], -1)], -1)
+        return cues, distance
+
+    def _joints_behind_surface(self, joints: torch.Tensor, obs: Observation) -> torch.Tensor:
+        """Per joint (24 x 3 camera-frame centres) how far, in metres, it lies behind the surface
+        the sensor sees at its pixel (its own body's or an object's; ``depth_gap_cue``); zeros
+        without depth."""
+        if obs.depth is None:
+            return torch.zeros(NUM_JOINTS)
         cam = obs.feature_camera
         seen = sample_nearest(obs.depth.depth[0], project_points(joints, cam.fx, cam.fy, cam.cx, cam.cy))
-        gap = joints[:, 2] - seen
-        return torch.where(torch.isfinite(gap), torch.sigmoid((gap - gap_m) / 0.05), torch.zeros_like(gap))
+        return depth_gap_cue(joints[:, 2], seen)
 
     def _depth_occlusion(self, obs: Observation, means: torch.Tensor, uv: torch.Tensor,
                          selfvis: torch.Tensor) -> tuple[torch.Tensor, Optional[np.ndarray]]:
@@ -626,16 +658,19 @@ class Fitter:
         return share, distance
 
 
-def visibility_from_cues(cues: torch.Tensor, logit: tuple[float, float, float, float]) -> torch.Tensor:
-    """... x 3 joint cues (self-visible share, occluded share, keypoint confidence) -> ... P(visible).
-
-    A logistic model, ``sigmoid(bias + w_self * self + w_occ * occluded + w_kp * keypoint)``, so
-    the number a safety consumer thresholds is a calibrated probability (fitted on validation
-    people, docs/visibility.md) rather than an uncalibrated product of cues.
-    """
-    bias, w_self, w_occ, w_kp = logit
-    weights = torch.tensor([w_self, w_occ, w_kp], dtype=cues.dtype)
-    return torch.sigmoid(bias + (cues * weights).sum(-1))
+def joint_states(visibility: torch.Tensor, cues: torch.Tensor, threshold: float) -> np.ndarray:
+    """Per joint VISIBLE / OCCLUDED_BY_OBJECT / SELF_OCCLUDED from its visibility and cues
+    (``VISIBILITY_CUES``): a hidden joint is hidden by an object when its own surface faces the
+    camera (self-visible), when depth sees something in front of it, or when it lies inside the
+    image but outside BlazePose's person mask (which leaves occluders out); else by the body."""
+    col = {name: cues[:, i] for i, name in enumerate(VISIBILITY_CUES)}
+    state = np.full(NUM_JOINTS, VISIBLE)
+    hidden = (visibility < threshold).numpy()
+    state[hidden] = SELF_OCCLUDED
+    by_object = ((col["self_visible"] >= threshold) | (col["depth_occluded"] >= 0.5)
+                 | ((col["mask"] < 0.5) & (col["inside"] > 0.5))).numpy()
+    state[by_object & hidden] = OCCLUDED_BY_OBJECT
+    return state
 
 
 def rendered_depth(render: RenderOutput, means: torch.Tensor) -> torch.Tensor:

@@ -373,10 +373,31 @@ class Pipeline:
         ids = self.fitter.nbv.kernel_vertex_ids.to(body.vertices.device)
         return list(body.vertices.index_select(1, ids).cpu().double().numpy())
 
-    def depth_crops(self, depth: Optional[np.ndarray], crops: CropBatch, landmarks: list,
+    def person_masks(self, crops: CropBatch, landmarks: list, size: tuple[int, int]) -> list:
+        """Per person BlazePose's segmentation mask on the fitter's feature grid (1 x h x w
+        tensor), None where it found nobody: the joint visibility reads it, and with depth the
+        placement trusts the surface inside it."""
+        from nbf_ros.geometry.depth import sample_on_crop
+        from nbf_ros.keypoints.landmarks import mask_in_box
+
+        height, width = size
+        crop_size = self.config.net.crop_size
+        grid = crop_size // self.config.net.feature_stride
+        out = []
+        for box, found, crop in zip(crops.boxes, landmarks, crops.crop_boxes):
+            if found is None:
+                out.append(None)
+                continue
+            patch, (col0, row0) = mask_in_box(found, box, height, width)
+            mask = np.zeros((height, width), np.float32)
+            mask[row0:row0 + patch.shape[0], col0:col0 + patch.shape[1]] = patch
+            out.append(torch.from_numpy(sample_on_crop(mask, crop, crop_size, grid, reduce="mean"))[None])
+        return out
+
+    def depth_crops(self, depth: Optional[np.ndarray], crops: CropBatch, masks: list,
                     size: tuple[int, int]) -> list:
         """Per person its observed depth on the fitter's feature grid (``DepthCrop``, with
-        BlazePose's person mask where it found the person), or all None without depth."""
+        the person's mask from ``person_masks``), or all None without depth."""
         if depth is None:
             return [None] * len(crops.boxes)
         from nbf_ros.fitting.depth import DepthCrop
@@ -387,17 +408,8 @@ class Pipeline:
         clean = drop_flying_pixels(depth)
         crop_size = self.config.net.crop_size
         grid = crop_size // self.config.net.feature_stride
-        out = []
-        for box, found, crop in zip(crops.boxes, landmarks, crops.crop_boxes):
-            mask = None
-            if found is not None:
-                from nbf_ros.keypoints.landmarks import mask_in_box
-
-                patch, (col0, row0) = mask_in_box(found, box, height, width)
-                mask = np.zeros((height, width), np.float32)
-                mask[row0:row0 + patch.shape[0], col0:col0 + patch.shape[1]] = patch
-            out.append(DepthCrop.from_numpy(*depth_for_crop(clean, crop, crop_size, grid, mask)))
-        return out
+        return [DepthCrop(DepthCrop.from_numpy(depth_for_crop(clean, crop, crop_size, grid)[0]).depth, mask)
+                for crop, mask in zip(crops.crop_boxes, masks)]
 
     # -- front end: who is in the frame ------------------------------------------------------
     def tracking_active(self, tracker, boxes: Optional[np.ndarray]) -> bool:
@@ -530,10 +542,11 @@ class Pipeline:
             ids, previous = tracker.assign(boxes, init.transl.numpy(), stamp_s, known=front.track_ids)
         keypoints = self.external_keypoints(landmarks, crops)
         with stage("depth"):
-            depths = self.depth_crops(depth, crops, landmarks, image_rgb.shape[:2])
+            masks = self.person_masks(crops, landmarks, image_rgb.shape[:2])
+            depths = self.depth_crops(depth, crops, masks, image_rgb.shape[:2])
         with stage("fit"):
             fits, unfitted = self.fit_people(net, crops, init, previous, fit, keypoints, alternatives, depths,
-                                             tracked)
+                                             tracked, masks)
             for result, source, person_cues in zip(fits, sources, cues):
                 result.info.start = source
                 if self.config.fit.confidence_source == "landmarks":
@@ -548,7 +561,7 @@ class Pipeline:
 
     def fit_people(self, net: NetArrays, crops: CropBatch, init: BodyParams, previous: list,
                    fit: bool, keypoints: list, alternatives: list, depths: list,
-                   tracked: Optional[list[bool]] = None) -> tuple[list, int]:
+                   tracked: Optional[list[bool]] = None, masks: Optional[list] = None) -> tuple[list, int]:
         """Fit the frame's people in at most two batches (``Fitter.fit_batch``: one render and one
         backward per iteration for the whole batch) within the frame's budget (``FrameBudget``);
         returns (FitResults in the people's order, people left at their start because it was
@@ -558,6 +571,7 @@ class Pipeline:
         settled by the frames before."""
         budget = FrameBudget(self.config.fit.frame_budget_ms, self.config.fit.budget_ms, self.clock)
         tracked = tracked if tracked is not None else [False] * len(crops.boxes)
+        masks = masks if masks is not None else [None] * len(crops.boxes)
         short = [bool(t) and p is not None for t, p in zip(tracked, previous)]
         fits: list = [None] * len(crops.boxes)
         unfitted = 0
@@ -569,7 +583,7 @@ class Pipeline:
             unfitted += len(members) if fit and allowed_ms is None else 0
             requests = [FitRequest(i, crops.cameras[i], init.index(i), warm_start=previous[i],
                                    keypoints=keypoints[i], alternatives=[] if is_short else alternatives[i],
-                                   depth=depths[i], turns=not is_short) for i in members]
+                                   depth=depths[i], turns=not is_short, mask=masks[i]) for i in members]
             results = self.fitter.fit_batch(net, requests, iterate=allowed_ms is not None, budget_ms=allowed_ms,
                                             max_iters=self.config.tracking.fit_iterations if is_short else None)
             for i, result in zip(members, results):
