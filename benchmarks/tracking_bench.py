@@ -28,6 +28,8 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -309,6 +311,17 @@ def _diff(row: dict, name: str, unit: str) -> str:
             f"(n {row['paired_n']})")
 
 
+def source_state() -> dict:
+    """The commit measured and the files that differed from it (others may be editing the tree)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.rstrip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(),
+            "modified": [line[3:] for line in git("status", "--short", "--untracked-files=no").splitlines()]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--people", type=int, choices=sorted(WALKERS), default=1)
@@ -320,6 +333,9 @@ def main() -> None:
                         help="tracked people's body-from-landmarks iterations (default: the config's)")
     parser.add_argument("--detect-every", type=int, default=None)
     parser.add_argument("--occluder", action="store_true", help="a box at 2.2 m the walkers pass behind")
+    parser.add_argument("--no-budgets", action="store_true",
+                        help="no fit time budgets (fit.budget_ms, fit.frame_budget_ms): iterations by count "
+                             "only, so that accuracy does not depend on the machine's load")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--json-out", default=str(ROOT / "out" / "tracking_bench.json"))
@@ -328,6 +344,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     base = load_config(args.config)
     base = dataclasses.replace(base, inference=dataclasses.replace(base.inference, num_threads=args.threads))
+    if args.no_budgets:
+        base = dataclasses.replace(base, fit=dataclasses.replace(base.fit, budget_ms=1e9, frame_budget_ms=0.0))
     from nbf_ros.body.model import BodyModel
     from nbf_ros.config import resolve_path
 
@@ -347,8 +365,10 @@ def main() -> None:
     stages = [s for s in ("detect", "landmarks", "crop", "network", "init", "depth", "fit", "people")
               if any(s in r["stage_ms"] for r in rows)]
     print(format_table(rows, stages))
+    print(f"source {source_state()}, load average {os.getloadavg()}")
     record = {"people": args.people, "frames": args.frames, "occluder": args.occluder, "threads": args.threads,
-              "argv": sys.argv[1:], "rows": rows}
+              "no_budgets": args.no_budgets, "argv": sys.argv[1:], "source": source_state(),
+              "load_average": list(os.getloadavg()), "rows": rows}
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(record, indent=1))
     print(json.dumps(record))

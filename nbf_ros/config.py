@@ -465,10 +465,11 @@ class TrackingModeConfig:
     # (the older track is kept).
     merge_iou: float = 0.5
     # Fit iterations of a tracked person (warm-started from the previous frame, no flipped twin
-    # or turned starts: the track settled its facing); detected people get fit.max_iters. With
-    # 3 or 5 a walking person's MPJPE stayed within 2 mm of per-frame processing's (15), with
-    # 0 it did not (docs/performance.md, "Tracking mode").
-    fit_iterations: int = 5
+    # or turned starts: the track settled its facing); detected people get fit.max_iters. 3 is
+    # the fewest whose MPJPE stayed within a standard error of per-frame processing's (15
+    # iterations) on both rendered walking sequences; 5 and 10 were no better
+    # (docs/performance.md, "Tracking mode").
+    fit_iterations: int = 3
     # Iterations of a tracked person's body-from-landmarks start, without the turned reading
     # (detected people: landmark_fit.iterations, both readings): 10 kept the fit's accuracy on a
     # walking person, 5 did not (docs/performance.md, "Tracking mode").
