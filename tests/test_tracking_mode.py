@@ -148,6 +148,9 @@ def test_detections_of_tracked_people_are_merged_not_duplicated(tracking_pipelin
     result = run(tracking_pipeline, camera, frames, detector, tracker, [3])[0]
     assert result.detector_reason == DETECT_PERIODIC
     assert len(result.people) == 2 and result.box_sources == [BOX_TRACKED] * 2
+    first = run(tracking_pipeline, camera, frames, detector, Tracker(), [3])[0]  # nobody tracked yet
+    assert first.detector_reason == DETECT_NO_TRACKS
+    assert len(first.people) == 2 and first.box_sources == [BOX_DETECTED] * 2
 
 
 def test_tracked_people_get_the_short_warm_fit(tracking_pipeline, walk):

@@ -463,7 +463,9 @@ class Pipeline:
                          stage) -> FrontEnd:
         """The detector's people who are not tracked yet (``tracking.already_tracked``: by box
         overlap before BlazePose runs on them, then by the box around the landmarks it reads),
-        at most ``detector.max_people`` with the tracked ones."""
+        at most ``detector.max_people`` with the tracked ones. A detection already taken this
+        frame counts as tracked for the ones after it (largest first): the detector's box of a
+        whole person and its box of that person's upper body become one person."""
         from nbf_ros.tracking import already_tracked, box_from_landmarks
 
         cfg = self.config.tracking
@@ -480,8 +482,11 @@ class Pipeline:
             people = self.people_boxes(found, landmarks)
             around = [None if landmarks[i] is None else
                       box_from_landmarks(landmarks[i].landmarks[:, :2], cfg.roi_margin, width, height) for i in people]
-            keep = [i for i, box in zip(people, around)
-                    if not already_tracked(found.boxes[i], box, tracked_boxes, cfg.merge_iou)]
+            keep, taken = [], [np.asarray(tracked_boxes, np.float64).reshape(-1, 4)]
+            for i, box in zip(people, around):
+                if not already_tracked(found.boxes[i], box, np.concatenate(taken), cfg.merge_iou):
+                    keep.append(i)
+                    taken.append((found.boxes[i] if box is None else box).reshape(1, 4))
         return FrontEnd(found.boxes[keep].reshape(-1, 4), [landmarks[i] for i in keep], [None] * len(keep),
                         [BOX_DETECTED] * len(keep), rejected=len(found.boxes) - len(people))
 
