@@ -105,8 +105,12 @@ def test_tracked_boxes_follow_the_walking_person_and_keep_their_ids(tracking_pip
         for person in result.people:
             k = truth_of(person, frame)
             ids[k].add(person.id)
-            # The box is last frame's landmarks': a frame late, and the stride swings the legs.
-            assert box_iou(person.bbox[None], frame.boxes[k][None])[0, 0] > 0.5
+            # The box is last frame's landmarks': a frame late, and the stride swings the legs
+            # (IoU 0.53-0.88 here); its centre stays on the person.
+            truth = frame.boxes[k]
+            assert box_iou(person.bbox[None], truth[None])[0, 0] > 0.4
+            centre, truth_centre = 0.5 * (person.bbox[:2] + person.bbox[2:]), 0.5 * (truth[:2] + truth[2:])
+            assert np.all(np.abs(centre - truth_centre) < 0.25 * (truth[3] - truth[1]))
             if k == 0:
                 centres.append(0.5 * (person.bbox[0] + person.bbox[2]))
     assert all(len(v) == 1 for v in ids.values()) and ids[0] != ids[1]  # one id each, all along
