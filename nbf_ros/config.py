@@ -26,10 +26,12 @@ LOG = logging.getLogger(__name__)
 RETIRED_KEYS: dict[str, frozenset[str]] = {
     "DetectorConfig": frozenset({"mediapipe_python", "mediapipe_min_confidence",
                                  "mediapipe_box_padding", "mediapipe_tracking"}),
+    # The joint-behind-the-surface step (0.3 m) became the depth_gap cue of visibility_logit_depth.
+    "FitConfig": frozenset({"depth_joint_gap_m"}),
 }
-"""Keys of removed features (the MediaPipe package path), by dataclass: skipped with a warning
-when a file still has them, so configs saved beside older weights or checkpoints keep loading.
-Any other unknown key is an error."""
+"""Keys of removed features (the MediaPipe package path, the depth joint-gap step), by dataclass:
+skipped with a warning when a file still has them, so configs saved beside older weights or
+checkpoints keep loading. Any other unknown key is an error."""
 
 
 class ConfigError(NbfError, ValueError):
@@ -173,29 +175,28 @@ class FitConfig:
     facing_fraction: float = 0.5
     # A joint counts as visible when its visibility is at least this.
     visible_threshold: float = 0.5
-    # Joint visibility = P(visible) = sigmoid(bias + w_self * self_visible + w_occ * occluded +
-    # w_kp * keypoint_confidence), from three cues per joint: the self-visible share of its
-    # kernels (soft z-test against the render, normalised by facing_fraction), the share of them
-    # the occlusion map explains away, and its 2D keypoint confidence. (bias, w_self, w_occ, w_kp),
-    # fitted with the signs fixed (more self-visible or keypoint evidence never lowers it, more
-    # occlusion never raises it) by benchmarks/visibility_calibration.py on 48 validation people
-    # for the shipped weights, the fit started from the body fitted to BlazePose's landmarks, with
-    # BlazePose full's in-process keypoints (visibility x presence; the heatmaps where it found
-    # nobody): docs/visibility_landmarks.md. The cues are weak with the shipped weights (held-out
-    # AUC 0.61; Brier 0.167 vs 0.220 for "always visible"): the probabilities are calibrated, but
-    # at visible_threshold 0.5 every joint is called visible. config/hog.yaml keeps the network
-    # keypoints' own (0.153, 0, 0, 3.558; docs/visibility.md). Refit after retraining or changing
-    # the source.
+    # Joint visibility = P(visible), a logistic model of per-joint cues (fitting/visibility.py,
+    # VISIBILITY_CUES), each weight's sign fixed (more evidence of being seen never lowers it).
+    # visibility_logit (bias, w_self_visible, w_occluded, w_keypoint_confidence) serves the
+    # network's heatmap keypoints (keypoint_source network: config/hog.yaml sets its own, 0.153,
+    # 0, 0, 3.558, docs/visibility.md); the default's value is the earlier BlazePose calibration.
     visibility_logit: tuple[float, float, float, float] = (0.646, 0.248, 0.0, 1.027)
-    # The same with BlazePose's person mask (bias + weights of the 7 base and image cues of
-    # fitting/visibility.py: self_visible, occluded, keypoint_confidence, mask, mask_at_joint,
-    # outlier_at_joint, inside) and with depth as well (bias + all 9 cues: ... depth_occluded,
-    # depth_gap); signs fixed as in VISIBILITY_CUES. Fitted by benchmarks/visibility_calibration.py
-    # on validation people: docs/visibility_landmarks.md.
-    visibility_logit_mask: tuple[float, float, float, float, float, float, float, float] = (
-        0.646, 0.248, 0.0, 1.027, 0.0, 0.0, 0.0, 0.0)
-    visibility_logit_depth: tuple[float, float, float, float, float, float, float, float, float, float] = (
-        0.646, 0.248, 0.0, 1.027, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    # BlazePose's front end: bias + the weights of the 13 base and image cues (self_visible,
+    # occluded, keypoint_confidence, mask, mask_at_joint, outlier_at_joint, inside, agreement,
+    # outlier_kernels, keypoint_distance, outlier_at_keypoint, outlier_around_joint,
+    # behind_render) without depth, and of all 16 (+ depth_occluded, depth_gap,
+    # depth_gap_at_keypoint) with depth. Fitted by benchmarks/visibility_calibration.py on 100
+    # validation people x 4 conditions (seeds from 900000), docs/visibility_landmarks.md: held
+    # out, hidden-joint AUC 0.809 / 0.858 (monocular / depth), object-hidden 0.821 / 0.881, Brier
+    # 0.129 / 0.113 (always visible 0.21). The mask cues got weight 0 (BlazePose's mask covers
+    # the occluders on these images). Refit after retraining or changing the front end.
+    visibility_logit_image: tuple[float, float, float, float, float, float, float, float, float, float,
+                                  float, float, float, float] = (
+        1.068, 0.194, -0.308, 0.577, 0.0, 0.0, -1.048, 0.379, 2.072, -0.736, 0.0, -1.249, 0.0, -1.336)
+    visibility_logit_depth: tuple[float, float, float, float, float, float, float, float, float, float,
+                                  float, float, float, float, float, float, float] = (
+        1.873, 0.086, -0.194, 0.699, 0.0, 0.0, -1.347, 0.369, 1.814, -0.803, -0.168, -0.722, 0.0, -1.213,
+        -0.379, -1.162, -0.967)
     # Confidence = P(MPJPE < 150 mm) as a logistic function of the feature agreement, fitted on
     # the occlusion benchmark with the shipped weights and the default front end (landmark start,
     # BlazePose keypoints; docs/results.md, "Calibration": 400 fits of 100 test people x 4
@@ -220,16 +221,15 @@ class FitConfig:
     # start body along its viewing ray onto the observed surface (depth_start), then fit with a
     # robust depth term (Geman-McClure, scale depth_sigma_m; 0 weight = off). Observed depth more
     # than depth_occluder_margin_m nearer than the body's surface is an occluder: explained by the
-    # outlier model and reported in the joints' visibility; a joint whose centre lies more than
-    # depth_joint_gap_m behind the observed surface at its pixel (its own body's or an object's)
-    # is also called hidden (0 = off). A person with fewer than depth_min_pixels usable depth
-    # pixels on the feature grid is fitted monocular. Tuned and measured in docs/depth.md.
+    # outlier model and a cue of the joints' visibility (visibility_logit_depth reads it and how
+    # far each joint lies behind the observed surface). A person with fewer than
+    # depth_min_pixels usable depth pixels on the feature grid is fitted monocular. Tuned and
+    # measured in docs/depth.md.
     depth_start: bool = True
     depth_weight: float = 0.2
     depth_sigma_m: float = 0.1
     depth_occluder_margin_m: float = 0.15
     depth_min_pixels: int = 8
-    depth_joint_gap_m: float = 0.3
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ TRUSTING_VISIBILITY = (-3.0, 6.0, -6.0, 0.0)
 
 def test_visibility_marks_hidden_joints(setup):
     gt = truth()
-    fitter = make_fitter(setup, max_iters=0, visibility_logit=TRUSTING_VISIBILITY)
+    fitter = make_fitter(setup, max_iters=0, visibility_logit=TRUSTING_VISIBILITY, keypoint_source="network")
     result = fitter.fit(observed(setup, gt, occlude_rows=slice(20, 32)), 0, crop_camera(), gt)
     vis = result.joint_visibility
     ankles, head = [7, 8], 15
@@ -193,8 +193,8 @@ def test_visibility_is_the_logistic_of_its_cues_and_monotone():
         assert torch.all(sign * (visibility_from_cues(more, logit) - base) > 0)
 
 
-# A mask model that reads the person mask alone (bias + the 7 weights of the mask model).
-MASK_ONLY_VISIBILITY = (-3.0, 0.0, 0.0, 0.0, 6.0, 0.0, 0.0, 0.0)
+# An image model that reads the person mask alone (bias + the 13 weights of the image model).
+MASK_ONLY_VISIBILITY = (-3.0, 0.0, 0.0, 0.0, 6.0) + (0.0,) * 9
 
 
 def test_a_joint_inside_the_silhouette_but_outside_the_person_mask_is_hidden_by_an_object(setup):
@@ -202,7 +202,7 @@ def test_a_joint_inside_the_silhouette_but_outside_the_person_mask_is_hidden_by_
     front but the mask does not cover it, the joint is hidden by an object (the features here are
     unoccluded, so only the mask can say so)."""
     gt = truth()
-    fitter = make_fitter(setup, max_iters=0, visibility_logit_mask=MASK_ONLY_VISIBILITY)
+    fitter = make_fitter(setup, max_iters=0, visibility_logit_image=MASK_ONLY_VISIBILITY)
     net = observed(setup, gt)
     whole = torch.ones(1, 32, 32)
     cut = whole.clone()
@@ -217,14 +217,15 @@ def test_a_joint_inside_the_silhouette_but_outside_the_person_mask_is_hidden_by_
     mask_cue = VISIBILITY_CUES.index("mask")
     assert masked.visibility_cues.shape == (24, len(VISIBILITY_CUES))
     assert masked.visibility_cues[ankles, mask_cue].max() < 0.1 < 0.9 < covered.visibility_cues[ankles, mask_cue].min()
-    # Without a mask the base model decides (the mask model is not used).
-    base = fitter.fit(net, 0, crop_camera(), gt)
+    # With the network's heatmap keypoints the base model decides (its own calibration).
+    heatmaps = make_fitter(setup, max_iters=0, keypoint_source="network")
+    base = heatmaps.fit(net, 0, crop_camera(), gt, mask=cut)
     expected = torch.sigmoid(torch.tensor(fitter.cfg.visibility_logit[0]
                                           + np.dot(fitter.cfg.visibility_logit[1:], base.visibility_cues[:, :3].T)))
     np.testing.assert_allclose(base.joint_visibility, expected.numpy(), atol=1e-6)
 
 
-@pytest.mark.parametrize("field", ["visibility_logit", "visibility_logit_mask", "visibility_logit_depth"])
+@pytest.mark.parametrize("field", ["visibility_logit", "visibility_logit_image", "visibility_logit_depth"])
 def test_each_shipped_visibility_model_is_monotone_in_every_cue(field):
     """More evidence of being seen (a cue moved in its sign's direction) never lowers the
     visibility, for the shipped models and for every cue they read."""
@@ -264,7 +265,7 @@ def test_the_calibration_recovers_a_known_model_and_its_snippet_loads_back(tmp_p
     np.testing.assert_allclose(fitted, true, atol=0.3)  # the ridge (1e-3) shrinks the weights ~6 %
     wrong = calib.fit_logit(cues, labels, (1.0, 1.0, 1.0))  # w_2 forced >= 0 although it is -2
     assert wrong[2] == 0.0
-    models = {"base": fitted, "mask": tuple(range(8)), "depth": tuple(0.5 * i for i in range(10))}
+    models = {"image": fitted + tuple(range(10)), "depth": tuple(0.5 * i for i in range(17))}
     path = tmp_path / "vis.yaml"
     path.write_text("fit:\n" + calib.format_models(models) + "\n")
     loaded = load_config(path).fit

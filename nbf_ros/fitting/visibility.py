@@ -14,15 +14,27 @@ The cues, in the order of ``VISIBILITY_CUES`` (24 x C per person, ``FitResult.vi
 - image: ``mask``: BlazePose's person probability at the joint's self-visible kernels (its mask
   leaves occluders out, so a joint the body renders in front but the mask does not cover is likely
   behind an object); ``mask_at_joint``: the same at the joint's own pixel; ``outlier_at_joint``:
-  the outlier probability there; ``inside``: the joint projects inside the crop;
+  the outlier probability there; ``inside``: the joint projects inside the crop; ``agreement``:
+  cosine of observed and model features at its self-visible kernels (a hidden joint's kernels
+  see the occluder's features); ``outlier_kernels``: mean outlier probability at all its
+  kernels; ``keypoint_distance``: distance of the 2D keypoint from the fitted joint's projection
+  (crop widths, clipped to [0, 0.5]: the 2D detector guesses where a hidden joint is, and the
+  fit does not always follow); ``outlier_at_keypoint``: the outlier probability at the 2D
+  keypoint; ``outlier_around_joint``: the largest outlier probability of the 3 x 3 pixels
+  around the joint; ``behind_render``: how far (metres, clipped to [0, 0.5]) the joint lies
+  behind the fitted body's own rendered surface at its pixel (self-occlusion);
 - depth: ``depth_occluded``: share of the self-visible kernels behind which the sensor sees
   something more than ``fit.depth_occluder_margin_m`` nearer; ``depth_gap``: how far (metres,
-  clipped to [0, 1]) the joint lies behind the surface the sensor sees at its pixel.
+  clipped to [0, 1]) the joint lies behind the surface the sensor sees at its pixel;
+  ``depth_gap_at_keypoint``: the same at its 2D keypoint's pixel.
 
 Three models, each a logistic of a prefix of the cues (so a model never reads a cue its input
-cannot have): ``fit.visibility_logit`` (base cues: no person mask, e.g. config/hog.yaml or a
-person BlazePose missed), ``fit.visibility_logit_mask`` (base + image cues) and
-``fit.visibility_logit_depth`` (all cues, frames with depth).
+cannot have): ``fit.visibility_logit_depth`` (all cues) for people with depth,
+``fit.visibility_logit_image`` (base + image cues) for the others, both calibrated with
+BlazePose's front end (keypoints, landmark start; people it misses included, whose mask cues
+are ``NO_MASK`` and keypoints the heatmaps'); ``fit.visibility_logit`` (base cues) when the
+keypoints are the network's heatmaps (``fit.keypoint_source: network``, config/hog.yaml with its
+own calibration, docs/visibility.md).
 """
 from __future__ import annotations
 
@@ -32,10 +44,14 @@ import torch
 
 VISIBILITY_CUES = ("self_visible", "occluded", "keypoint_confidence",
                    "mask", "mask_at_joint", "outlier_at_joint", "inside",
-                   "depth_occluded", "depth_gap")
+                   "agreement", "outlier_kernels", "keypoint_distance",
+                   "outlier_at_keypoint", "outlier_around_joint", "behind_render",
+                   "depth_occluded", "depth_gap", "depth_gap_at_keypoint")
 # Sign of each cue's weight in every model: more evidence of being seen never lowers visibility.
-CUE_SIGNS = (1.0, -1.0, 1.0, 1.0, 1.0, -1.0, 1.0, -1.0, -1.0)
-BASE_CUES, IMAGE_CUES, ALL_CUES = 3, 7, 9
+CUE_SIGNS = (1.0, -1.0, 1.0, 1.0, 1.0, -1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0)
+BASE_CUES, IMAGE_CUES, ALL_CUES = 3, 13, 16
+BEHIND_RENDER_MAX_M = 0.5
+KEYPOINT_DISTANCE_MAX = 0.5
 # What an absent input gives its cues: no evidence against the joint being seen.
 NO_MASK = 1.0
 DEPTH_GAP_MAX_M = 1.0
@@ -54,13 +70,14 @@ def visibility_from_cues(cues: torch.Tensor, logit: Sequence[float]) -> torch.Te
     return torch.sigmoid(logit[0] + (cues[..., :count] * weights).sum(-1))
 
 
-def model_for(has_mask: bool, has_depth: bool, base: Sequence[float], mask: Sequence[float],
+def model_for(keypoint_source: str, has_depth: bool, base: Sequence[float], image: Sequence[float],
               depth: Sequence[float]) -> Sequence[float]:
-    """The model an observation can feed: with depth the full one, else with a person mask the
-    image one, else the base one."""
+    """The model for an observation: with depth the full one; without, the image one for
+    BlazePose's front end and the base one for the network's heatmap keypoints (whose
+    calibration, config/hog.yaml, knows only the base cues)."""
     if has_depth:
         return depth
-    return mask if has_mask else base
+    return base if keypoint_source == "network" else image
 
 
 def weighted_share(values: torch.Tensor, weight: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
@@ -93,3 +110,20 @@ def depth_gap_cue(joint_z: torch.Tensor, observed_z: torch.Tensor) -> torch.Tens
     ``DEPTH_GAP_MAX_M``]; 0 (no evidence) where the sensor saw nothing there."""
     gap = (joint_z - observed_z).clamp(0.0, DEPTH_GAP_MAX_M)
     return torch.where(torch.isfinite(gap), gap, torch.zeros_like(gap))
+
+
+def fit_cues(agree: torch.Tensor, outlier: torch.Tensor, selfvis: torch.Tensor, keypoints: torch.Tensor,
+             projected: torch.Tensor, crop_width: float) -> torch.Tensor:
+    """24 x 3 (agreement, outlier_kernels, keypoint_distance).
+
+    ``agree``, ``outlier``, ``selfvis``: 24 x k at each joint's kernels; ``keypoints`` and
+    ``projected``: 24 x 2 crop pixels (the 2D detector's, the fitted joints')."""
+    agreement = weighted_share(agree, selfvis, agree.mean(1))
+    distance = ((keypoints - projected).norm(dim=-1) / crop_width).clamp(0.0, KEYPOINT_DISTANCE_MAX)
+    return torch.stack([agreement, outlier.mean(1), torch.nan_to_num(distance, nan=KEYPOINT_DISTANCE_MAX)], -1)
+
+
+def behind_render_cue(joint_z: torch.Tensor, surface_z: torch.Tensor) -> torch.Tensor:
+    """24 metres the joint lies behind the fitted body's rendered surface at its pixel, clipped
+    to [0, ``BEHIND_RENDER_MAX_M``] (0 where nothing is rendered: the surface is far)."""
+    return (joint_z - surface_z).clamp(0.0, BEHIND_RENDER_MAX_M)
