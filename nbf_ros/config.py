@@ -394,6 +394,10 @@ class InferenceConfig:
     # (~0.04 ms per person) and the marker (~2.5 ms, ~37 kB per person per frame, docs/ros_node.md);
     # off = no points, no surface marker.
     surface_points: bool = True
+    # Run the network (features, and the fallback body) in a second thread while the main one
+    # fits the start bodies to BlazePose's landmarks: the two stages need each other's results
+    # only afterwards, and on two or more cores they overlap (docs/performance.md, "Overlap").
+    overlap_network: bool = False
 
 
 @dataclass(frozen=True)

@@ -232,3 +232,32 @@ def test_a_frames_people_are_fitted_as_one_batch_in_their_order(pipeline, scene)
         np.testing.assert_allclose(person.bbox, box)
         inside = (person.joints2d[:, 0] > box[0] - 20) & (person.joints2d[:, 0] < box[2] + 20)
         assert inside.mean() > 0.5  # the fitted body of this box, not another person's
+
+
+def test_overlapped_network_gives_the_same_people_and_its_errors(pipeline, scene):
+    """``inference.overlap_network`` runs the network in a second thread beside the landmark
+    starts: the people are exactly those of the sequential order, both stage times are reported,
+    and an error of the network reaches the caller."""
+    boxes = np.stack([p.bbox for p in scene.people])
+    config = pipeline.config
+    sequential = pipeline.process(scene.image, scene.camera, boxes=boxes, fit=True)
+    try:
+        pipeline.config = dataclasses.replace(config, inference=dataclasses.replace(config.inference,
+                                                                                     overlap_network=True))
+        overlapped = pipeline.process(scene.image, scene.camera, boxes=boxes, fit=True)
+        assert {"network", "init"} <= set(overlapped.timings_ms)
+        for a, b in zip(sequential.people, overlapped.people):
+            np.testing.assert_array_equal(a.joints3d, b.joints3d)
+            np.testing.assert_array_equal(a.joint_visibility, b.joint_visibility)
+
+        def broken(pixels):
+            raise RuntimeError("network failed")
+
+        pipeline.backend.run = broken  # an instance attribute over the method
+        try:
+            with pytest.raises(RuntimeError, match="network failed"):
+                pipeline.process(scene.image, scene.camera, boxes=boxes, fit=True)
+        finally:
+            del pipeline.backend.run
+    finally:
+        pipeline.config = config

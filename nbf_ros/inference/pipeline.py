@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
@@ -85,6 +86,13 @@ class FrontEnd:
         pick = lambda items: [items[i] for i in order]  # noqa: E731
         return FrontEnd(self.boxes[order].reshape(-1, 4), pick(self.landmarks), pick(self.track_ids),
                         pick(self.sources), self.rejected, self.detector_reason, self.lost)
+
+
+def _timed_call(fn: Callable, *args) -> tuple[object, float]:
+    """(fn(*args), its wall time in ms), for a stage run in another thread."""
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, (time.perf_counter() - start) * 1e3
 
 
 def _timer(timings: dict[str, float]):
@@ -200,6 +208,7 @@ class Pipeline:
         self.tracked_body_from_landmarks = tracked_body_from_landmarks or body_from_landmarks
         self.backend_name = backend.name
         self.clock = time.perf_counter  # the frame budget's clock (tests replace it)
+        self._pool: Optional[ThreadPoolExecutor] = None  # inference.overlap_network's thread
 
     @classmethod
     def from_config(cls, config: NbfConfig) -> "Pipeline":
@@ -302,40 +311,76 @@ class Pipeline:
         (tracking mode) get the shorter fit of BlazePose's own reading only
         (``tracking.start_iterations``): their facing comes from the track.
         """
+        return self.merge_starts(regression, landmarks, self.landmark_fits(landmarks, camera, tracked))
+
+    def landmark_fits(self, landmarks: list, camera: CameraIntrinsics, tracked: Optional[list[bool]] = None
+                      ) -> list[tuple[object, list[int], object]]:
+        """The body-from-landmarks fits of ``start_bodies`` (which need no network output):
+        (fitter, people, ``LandmarkFitResult``) per batch, detected and tracked people apart."""
+        if self.body_from_landmarks is None:
+            return []
+        tracked = tracked if tracked is not None else [False] * len(landmarks)
+        batches = []
+        for fitter, is_tracked in ((self.body_from_landmarks, False), (self.tracked_body_from_landmarks, True)):
+            found = [i for i, p in enumerate(landmarks) if p is not None and tracked[i] == is_tracked]
+            if found:
+                batches.append((fitter, found, fitter.fit([landmarks[i] for i in found], [camera] * len(found))))
+        return batches
+
+    def merge_starts(self, regression: BodyParams, landmarks: list, fits: list
+                     ) -> tuple[BodyParams, list[list[BodyParams]], list[str], list[Optional[np.ndarray]]]:
+        """``start_bodies``' result from the regression head's bodies and the ``landmark_fits``:
+        the landmark body where its fit succeeded, the regression's elsewhere (and why)."""
         count = regression.batch_size
         alternatives: list[list[BodyParams]] = [[] for _ in range(count)]
         cues: list[Optional[np.ndarray]] = [None] * count
         if self.body_from_landmarks is None:
             return regression, alternatives, ["network"] * count, cues
         sources = ["network (BlazePose found nobody in the box)"] * count  # overwritten where found
-        tracked = tracked if tracked is not None else [False] * count
         merged = [t.clone() for t in regression.as_tuple()]
-        for fitter, is_tracked in ((self.body_from_landmarks, False), (self.tracked_body_from_landmarks, True)):
-            found = [i for i, p in enumerate(landmarks) if p is not None and tracked[i] == is_tracked]
-            if found:
-                self._landmark_starts(fitter, found, regression, landmarks, camera, merged,
-                                      alternatives, sources, cues)
+        for fitter, found, result in fits:
+            index = torch.as_tensor(found)
+            chosen = result.with_fallback(BodyParams(*(t[index] for t in regression.as_tuple())))
+            for full, part in zip(merged, chosen.as_tuple()):
+                full[index] = part.to(full)
+            for row, (i, info) in enumerate(zip(found, result.info)):
+                if info.ok:
+                    sources[i] = "landmarks" if info.hypothesis == 0 else "landmarks (turned reading)"
+                    if fitter.config.turned_hypothesis:
+                        alternatives[i] = [result.alternative.index(row)]
+                    cues[i] = confidence_cues(landmarks[i].pose_flag, landmarks[i].confidence,
+                                              info.losses[info.hypothesis])
+                else:
+                    sources[i] = f"network ({info.reason})"
         return BodyParams(*merged), alternatives, sources, cues
 
-    def _landmark_starts(self, fitter, found: list[int], regression: BodyParams, landmarks: list,
-                         camera: CameraIntrinsics, merged: list[torch.Tensor], alternatives: list,
-                         sources: list[str], cues: list) -> None:
-        """One batched body-from-landmarks fit for the people ``found``; writes their starts
-        into ``merged`` (the regression's tensors) and their hypotheses, sources and cues."""
-        result = fitter.fit([landmarks[i] for i in found], [camera] * len(found))
-        index = torch.as_tensor(found)
-        chosen = result.with_fallback(BodyParams(*(t[index] for t in regression.as_tuple())))
-        for full, part in zip(merged, chosen.as_tuple()):
-            full[index] = part.to(full)
-        for row, (i, info) in enumerate(zip(found, result.info)):
-            if info.ok:
-                sources[i] = "landmarks" if info.hypothesis == 0 else "landmarks (turned reading)"
-                if fitter.config.turned_hypothesis:
-                    alternatives[i] = [result.alternative.index(row)]
-                cues[i] = confidence_cues(landmarks[i].pose_flag, landmarks[i].confidence,
-                                          info.losses[info.hypothesis])
-            else:
-                sources[i] = f"network ({info.reason})"
+    def network_and_starts(self, crops: CropBatch, landmarks: list, camera: CameraIntrinsics,
+                           tracked: list[bool], timings: dict[str, float]) -> tuple:
+        """(network outputs, ``start_bodies``' four results). With ``inference.overlap_network``
+        the network runs in a second thread while this one fits the landmark starts (they meet
+        only in ``merge_starts``); the "network" time is then measured in that thread, so it
+        overlaps the "init" time instead of adding to it."""
+        stage = _timer(timings)
+        if not self.config.inference.overlap_network or self.body_from_landmarks is None:
+            with stage("network"):
+                net = self.backend.run(crops.pixels)
+            with stage("init"):
+                regression = initial_body(net, crops.cameras, self.config.net.crop_size)
+                return (net, *self.start_bodies(regression, landmarks, camera, tracked))
+        pending = self._network_thread().submit(_timed_call, self.backend.run, crops.pixels)
+        with stage("init"):
+            fits = self.landmark_fits(landmarks, camera, tracked)
+        net, network_ms = pending.result()  # re-raises the network's error in this thread
+        timings["network"] = timings.get("network", 0.0) + network_ms
+        with stage("init"):
+            regression = initial_body(net, crops.cameras, self.config.net.crop_size)
+            return (net, *self.merge_starts(regression, landmarks, fits))
+
+    def _network_thread(self) -> ThreadPoolExecutor:
+        """The one worker thread of ``inference.overlap_network`` (made on first use)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbf_network")
+        return self._pool
 
     def people_from_params(self, params: BodyParams, boxes: np.ndarray, camera: CameraIntrinsics,
                            ids: list[int], fits: list) -> list[Person]:
@@ -537,11 +582,8 @@ class Pipeline:
         tracked = [source == BOX_TRACKED for source in front.sources]
         with stage("crop"):
             crops = self.crop_people(image_rgb, camera, boxes)
-        with stage("network"):
-            net = self.backend.run(crops.pixels)
-        with stage("init"):
-            regression = initial_body(net, crops.cameras, self.config.net.crop_size)
-            init, alternatives, sources, cues = self.start_bodies(regression, landmarks, camera, tracked)
+        net, init, alternatives, sources, cues = self.network_and_starts(crops, landmarks, camera, tracked,
+                                                                         timings)
         ids, previous = list(range(len(boxes))), [None] * len(boxes)
         if tracker is not None:
             ids, previous = tracker.assign(boxes, init.transl.numpy(), stamp_s, known=front.track_ids)
