@@ -245,34 +245,6 @@ def test_each_shipped_visibility_model_is_monotone_in_every_cue(field):
     torch.testing.assert_close(visibility_from_cues(unread, logit), base)
 
 
-def test_the_calibration_recovers_a_known_model_and_its_snippet_loads_back(tmp_path):
-    """benchmarks/visibility_calibration.py: the sign-constrained logistic fit recovers the
-    model that generated the labels, a cue with the wrong sign gets weight 0, and the printed
-    config snippet loads back into the config exactly as printed."""
-    from pathlib import Path
-
-    from nbf_ros.config import load_config
-    from script_loader import load_script
-
-    calib = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "visibility_calibration.py",
-                        "visibility_calibration_under_test")
-    rng = np.random.default_rng(0)
-    cues = rng.random((20000, 3))
-    true = (-1.0, 3.0, -2.0, 0.0)
-    p = 1.0 / (1.0 + np.exp(-(true[0] + cues @ np.asarray(true[1:]))))
-    labels = rng.random(len(p)) < p
-    fitted = calib.fit_logit(cues, labels, (1.0, -1.0, 1.0))
-    np.testing.assert_allclose(fitted, true, atol=0.3)  # the ridge (1e-3) shrinks the weights ~6 %
-    wrong = calib.fit_logit(cues, labels, (1.0, 1.0, 1.0))  # w_2 forced >= 0 although it is -2
-    assert wrong[2] == 0.0
-    models = {"image": fitted + tuple(range(10)), "depth": tuple(0.5 * i for i in range(17))}
-    path = tmp_path / "vis.yaml"
-    path.write_text("fit:\n" + calib.format_models(models) + "\n")
-    loaded = load_config(path).fit
-    for kind, field in calib.CONFIG_FIELDS.items():
-        np.testing.assert_allclose(getattr(loaded, field), np.round(models[kind], 3))
-
-
 def test_hypothesis_score_keypoints_follows_the_external_keypoints(setup):
     """With an external 2D source, ``hypothesis_score: keypoints`` picks the start the keypoints
     support even when the features say otherwise; ``objective`` lets the features decide."""
