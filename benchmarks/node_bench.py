@@ -158,7 +158,9 @@ def run_case(args: argparse.Namespace, env: dict[str, str], factory: Callable, r
                    str(args.duration), "--people", str(people), "--width", "640", "--height", "480"]
         if args.qos == "reliable":
             pub_cmd.append("--reliable")
-        if args.rendered:
+        if args.walkers:
+            pub_cmd += ["--video", str(walking_video(people, args.walker_frames))]
+        elif args.rendered:
             pub_cmd += ["--rendered", str(args.rendered)] + (["--distance", args.distance] if args.distance else [])
         publisher = subprocess.Popen(pub_cmd, env=env, cwd=REPO)
         t0 = time.monotonic()
@@ -203,6 +205,34 @@ def run_case(args: argparse.Namespace, env: dict[str, str], factory: Callable, r
         samples=[(round(t, 1), round(r, 1)) for t, _, r in samples])
 
 
+def walking_video(people: int, frames: int) -> Path:
+    """``benchmarks/tracking_bench.py``'s rendered walking sequence of ``people`` (1 or 3) as a
+    looped video for the camera publisher (MJPG, rendered once per size and cached under out/):
+    the people the real detector and BlazePose find, moving as a robot's camera sees them."""
+    import cv2
+    import torch
+
+    path = REPO / "out" / f"node_bench_walkers{people}_{frames}.avi"
+    if path.is_file():
+        return path
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from tracking_bench import WALKERS, walk_sequence
+
+    from nbf_ros.body.model import BodyModel
+    from nbf_ros.config import BodyConfig, resolve_path
+
+    body = BodyModel(resolve_path(BodyConfig().model_path))
+    with torch.no_grad():
+        _, seq = walk_sequence(WALKERS[people], frames, body)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, seq[0].image.shape[1::-1])
+    writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
+    for frame in seq + seq[::-1][1:-1]:  # forth and back: a loop without a jump
+        writer.write(cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
 def print_table(results: list[RunResult]) -> None:
     head = ("rate", "ppl", "out Hz", "drop", "lost", "p50 ms", "p90 ms", "p99 ms", "max ms", "CPU %",
             "RSS MB", "RSS/min", "lat/min")
@@ -231,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="publish N scenes rendered with the body model (camera_publisher --rendered: people "
                         "the real detector and BlazePose find) instead of drawn silhouettes")
     p.add_argument("--distance", default="", help="with --rendered: MIN,MAX person distance in metres")
+    p.add_argument("--walkers", action="store_true",
+                   help="publish tracking_bench.py's rendered walking sequence of --people (1 or 3) people, "
+                        "forth and back, instead of drawn silhouettes")
+    p.add_argument("--walker-frames", type=int, default=48, help="frames of the walking sequence")
     p.add_argument("--tracking-mode", choices=("", "on", "off"), default="",
                    help="the node's tracking_mode parameter (empty: from the config)")
     args = p.parse_args(argv)
