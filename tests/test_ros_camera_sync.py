@@ -5,6 +5,7 @@ orders that made the node flaky (a CameraInfo delivered after its image, a stall
 stream, a burst of late CameraInfos) and drivers whose CameraInfo stamps never match."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -308,3 +309,32 @@ def test_sync_status_warns_in_latest_mode_and_keeps_errors():
     skipped = sync_status(Status(WARN, "in", "bad frames skipped: size x1", {}), sync.state())
     assert "latest CameraInfo" in skipped.message and "size x1" in skipped.message
     assert sync_status(Status(ERROR, "in", "invalid CameraInfo", {}), sync.state()).level == ERROR
+
+
+def test_a_fixed_calibration_is_used_at_once_until_a_different_one_arrives():
+    """Rule 6: after ``static_after`` identical CameraInfos an image whose own CameraInfo is late
+    is ready at once with that calibration (not a miss, mode unchanged); a CameraInfo that differs
+    restores waiting until the new one has held as long; 0 keeps waiting always."""
+    params = SyncParams(wait_s=1.0, max_pending=4, window=6, enter_misses=3, exit_misses=0, static_after=3)
+    sync = CameraInfoSync(params)
+    for i in range(3):  # three identical CameraInfos, each before its image
+        sync.add_info(i, "K", 0.1 * i)
+        sync.add_image(f"img{i}", i, 0.1 * i + 0.01)
+    assert [m for _, m, _ in drain(sync)] == [Match.EXACT] * 3 and sync.state().static
+    sync.add_image("img3", 3, 0.31)  # its CameraInfo is late: the fixed calibration, no wait
+    assert drain(sync) == [("img3", Match.STATIC, "K")]
+    sync.add_info(3, "K", 0.45)  # the late one comes, identical
+    assert sync.misses == 0 and sync.state().mode == "exact" and sync.state().pending == 0
+    sync.add_info(4, "K-zoomed", 0.5)  # the calibration changes: images wait for their own again
+    sync.add_image("img4", 4, 0.51)
+    sync.add_image("img5", 5, 0.61)
+    assert drain(sync) == [("img4", Match.EXACT, "K-zoomed")] and not sync.state().static
+    assert sync.take(0.62) is None and sync.state().pending == 1
+    sync.add_info(5, "K-zoomed", 0.7)
+    assert drain(sync, 0.7) == [("img5", Match.EXACT, "K-zoomed")]
+    never = CameraInfoSync(dataclasses.replace(params, static_after=0))
+    for i in range(5):
+        never.add_info(i, "K", 0.1 * i)
+    never.add_image("late", 9, 0.6)
+    assert never.take(0.6) is None and not never.state().static
+    assert sync_status(Status(OK, "input", "ok", {}), sync.state()).values["camera_info_static"] == "false"

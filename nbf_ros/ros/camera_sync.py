@@ -40,6 +40,15 @@ Rules (decided by the order of events; one timeout for a stream that stalls or s
    small CameraInfo published with the next frame). With no CameraInfo publisher at all, images
    are ``NONE`` at once after that.
 
+6. A fixed calibration need not be waited for: once the last ``static_after`` CameraInfos were
+   identical, an image whose own CameraInfo has not arrived yet is ready at once with that
+   calibration (``STATIC``), not counted as a miss. Its own CameraInfo, when it comes, is still
+   compared: a different one (a zooming camera, a new calibration) ends this until
+   ``static_after`` identical ones again, so at most the images already taken then used the
+   old calibration. Why: a CameraInfo often arrives after its image (above), and in the node's
+   one Python process the callbacks that deliver it are served late while the pipeline
+   computes; waiting cost the worker 45 % of its time at 10 Hz (docs/ros_node.md).
+
 ``CameraInfoSync`` is the pure logic (explicit ``now``, no threads, unit tested);
 ``CameraSyncSlot`` is the thread-safe mailbox the node's callbacks and worker share.
 """
@@ -71,6 +80,9 @@ class Match(str, enum.Enum):
     """``exact`` mode: its own CameraInfo never came (or not within ``wait_s``): skip it."""
     NONE = "none"
     """No CameraInfo received yet when the image arrived."""
+    STATIC = "static"
+    """Its own CameraInfo had not arrived, and the last ``static_after`` ones were identical:
+    that calibration is used at once (rule 6)."""
 
 
 @dataclass(frozen=True)
@@ -95,10 +107,14 @@ class SyncParams:
     """Images of ``window`` without their own CameraInfo that switch to ``latest`` mode."""
     exit_misses: int = 0
     """At most this many such images in ``window`` switch back to ``exact`` mode."""
+    static_after: int = 10
+    """Identical consecutive CameraInfos after which images stop waiting for their own (rule
+    6); 0 = always wait."""
 
     def __post_init__(self) -> None:
-        if self.wait_s <= 0 or self.max_pending < 1 or self.history < 1:
-            raise ValueError(f"SyncParams: wait_s > 0, max_pending >= 1, history >= 1 needed: {self}")
+        if self.wait_s <= 0 or self.max_pending < 1 or self.history < 1 or self.static_after < 0:
+            raise ValueError(f"SyncParams: wait_s > 0, max_pending >= 1, history >= 1, static_after >= 0 "
+                             f"needed: {self}")
         if not 0 <= self.exit_misses < self.enter_misses <= self.window:
             raise ValueError("SyncParams: 0 <= exit_misses < enter_misses <= window needed: "
                              f"{self.exit_misses}, {self.enter_misses}, {self.window}")
@@ -133,6 +149,8 @@ class SyncState:
     dropped: int
     max_wait_ms: float
     """Longest an image waited for its own CameraInfo so far (how late CameraInfo runs)."""
+    static: bool = False
+    """Rule 6 applies: the calibration has been fixed for ``static_after`` CameraInfos."""
 
 
 class CameraInfoSync(Generic[T, I]):
@@ -159,11 +177,14 @@ class CameraInfoSync(Generic[T, I]):
         self.fallback = False
         self.dropped = 0
         self.max_wait_s = 0.0
+        self._same_infos = 0
+        """Consecutive identical CameraInfos (in arrival order) up to the latest."""
 
     # -- events --------------------------------------------------------------------------------
     def add_info(self, stamp_ns: int, info: I, now_s: float) -> None:
         """A CameraInfo arrived: keep it by stamp; the image waiting for it becomes ready, and
         images still waiting with an older stamp will not get theirs (rule 2)."""
+        self._same_infos = self._same_infos + 1 if self._has_info and info == self._latest else 1
         self._infos[stamp_ns] = info
         self._infos.move_to_end(stamp_ns)
         while len(self._infos) > self.params.history:
@@ -198,6 +219,8 @@ class CameraInfoSync(Generic[T, I]):
         if stamp_ns in self._infos:
             self._give_up_before(len(self._frames) - 1, now_s)
             self._decide(frame, Match.EXACT, self._infos[stamp_ns], now_s, own=True)
+        elif self.static and not self.fallback:
+            self._decide(frame, Match.STATIC, self._latest, now_s, own=False, record=False)
         elif not self._has_info and now_s - self._first_image_s >= self.params.wait_s:
             # No CameraInfo publisher, it seems: nothing to wait for.
             self._decide(frame, Match.NONE, None, now_s, own=False, record=False)
@@ -237,6 +260,11 @@ class CameraInfoSync(Generic[T, I]):
         return None
 
     # -- queries -------------------------------------------------------------------------------
+    @property
+    def static(self) -> bool:
+        """Rule 6: the last ``static_after`` CameraInfos were identical."""
+        return 0 < self.params.static_after <= self._same_infos
+
     def lookup(self, stamp_ns: int) -> tuple[Match, Optional[I]]:
         """Without waiting: the CameraInfo with this stamp, else the latest (synchronous use)."""
         if stamp_ns in self._infos:
@@ -251,7 +279,7 @@ class CameraInfoSync(Generic[T, I]):
     def state(self) -> SyncState:
         return SyncState(mode="latest" if self.fallback else "exact", misses=self.misses,
                          window=self.params.window, pending=sum(f.match is None for f in self._frames),
-                         dropped=self.dropped, max_wait_ms=1e3 * self.max_wait_s)
+                         dropped=self.dropped, max_wait_ms=1e3 * self.max_wait_s, static=self.static)
 
     @property
     def misses(self) -> int:
@@ -398,7 +426,8 @@ def sync_status(status: Status, state: SyncState) -> Status:
     is already an ERROR, which says more)."""
     values = dict(status.values, camera_info_sync=state.mode,
                   camera_info_unmatched=f"{state.misses}/{state.window}",
-                  camera_info_max_wait_ms=f"{state.max_wait_ms:.0f}")
+                  camera_info_max_wait_ms=f"{state.max_wait_ms:.0f}",
+                  camera_info_static=str(state.static).lower())
     if state.mode != "latest" or status.level >= ERROR:
         return Status(status.level, status.name, status.message, values)
     message = (f"CameraInfo stamps do not match image stamps ({state.misses} of the last "

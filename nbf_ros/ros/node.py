@@ -194,9 +194,10 @@ class NbfNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos = self.input_qos()
-        wait_s = float(self._values["camera_info_wait_s"])
-        if self._slot.params.wait_s != wait_s:  # before the subscriptions that feed the slot
-            self._slot = CameraSyncSlot(SyncParams(wait_s=wait_s))
+        params = SyncParams(wait_s=float(self._values["camera_info_wait_s"]),
+                            static_after=int(self._values["camera_info_static_after"]))
+        if self._slot.params != params:  # before the subscriptions that feed the slot
+            self._slot = CameraSyncSlot(params)
         self._subs = [  # camera_info first: when both are ready, the executor takes it first
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos,
                                      event_callbacks=self._event_callbacks("camera_info")),

@@ -66,6 +66,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_info_wait_s", 3.5, "longest an image waits for the CameraInfo of its own stamp "
               "before it is skipped (camera_info_unmatched); DDS can hold CameraInfo back for "
               "seconds (docs/ros_node.md, CameraInfo pairing)", ACTIVATE, 0.01, 60.0),
+    ParamSpec("camera_info_static_after", 10, "identical CameraInfos in a row after which an image "
+              "does not wait for its own (a fixed calibration: used at once, camera_info_static); "
+              "0 = always wait", ACTIVATE, 0, 10000),
     ParamSpec("use_depth", True, "subscribe to the optional 'depth' topic (aligned depth, 16UC1 mm "
               "or 32FC1 m, registered to 'image'); without a depth publisher frames stay monocular",
               ACTIVATE),
