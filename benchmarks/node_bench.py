@@ -185,8 +185,9 @@ def run_case(args: argparse.Namespace, env: dict[str, str], factory: Callable, r
     from nbf_ros.ros.stats import percentiles
 
     sent = int(round(args.duration * rate))
+    latencies = [item for item in latencies if item[0] >= args.warmup]  # first fits, model warm-up
     lat = [ms for _, ms, _ in latencies]
-    active = max(args.duration, 1e-6)
+    active = max(args.duration - args.warmup, 1e-6)
     return RunResult(
         rate_hz=rate, people=people, duration_s=args.duration, pipeline=args.pipeline, qos=args.qos,
         frames_sent=sent, frames_received_by_node=received, outputs=len(latencies),
@@ -234,13 +235,14 @@ def walking_video(people: int, frames: int) -> Path:
 
 
 def print_table(results: list[RunResult]) -> None:
-    head = ("rate", "ppl", "out Hz", "drop", "lost", "p50 ms", "p90 ms", "p99 ms", "max ms", "CPU %",
+    head = ("rate", "ppl", "out Hz", "drop", "lost", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms", "CPU %",
             "RSS MB", "RSS/min", "lat/min")
     print(" | ".join(head))
     for r in results:
         lat = r.latency_ms
         print(" | ".join([f"{r.rate_hz:g}", str(r.people), f"{r.output_rate_hz:.1f}", str(r.dropped_by_node),
-                          str(r.lost_in_transport), f"{lat['p50']:.0f}", f"{lat['p90']:.0f}", f"{lat['p99']:.0f}",
+                          str(r.lost_in_transport),
+                          *(f"{lat[k]:.0f}" for k in ("p50", "p90", "p95", "p99")),
                           f"{lat['max']:.0f}", f"{r.cpu_percent:.0f}", f"{r.rss_mb_end:.0f}",
                           f"{r.rss_slope_mb_per_min:+.2f}", f"{r.latency_slope_ms_per_min:+.1f}"]))
 
@@ -265,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="publish tracking_bench.py's rendered walking sequence of --people (1 or 3) people, "
                         "forth and back, instead of drawn silhouettes")
     p.add_argument("--walker-frames", type=int, default=48, help="frames of the walking sequence")
+    p.add_argument("--warmup", type=float, default=0.0,
+                   help="seconds at the start of each case left out of the latency and rate figures")
     p.add_argument("--tracking-mode", choices=("", "on", "off"), default="",
                    help="the node's tracking_mode parameter (empty: from the config)")
     args = p.parse_args(argv)
