@@ -29,6 +29,10 @@ def ros():
 
 
 def make_node(ros, delay_s: float = 0.0, **params):
+    # Exact CameraInfo pairing only: these tests assert that a frame whose own CameraInfo is bad
+    # is skipped, which rule 6 (a fixed calibration used at once, camera_info_static_after) trades
+    # for throughput when that CameraInfo arrives after its image (tests/test_ros_camera_sync.py).
+    params.setdefault("camera_info_static_after", 0)
     overrides = [Parameter("autostart", value=False), Parameter("diagnostics_period_s", value=0.2)]
     overrides += [Parameter(k, value=v) for k, v in params.items()]
     node = NbfNode(context=ros.context, parameter_overrides=overrides,
