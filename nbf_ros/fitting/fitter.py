@@ -49,6 +49,44 @@ class _Exhausted(Exception):
     """The L-BFGS fit has used its evaluations or its time (``Fitter._optimise_lbfgs``)."""
 
 
+class _Iterates:
+    """The variables of an optimisation of B bodies and their best evaluated iterate.
+
+    Orientation and body pose are optimised as they are; translation in depth-normalised units
+    (x/z, y/z, 1 at the start's depth), so a step moves far and near people alike on screen;
+    shape stays. The best iterate is tracked with tensor ops only (no host sync per iteration on
+    a GPU); a non-finite loss is never "better", so a diverging step cannot be returned, and a
+    body not ``active`` (B bool) keeps its start.
+    """
+
+    def __init__(self, start: BodyParams, active: Optional[torch.Tensor]) -> None:
+        self.orient = start.global_orient.detach().clone().requires_grad_(True)
+        self.pose = start.body_pose.detach().clone().requires_grad_(True)
+        self.depth = start.transl[:, 2:3].detach().clamp(min=0.3)
+        self.transl_n = (start.transl.detach() / self.depth).requires_grad_(True)
+        self.betas = start.betas.detach()
+        self.active = active
+        self.best_loss = torch.full((start.batch_size,), math.inf, device=start.transl.device)
+        self.best = [t.detach().clone() for t in (self.orient, self.pose, self.transl_n)]
+
+    def params(self) -> BodyParams:
+        """The current bodies (differentiable in the variables)."""
+        return BodyParams(self.betas, self.orient, self.pose, self.transl_n * self.depth)
+
+    def record(self, loss: torch.Tensor) -> None:
+        """Keep each body's current variables where its (B,) ``loss`` is its best so far."""
+        loss = loss.detach()
+        better = torch.isfinite(loss) & (loss < self.best_loss)
+        if self.active is not None:
+            better &= self.active
+        self.best_loss = torch.where(better, loss, self.best_loss)
+        current = (self.orient, self.pose, self.transl_n)
+        self.best = [torch.where(better[:, None], t.detach(), b) for t, b in zip(current, self.best)]
+
+    def best_params(self) -> BodyParams:
+        return BodyParams(self.betas, self.best[0], self.best[1], self.best[2] * self.depth)
+
+
 @dataclass
 class Observation:
     """What the image says about B people (or B start hypotheses), at the fitting resolution.
@@ -459,26 +497,17 @@ class Fitter:
         body's best iterate (a body not ``active``, B bool, keeps its start).
 
         Stage 1 moves global orientation + translation, stage 2 global orientation + body pose
-        (shape stays at the regressor's estimate, as in the paper). The best iterate is tracked
-        with tensor ops only (no host sync per iteration on a GPU); a non-finite loss is never
-        "better", so a diverging step cannot be returned. Which kernels each pixel keeps is
-        selected afresh every ``fit.reselect_every`` iterations and reused in between (the
-        terms are always exact for the current body; docs/performance.md).
+        (shape stays at the regressor's estimate, as in the paper). Which kernels each pixel
+        keeps is selected afresh every ``fit.reselect_every`` iterations and reused in between
+        (the terms are always exact for the current body; docs/performance.md).
         """
         cfg = self.cfg
-        orient = params.global_orient.detach().clone().requires_grad_(True)
-        pose = params.body_pose.detach().clone().requires_grad_(True)
-        # Translation in depth-normalised units, so a step moves far and near people alike on screen.
-        depth = params.transl[:, 2:3].detach().clamp(min=0.3)
-        transl_n = (params.transl.detach() / depth).requires_grad_(True)
-        betas = params.betas.detach()
-        groups = [{"params": [orient], "lr": cfg.lr},
-                  {"params": [transl_n], "lr": cfg.transl_lr},
-                  {"params": [pose], "lr": 0.0}]
+        run = _Iterates(params, active)
+        groups = [{"params": [run.orient], "lr": cfg.lr},
+                  {"params": [run.transl_n], "lr": cfg.transl_lr},
+                  {"params": [run.pose], "lr": 0.0}]
         optim = torch.optim.Adam(groups, betas=(0.9, 0.99), fused=True)  # one kernel per step, not per tensor
         stage1 = int(round(max_iters * cfg.stage1_fraction))
-        best_loss = torch.full((params.batch_size,), math.inf)
-        best = [t.detach().clone() for t in (orient, pose, transl_n)]
         done, selection = 0, None
         for it in range(max_iters):
             if time.perf_counter() - start > budget_ms / 1e3:
@@ -488,20 +517,14 @@ class Fitter:
                 optim.param_groups[2]["lr"] = cfg.lr
             optim.zero_grad(set_to_none=True)
             reuse = selection if it % max(cfg.reselect_every, 1) else None
-            ev = self.evaluate(BodyParams(betas, orient, pose, transl_n * depth), obs, kp_weight, outlier=False,
-                               kernel_ids=reuse)
+            ev = self.evaluate(run.params(), obs, kp_weight, outlier=False, kernel_ids=reuse)
             selection = ev.render.kernel_ids
-            loss = ev.total.detach()
-            better = torch.isfinite(loss) & (loss < best_loss)
-            if active is not None:
-                better &= active
-            best_loss = torch.where(better, loss, best_loss)
-            best = [torch.where(better[:, None], t.detach(), b) for t, b in zip((orient, pose, transl_n), best)]
+            run.record(ev.total)
             ev.total.sum().backward()
             optim.step()
             done = it + 1
         # The last step's result has not been evaluated; the best *evaluated* iterate is returned.
-        return BodyParams(betas, best[0], best[1], best[2] * depth), done
+        return run.best_params(), done
 
     def _optimise_lbfgs(self, params: BodyParams, obs: Observation, kp_weight: float,
                         start: float, budget_ms: float, max_iters: int,
@@ -511,35 +534,22 @@ class Fitter:
         of issue 14. ``max_iters`` counts objective evaluations (each one forward + backward, as
         one Adam iteration), split between the stages like Adam's iterations; the best
         evaluated iterate is returned. One line search serves the whole batch."""
-        cfg = self.cfg
-        orient = params.global_orient.detach().clone().requires_grad_(True)
-        pose = params.body_pose.detach().clone().requires_grad_(True)
-        depth = params.transl[:, 2:3].detach().clamp(min=0.3)
-        transl_n = (params.transl.detach() / depth).requires_grad_(True)
-        betas = params.betas.detach()
-        best_loss = torch.full((params.batch_size,), math.inf)
-        best = [t.detach().clone() for t in (orient, pose, transl_n)]
+        run = _Iterates(params, active)
         evaluations = 0
-        stage1 = int(round(max_iters * cfg.stage1_fraction))
-        for variables, limit in (([orient, transl_n], stage1), ([orient, pose], max_iters)):
+        stage1 = int(round(max_iters * self.cfg.stage1_fraction))
+        for variables, limit in (([run.orient, run.transl_n], stage1), ([run.orient, run.pose], max_iters)):
             if evaluations >= limit or time.perf_counter() - start > budget_ms / 1e3:
                 continue
             optim = torch.optim.LBFGS(variables, lr=1.0, max_iter=limit, max_eval=limit, history_size=10,
                                       line_search_fn="strong_wolfe")
 
             def closure() -> torch.Tensor:
-                nonlocal evaluations, best_loss, best
+                nonlocal evaluations
                 if evaluations >= limit or time.perf_counter() - start > budget_ms / 1e3:
                     raise _Exhausted  # the line search may ask for more than max_eval
                 optim.zero_grad(set_to_none=True)
-                ev = self.evaluate(BodyParams(betas, orient, pose, transl_n * depth), obs, kp_weight,
-                                   outlier=False)
-                loss = ev.total.detach()
-                better = torch.isfinite(loss) & (loss < best_loss)
-                if active is not None:
-                    better &= active
-                best_loss = torch.where(better, loss, best_loss)
-                best = [torch.where(better[:, None], t.detach(), b) for t, b in zip((orient, pose, transl_n), best)]
+                ev = self.evaluate(run.params(), obs, kp_weight, outlier=False)
+                run.record(ev.total)
                 evaluations += 1
                 total = ev.total.sum()
                 total.backward()
@@ -549,7 +559,7 @@ class Fitter:
                 optim.step(closure)
             except _Exhausted:
                 pass
-        return BodyParams(betas, best[0], best[1], best[2] * depth), evaluations
+        return run.best_params(), evaluations
 
     # -- what the fit says about each joint ----------------------------------------------------
     def _assess(self, params: BodyParams, obs: Observation, ev: Evaluation) -> FitResult:
