@@ -1,9 +1,9 @@
 """Bounded-iteration neural body fitting (method.md steps 6-8).
 
-The :class:`Fitter` owns the optimisation state for one person at a time: the variables
-(global orientation, translation, body pose; shape stays at the regressor's estimate), the Adam
-optimiser, the two-stage schedule, the iteration and wall-clock budget and the "keep the best
-iterate" rule. The maths lives in pure functions (``losses.py``); the body model, the Neural
+The :class:`Fitter` owns the optimisation of a batch of people (the people of a frame, or one
+person's start hypotheses when they are scored): the variables (global orientation,
+translation, body pose; shape stays at the regressor's estimate), the Adam optimiser, the
+two-stage schedule, the iteration and wall-clock budget and the "keep the best iterate" rule. The maths lives in pure functions (``losses.py``); the body model, the Neural
 Body Volume and the renderer are stateless modules it calls.
 """
 from __future__ import annotations
@@ -273,7 +273,8 @@ def joint_kernel_neighbours(rest_joints: np.ndarray, kernel_sites: np.ndarray, c
 
 
 class Fitter:
-    """Fits the Neural Body Volume to observed features, one person at a time.
+    """Fits the Neural Body Volume to observed features, a batch of people at a time
+    (``fit_batch``; ``fit`` is a batch of one).
 
     ``fit`` never raises for a numerically bad start: a non-finite loss stops the optimisation
     and the best finite iterate (at worst the initial body) is returned, flagged in the log.
