@@ -82,6 +82,32 @@ class ShapedSubset:
     lbs_weights: torch.Tensor  # N x 24
 
 
+@dataclass
+class SubsetBasis:
+    """What a vertex subset needs from the model whatever the shape (``BodyModel.subset_basis``):
+    its template and shape blend shapes, the joints' template and shape basis (the rest joints
+    are linear in the betas: J (T + S beta) = J T + (J S) beta), its pose blend shapes
+    (207 x N x 3, contiguous) and skinning weights (N x 24)."""
+
+    vertex_ids: torch.Tensor
+    v_template: torch.Tensor  # N x 3
+    v_shapedirs: torch.Tensor  # N x 3 x nb
+    j_template: torch.Tensor  # 24 x 3
+    j_shapedirs: torch.Tensor  # 24 x 3 x nb
+    posedirs: torch.Tensor
+    lbs_weights: torch.Tensor
+
+    def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
+        """B x 24 x 3 shaped rest joints for B x nb betas."""
+        return self.j_template + torch.einsum("jcb,zb->zjc", self.j_shapedirs, betas)
+
+    def shaped(self, betas: torch.Tensor) -> "ShapedSubset":
+        """The subset shaped with B x nb betas (not checked: ``BodyModel.shaped_subset`` does)."""
+        vertices = self.v_template + torch.einsum("ncb,zb->znc", self.v_shapedirs, betas)
+        return ShapedSubset(vertex_ids=self.vertex_ids, vertices=vertices, rest_joints=self.rest_joints(betas),
+                            posedirs=self.posedirs, lbs_weights=self.lbs_weights)
+
+
 def load_model_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """Arrays of an SMPL-layout .npz, validated; raises a one-line BodyModelError naming the fix."""
     path = Path(path)
@@ -211,40 +237,28 @@ class BodyModel(torch.nn.Module):
 
         Fitting keeps the shape fixed and only needs the NBV's kernel vertices, so it shapes
         them once and then poses N (~850) vertices per iteration instead of the whole mesh.
-        The subset's shape-independent bases (its template, shape and pose blend shapes,
-        skinning weights, and the joints' template and shape basis: joints are linear in the
-        betas) are built once per subset (``_subset_basis``), so shaping costs a few small
-        products, not the full mesh and joint regressor (~2 ms per call before).
+        Shaping costs a few small products on the subset's memoised bases (``subset_basis``),
+        not the full mesh and the joint regressor (~2 ms per call before).
         """
         batch = betas.shape[0] if betas.ndim == 2 else -1
         self._check_tensor("betas", betas, (batch, self.num_betas))
-        basis = self._subset_basis(vertex_ids)
-        vertices = basis["v_template"] + torch.einsum("ncb,zb->znc", basis["v_shapedirs"], betas)
-        rest_joints = basis["j_template"] + torch.einsum("jcb,zb->zjc", basis["j_shapedirs"], betas)
-        return ShapedSubset(vertex_ids=vertex_ids, vertices=vertices, rest_joints=rest_joints,
-                            posedirs=basis["posedirs"], lbs_weights=basis["lbs_weights"])
+        return self.subset_basis(vertex_ids).shaped(betas)
 
-    def _subset_basis(self, vertex_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The shape-independent data of a vertex subset, memoised per subset (the NBV's kernel
-        vertices are one persistent buffer) and per device and dtype of the model."""
+    def subset_basis(self, vertex_ids: torch.Tensor) -> "SubsetBasis":
+        """The shape-independent data of a vertex subset (``SubsetBasis``), built once per
+        subset (by its ids) and per device and dtype of the model, then reused."""
         ref = self.smpl.v_template
-        key = (vertex_ids.data_ptr(), int(vertex_ids.numel()), str(ref.device), ref.dtype)
+        key = (vertex_ids.cpu().numpy().tobytes(), str(ref.device), ref.dtype)
         cache = self.__dict__.setdefault("_subset_cache", {})
         if key not in cache:
             shapedirs = self.smpl.shapedirs[..., :self.num_betas]  # V x 3 x nb
             regressor = self.smpl.J_regressor
-            cache[key] = {
-                "ids": vertex_ids.clone(),  # keeps the memo honest if the caller's tensor changes
-                "v_template": ref.index_select(0, vertex_ids),
-                "v_shapedirs": shapedirs.index_select(0, vertex_ids),
-                "j_template": regressor @ ref,
-                "j_shapedirs": torch.einsum("jv,vcb->jcb", regressor, shapedirs),
-                "posedirs": self._subset_posedirs(vertex_ids),
-                "lbs_weights": self.lbs_weights.index_select(0, vertex_ids),
-            }
-        elif not torch.equal(cache[key]["ids"], vertex_ids):  # same memory, other ids: rebuild
-            del cache[key]
-            return self._subset_basis(vertex_ids)
+            cache[key] = SubsetBasis(
+                vertex_ids=vertex_ids, v_template=ref.index_select(0, vertex_ids),
+                v_shapedirs=shapedirs.index_select(0, vertex_ids), j_template=regressor @ ref,
+                j_shapedirs=torch.einsum("jv,vcb->jcb", regressor, shapedirs),
+                posedirs=self._subset_posedirs(vertex_ids),
+                lbs_weights=self.lbs_weights.index_select(0, vertex_ids))
         return cache[key]
 
     def _subset_posedirs(self, vertex_ids: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from nbf_ros.body.landmark_regressor import LandmarkRegressor, load_landmark_regressor
-from nbf_ros.body.model import BodyModel, ShapedSubset
+from nbf_ros.body.model import BodyModel
 from nbf_ros.body.pose_limits import joint_limit_violation
 from nbf_ros.config import FitConfig, LandmarkFitConfig, resolve_path
 from nbf_ros.fitting.losses import GaussianPosePrior
@@ -242,27 +242,21 @@ class LandmarkBodyFitter:
         self.hips = torch.tensor([names.index(n) for n in HIPS])
         self.face = np.array([names.index(n) for n in FACE])
         self.mirror = torch.from_numpy(regressor.mirror_permutation())
-        smpl = body.smpl
-        dtype = smpl.v_template.dtype
+        dtype = body.smpl.v_template.dtype
         ids = torch.from_numpy(regressor.vertex_ids)
         self.vertex_ids = ids
         self.landmark_matrix = torch.from_numpy(regressor.subset_matrix()).to(dtype)  # 33 x N
-        # Slow twin (``landmarks_reference``): the subset's rest shape and the joints are linear
-        # in betas, so their bases are precomputed for BodyModel.pose_subset.
-        shapedirs = smpl.shapedirs[..., :body.num_betas]  # V x 3 x nb
-        self.v_template = smpl.v_template.index_select(0, ids)
-        self.v_shapedirs = shapedirs.index_select(0, ids)
-        self.j_template = smpl.J_regressor @ smpl.v_template  # 24 x 3
-        self.j_shapedirs = torch.einsum("jv,vcb->jcb", smpl.J_regressor, shapedirs)
-        self.posedirs = body._subset_posedirs(ids)  # 207 x N x 3
-        self.lbs_weights = body.lbs_weights.index_select(0, ids)  # N x 24
+        # The subset's shape-independent bases (the slow twin ``landmarks_reference`` poses them
+        # with BodyModel.pose_subset; the fast path folds them below).
+        self.basis = body.subset_basis(ids)
+        basis = self.basis
         # Fast path (``landmarks``): LBS is linear in the vertices, so the landmark rows fold
         # into sums per (landmark k, joint j) pair: a_kj = sum_n M_kn W_nj and the rest points
         # c_kj = sum_n M_kn W_nj v_n with their shape and pose-corrective bases. Then
         # L_k = sum_j R_j (c_kj + d_kj(theta)) + a_kj t_j, with (R_j, t_j) the joints' LBS
         # transforms: one small kinematic chain per iteration instead of skinning N vertices.
         # Only pairs with a_kj > 0 are kept (a landmark's vertices follow a few joints).
-        mw = torch.einsum("kn,nj->kjn", self.landmark_matrix, self.lbs_weights)  # 33 x 24 x N
+        mw = torch.einsum("kn,nj->kjn", self.landmark_matrix, basis.lbs_weights)  # 33 x 24 x N
         pairs = torch.nonzero(mw.sum(-1) > 1e-8)  # P x 2 (landmark, joint)
         k_idx, j_idx = pairs[:, 0], pairs[:, 1]
         mw = mw[k_idx, j_idx]  # P x N
@@ -270,9 +264,9 @@ class LandmarkBodyFitter:
         self.pair_a = mw.sum(-1)  # (P,)
         self.pair_to_landmark = torch.zeros(len(regressor.names), len(pairs), dtype=dtype)
         self.pair_to_landmark[k_idx, torch.arange(len(pairs))] = 1.0  # 33 x P
-        self.pair_c = mw @ self.v_template  # P x 3
-        self.pair_c_shape = torch.einsum("pn,ncb->bpc", mw, self.v_shapedirs).reshape(body.num_betas, -1)
-        self.pair_d_pose = torch.einsum("pn,qnc->qpc", mw, self.posedirs).reshape(self.posedirs.shape[0], -1)
+        self.pair_c = mw @ basis.v_template  # P x 3
+        self.pair_c_shape = torch.einsum("pn,ncb->bpc", mw, basis.v_shapedirs).reshape(body.num_betas, -1)
+        self.pair_d_pose = torch.einsum("pn,qnc->qpc", mw, basis.posedirs).reshape(basis.posedirs.shape[0], -1)
         self.parents = [int(p) for p in body.parents]
         count = len(self.parents)
         self.parent_index = torch.tensor([p if p >= 0 else count for p in self.parents])
@@ -299,7 +293,7 @@ class LandmarkBodyFitter:
         """
         batch = params.batch_size
         betas = params.betas
-        rest_joints = self.j_template + torch.einsum("jcb,nb->njc", self.j_shapedirs, betas)  # B x 24 x 3
+        rest_joints = self.basis.rest_joints(betas)  # B x 24 x 3
         full_pose = torch.cat([params.global_orient, params.body_pose], 1).reshape(batch, -1, 3)
         local = axis_angle_to_matrix(full_pose)  # B x 24 x 3 x 3
         rot, joints = self._chain(local, rest_joints)
@@ -337,13 +331,7 @@ class LandmarkBodyFitter:
 
     def landmarks_reference(self, params: BodyParams) -> torch.Tensor:
         """B x 33 x 3 landmarks through ``BodyModel.pose_subset`` (the slow twin of ``landmarks``)."""
-        betas = params.betas
-        subset = ShapedSubset(
-            vertex_ids=self.vertex_ids,
-            vertices=self.v_template + torch.einsum("vcb,nb->nvc", self.v_shapedirs, betas),
-            rest_joints=self.j_template + torch.einsum("jcb,nb->njc", self.j_shapedirs, betas),
-            posedirs=self.posedirs, lbs_weights=self.lbs_weights)
-        out = self.body.pose_subset(params, subset)
+        out = self.body.pose_subset(params, self.basis.shaped(params.betas))
         return torch.einsum("kn,bnc->bkc", self.landmark_matrix, out.vertices)
 
     # -- stages ---------------------------------------------------------------------------------
@@ -402,7 +390,7 @@ class LandmarkBodyFitter:
     def initialise(self, obs: Observations) -> BodyParams:
         """Stage 3: mean pose, torso orientation (Kabsch) and ray translation, batch B."""
         batch = obs.uv.shape[0]
-        dtype = self.v_template.dtype
+        dtype = self.basis.v_template.dtype
         pose = self.prior.mean.to(dtype).expand(batch, -1).clone()
         zero = BodyParams(torch.zeros(batch, NUM_BETAS, dtype=dtype), torch.zeros(batch, 3, dtype=dtype),
                           pose, torch.zeros(batch, 3, dtype=dtype))
@@ -435,7 +423,7 @@ class LandmarkBodyFitter:
         for bones in LIMB_STAGES:
             current = params.replace(body_pose=pose.reshape(batch, -1))
             points = self.landmarks(current)
-            rest_joints = self.j_template + torch.einsum("jcb,nb->njc", self.j_shapedirs, current.betas)
+            rest_joints = self.basis.rest_joints(current.betas)
             full = torch.cat([current.global_orient[:, None], pose], 1)
             rot, _ = self._chain(axis_angle_to_matrix(full), rest_joints)
             for joint, (start, end) in bones:
