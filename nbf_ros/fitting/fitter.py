@@ -218,6 +218,7 @@ class Evaluation:
     outlier: Optional[torch.Tensor]  # B x h x w; None when not asked for (inside the optimisation)
     means: torch.Tensor  # B x K x 3 kernel centres
     kernel_features: torch.Tensor  # B x K x D
+    joints: torch.Tensor  # B x 24 x 3 posed joints (camera frame)
     depth: Optional[torch.Tensor] = None  # B x h x w rendered body depth, when depth is observed
 
     def select(self, i: int) -> "Evaluation":
@@ -228,7 +229,7 @@ class Evaluation:
                                                   self.render.kernel_visibility)),
                               pairs_evaluated=self.render.pairs_evaluated)
         return Evaluation(one(self.total), one(self.feature), render, one(self.outlier),
-                          one(self.means), one(self.kernel_features), one(self.depth))
+                          one(self.means), one(self.kernel_features), one(self.joints), one(self.depth))
 
 
 def turned_about_vertical(params: BodyParams, angle: float) -> BodyParams:
@@ -351,7 +352,7 @@ class Fitter:
         total = total + self.cfg.joint_limit_weight * joint_limit_violation(params.body_pose)
         total = total + self.cfg.pose_prior_weight * self.pose_prior.nll(params.body_pose)
         probability = outlier_probability(scores, self.cfg.occlusion_temperature) if outlier else None
-        return Evaluation(total, feat, render, probability, state.means, kernel_feats, depth)
+        return Evaluation(total, feat, render, probability, state.means, kernel_feats, out.joints, depth)
 
     def _explain_occluders(self, scores, observed: torch.Tensor, rendered: torch.Tensor):
         """Pixels where the sensor sees something clearly in front of the body are given to the
@@ -426,8 +427,9 @@ class Fitter:
         obs = Observation.stack(people)
         kp_weight = self.cfg.keypoint_weight
         counts = [len(c) for c in candidates]
+        flat = [c for cs in candidates for c in cs]
         with torch.no_grad():
-            scored = self.evaluate(BodyParams.cat([c for cs in candidates for c in cs]),
+            scored = self.evaluate(BodyParams.cat(flat),
                                    obs.select([i for i, n in enumerate(counts) for _ in range(n)]),
                                    kp_weight, outlier=False)
         score = scored.total
@@ -437,7 +439,6 @@ class Fitter:
         score = torch.nan_to_num(score, nan=math.inf)
         first = np.cumsum([0] + counts[:-1])
         chosen = [int(first[i]) + int(torch.argmin(score[first[i]:first[i] + n])) for i, n in enumerate(counts)]
-        flat = [c for cs in candidates for c in cs]
         params = BodyParams.cat([flat[k] for k in chosen])
         loss_init = [float(scored.total[k]) for k in first]
         finite = torch.isfinite(scored.total[chosen])
@@ -583,11 +584,12 @@ class Fitter:
         cam = obs.feature_camera
         h, w = obs.features.shape[1:3]
         uv = project_points(means, cam.fx, cam.fy, cam.cx, cam.cy)
-        selfvis = self._self_visible(ev, uv, h, w)
+        surface = (rendered_depth(ev.render, ev.means) if ev.depth is None else ev.depth)[0]  # h x w
+        selfvis = self._self_visible(means, uv, surface)
         occ = sample_at(ev.outlier[0][..., None], uv, h, w)[:, 0]
         agree = (sample_at(obs.features[0], uv, h, w) * ev.kernel_features[0]).sum(-1)
         nbrs = self.joint_kernels
-        cues, distance = self._visibility_cues(params, obs, ev, uv, selfvis, occ, agree)
+        cues, distance = self._visibility_cues(obs, ev, uv, surface, selfvis, occ, agree)
         logit = model_for(cfg.keypoint_source, obs.depth is not None, cfg.visibility_logit,
                           cfg.visibility_logit_image, cfg.visibility_logit_depth)
         visibility = visibility_from_cues(cues, logit)
@@ -604,19 +606,20 @@ class Fitter:
                          agreement=agreement, visibility_cues=cues.double().numpy(),
                          occluder_distance_m=distance)
 
-    def _self_visible(self, ev: Evaluation, uv: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """K soft z-test of each kernel against the rendered surface at its pixel (0 outside)."""
-        means = ev.means[0]
-        inside = (uv[:, 0] > -0.5) & (uv[:, 0] < w - 0.5) & (uv[:, 1] > -0.5) & (uv[:, 1] < h - 0.5)
-        surface = rendered_depth(ev.render, ev.means)[0]  # h x w
+    @staticmethod
+    def _self_visible(means: torch.Tensor, uv: torch.Tensor, surface: torch.Tensor) -> torch.Tensor:
+        """K soft z-test of each kernel (K x 3 centres at K x 2 pixels) against the rendered
+        surface depth (h x w) at its pixel (0 outside the image)."""
+        h, w = surface.shape
         depth_gap = sample_at(surface[..., None], uv, h, w)[:, 0] - means[:, 2]
-        return torch.sigmoid((depth_gap + SURFACE_TOLERANCE_M) / SURFACE_SOFTNESS_M) * inside
+        return torch.sigmoid((depth_gap + SURFACE_TOLERANCE_M) / SURFACE_SOFTNESS_M) * inside_grid(uv, h, w)
 
-    def _visibility_cues(self, params: BodyParams, obs: Observation, ev: Evaluation, uv: torch.Tensor,
+    def _visibility_cues(self, obs: Observation, ev: Evaluation, uv: torch.Tensor, surface: torch.Tensor,
                          selfvis: torch.Tensor, occ: torch.Tensor, agree: torch.Tensor
                          ) -> tuple[torch.Tensor, Optional[np.ndarray]]:
         """24 x ``len(VISIBILITY_CUES)`` cues (``fitting/visibility.py``) and, with depth, the
-        occluder distance per joint (``_depth_occlusion``; None without depth)."""
+        occluder distance per joint (``_depth_occlusion``; None without depth). ``surface``: the
+        rendered body's depth (h x w) of ``ev``."""
         cfg = self.cfg
         h, w = obs.features.shape[1:3]
         nbrs = self.joint_kernels
@@ -625,11 +628,9 @@ class Fitter:
         # back side), so the self-visible fraction is normalised by that before combining.
         occluded = (selfvis[nbrs] * occ[nbrs]).sum(1) / selfvis[nbrs].sum(1).clamp(min=1e-6)
         cam = obs.feature_camera
-        with torch.no_grad():  # the kernel subset's pose gives the exact joints at a seventh of the mesh's cost
-            subset = self.body.shaped_subset(params.betas, self.nbv.kernel_vertex_ids)
-            joints = self.body.pose_subset(params, subset).joints[0]  # 24 x 3
+        joints = ev.joints[0].detach()  # 24 x 3, as the evaluation posed them
         juv = project_points(joints, cam.fx, cam.fy, cam.cx, cam.cy)
-        inside = ((juv[:, 0] > -0.5) & (juv[:, 0] < w - 0.5) & (juv[:, 1] > -0.5) & (juv[:, 1] < h - 0.5)).to(sv)
+        inside = inside_grid(juv, h, w).to(sv)
         joint_outlier = sample_at(ev.outlier[0][..., None], juv, h, w)[:, 0]
         kernel_mask = joint_mask = None
         if obs.mask is not None:
@@ -644,7 +645,6 @@ class Fitter:
         kuv = (obs.keypoints[0].to(sv) - torch.tensor([crop.cx, crop.cy])) / torch.tensor([crop.fx, crop.fy])
         kuv = kuv * torch.tensor([cam.fx, cam.fy]) + torch.tensor([cam.cx, cam.cy])
         around = torch.nn.functional.max_pool2d(ev.outlier[0][None, None], 3, 1, 1)[0, 0]
-        surface = rendered_depth(ev.render, ev.means)[0]
         where = torch.stack([sample_at(ev.outlier[0][..., None], kuv, h, w)[:, 0],
                              sample_at(around[..., None], juv, h, w)[:, 0],
                              behind_render_cue(joints[:, 2], sample_at(surface[..., None], juv, h, w)[:, 0])], -1)
@@ -694,6 +694,12 @@ def joint_states(visibility: torch.Tensor, cues: torch.Tensor, threshold: float)
                  | (col["depth_occluded"] >= 0.5)).numpy()
     state[by_object & hidden] = OCCLUDED_BY_OBJECT
     return state
+
+
+def inside_grid(uv: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """N bool: the N x 2 pixel positions fall on the height x width grid (pixel centres at
+    integers, so a pixel spans -0.5 .. +0.5 around its index)."""
+    return (uv[:, 0] > -0.5) & (uv[:, 0] < width - 0.5) & (uv[:, 1] > -0.5) & (uv[:, 1] < height - 0.5)
 
 
 def rendered_depth(render: RenderOutput, means: torch.Tensor) -> torch.Tensor:
