@@ -35,7 +35,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from nbf_ros.config import TrackerConfig, TrackingModeConfig
-from nbf_ros.geometry.boxes import box_iou
+from nbf_ros.geometry.boxes import box_area, box_intersection, box_iou
 from nbf_ros.types import Person
 
 LOG = logging.getLogger(__name__)
@@ -115,8 +115,7 @@ def already_tracked(box: np.ndarray, landmark_box: Optional[np.ndarray], tracked
         return True
     if landmark_box is not None:
         return bool(box_iou(np.asarray(landmark_box, np.float64).reshape(1, 4), tracked).max() >= merge_iou)
-    low, high = np.maximum(box[:, :2], tracked[:, :2]), np.minimum(box[:, 2:], tracked[:, 2:])
-    inside = np.prod(np.clip(high - low, 0.0, None), axis=1) / max(float(np.prod(box[0, 2:] - box[0, :2])), 1e-9)
+    inside = box_intersection(box, tracked)[0] / max(float(box_area(box)[0]), 1e-9)
     return bool(inside.max() >= merge_iou)
 
 

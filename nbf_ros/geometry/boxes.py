@@ -1,4 +1,4 @@
-"""Person-box geometry: IoU, non-maximum suppression, clipping (pure numpy).
+"""Person-box geometry: intersection, IoU, non-maximum suppression, clipping (pure numpy).
 
 In geometry, not detection, because the detectors, the BlazePose boxes and the tracker all need
 it: they depend on geometry, not on each other.
@@ -11,15 +11,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes a (N x 4) and b (M x 4) -> N x M in [0, 1] (0 for empty boxes)."""
+def box_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection areas of boxes a (N x 4) and b (M x 4) -> N x M."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     x0 = np.maximum(a[:, None, 0], b[None, :, 0])
     y0 = np.maximum(a[:, None, 1], b[None, :, 1])
     x1 = np.minimum(a[:, None, 2], b[None, :, 2])
     y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    return np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes a (N x 4) and b (M x 4) -> N x M in [0, 1] (0 for empty boxes)."""
+    inter = box_intersection(a, b)
     union = box_area(a)[:, None] + box_area(b)[None, :] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
