@@ -3,8 +3,9 @@
 The :class:`Fitter` owns the optimisation of a batch of people (the people of a frame, or one
 person's start hypotheses when they are scored): the variables (global orientation,
 translation, body pose; shape stays at the regressor's estimate), the Adam optimiser, the
-two-stage schedule, the iteration and wall-clock budget and the "keep the best iterate" rule. The maths lives in pure functions (``losses.py``); the body model, the Neural
-Body Volume and the renderer are stateless modules it calls.
+two-stage schedule, the iteration and wall-clock budget and the "keep the best iterate" rule.
+The maths lives in pure functions (``losses.py``); the body model, the Neural Body Volume and
+the renderer are stateless modules it calls.
 """
 from __future__ import annotations
 

@@ -46,9 +46,10 @@ Rules (decided by the order of events; one timeout for a stream that stalls or s
    compared: a different one (a zooming camera, a new calibration) ends this until
    ``static_after`` identical ones again, so at most the images already taken then used the
    old calibration (also when the late one is invalid: such an image is processed, not
-   skipped; ``static_after`` 0 keeps rule 1 strict). Why: a CameraInfo often arrives after its image (above), and in the node's
-   one Python process the callbacks that deliver it are served late while the pipeline
-   computes; waiting cost the worker 45 % of its time at 10 Hz (docs/ros_node.md).
+   skipped; ``static_after`` 0 keeps rule 1 strict). Why: a CameraInfo often arrives after its
+   image (above), and in the node's one Python process the callbacks that deliver it are served
+   late while the pipeline computes; waiting cost the worker 45 % of its time at 10 Hz
+   (docs/ros_node.md).
 
 ``CameraInfoSync`` is the pure logic (explicit ``now``, no threads, unit tested);
 ``CameraSyncSlot`` is the thread-safe mailbox the node's callbacks and worker share.
