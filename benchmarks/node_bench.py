@@ -132,6 +132,7 @@ def run_case(args: argparse.Namespace, env: dict[str, str], factory: Callable, r
     overrides = [Parameter("autostart", value=False), Parameter("qos_reliability", value=args.qos),
                  Parameter("config_file", value=args.config), Parameter("fit", value=not args.no_fit),
                  Parameter("tracking_mode", value=args.tracking_mode)]
+    overrides += [Parameter(name, value=value) for name, value in args.node_param]
     node = NbfNode(context=context, parameter_overrides=overrides, pipeline_factory=factory)
     collector = rclpy.create_node("bench_collector", context=context)
     latencies: list[tuple[float, float, int]] = []  # (t since start, ms, people)
@@ -234,6 +235,17 @@ def walking_video(people: int, frames: int) -> Path:
     return path
 
 
+def node_param(text: str) -> tuple[str, Any]:
+    """'name=value' -> (name, value read as YAML: 0 -> int, false -> bool, 'on' stays a string)."""
+    import yaml
+
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    value = yaml.safe_load(raw)
+    return name, raw if isinstance(value, bool) and raw.lower() in ("on", "off") else value
+
+
 def print_table(results: list[RunResult]) -> None:
     head = ("rate", "ppl", "out Hz", "drop", "lost", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms", "CPU %",
             "RSS MB", "RSS/min", "lat/min")
@@ -267,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="publish tracking_bench.py's rendered walking sequence of --people (1 or 3) people, "
                         "forth and back, instead of drawn silhouettes")
     p.add_argument("--walker-frames", type=int, default=48, help="frames of the walking sequence")
+    p.add_argument("--node-param", action="append", default=[], type=node_param, metavar="NAME=VALUE",
+                   help="a node parameter for every case (value read as YAML), repeatable; e.g. "
+                        "camera_info_static_after=0")
     p.add_argument("--warmup", type=float, default=0.0,
                    help="seconds at the start of each case left out of the latency and rate figures")
     p.add_argument("--tracking-mode", choices=("", "on", "off"), default="",
