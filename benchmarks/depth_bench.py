@@ -184,7 +184,8 @@ def run_case(case, fitter: Fitter, body_fitter, source, backend, body, config, d
         for mode, crop in (("mono", None), ("depth", dc)):
             start = time.perf_counter()
             result = fitter.fit(net, 0, case.camera, init, iterate=iterate, keypoints=keypoints,
-                                alternatives=alternatives, depth=crop, mask=dc.mask)
+                                alternatives=alternatives, depth=crop, mask=dc.mask,
+                                alternatives_mirrored=True)
             item = score(result, case, body, by_object)
             item.update(condition=case.condition, person=case.index, method=f"{method}-{mode}",
                         ms=(time.perf_counter() - start) * 1e3)

@@ -73,7 +73,8 @@ def batched(pipe: Pipeline, net, camera, start: BodyParams, keypoints, alternati
     iteration."""
     from nbf_ros.fitting.fitter import FitRequest, Observation
 
-    requests = [FitRequest(0, camera, start, keypoints=keypoints, alternatives=alternatives)] * args.batch
+    requests = [FitRequest(0, camera, start, keypoints=keypoints, alternatives=alternatives,
+                            alternatives_mirrored=True)] * args.batch
     many, starts = Observation.stack([obs] * args.batch), BodyParams.cat([start] * args.batch)
     pipe.fitter.fit_batch(net, requests)  # warm-up
     iteration(pipe, starts, many)
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     net, camera, start, keypoints, alternatives, obs = one_person(pipe)
 
     def fit():
-        return pipe.fitter.fit(net, 0, camera, start, keypoints=keypoints, alternatives=alternatives)
+        return pipe.fitter.fit(net, 0, camera, start, keypoints=keypoints, alternatives=alternatives,
+                               alternatives_mirrored=True)
 
     for _ in range(2):  # warm-up
         result = fit()

@@ -293,7 +293,7 @@ def evaluate_case(case: Case, fitter: Fitter | None, net, init: BodyParams, body
                   alternatives: list[BodyParams] = ()) -> dict:
     start = time.perf_counter()
     result = fitter.fit(net, 0, case.camera, init, iterate=iterate, keypoints=keypoints,
-                        alternatives=alternatives)
+                        alternatives=alternatives, alternatives_mirrored=True)
     ms = (time.perf_counter() - start) * 1e3
     with torch.no_grad():
         pred_out, true_out = body(result.params), body(case.params)

@@ -89,7 +89,7 @@ def collect(cases: list, fitter: Fitter, backend, source: bench.KeypointSource, 
         keypoints = source.keypoints_from(found)
         key = (case.condition, case.index)
         crop = depth_bench.depth_crop(depths[key], found, size, grid, source.crop_box(size)[0])
-        common = dict(keypoints=keypoints, alternatives=alternatives)
+        common = dict(keypoints=keypoints, alternatives=alternatives, alternatives_mirrored=True)
         rows["mono"].append(fitter.fit(net, 0, case.camera, init, mask=crop.mask, **common).visibility_cues)
         rows["depth"].append(fitter.fit(net, 0, case.camera, init, depth=crop, **common).visibility_cues)
         rows["extra"].append(np.zeros((24, 2)) if found is None else

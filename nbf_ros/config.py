@@ -169,6 +169,10 @@ class FitConfig:
     # external 2D source such as BlazePose gives the keypoints) by the keypoint term and priors
     # alone: the shipped network cannot tell front from back (docs/fit_tuning.md), BlazePose can.
     hypothesis_score: Literal["objective", "keypoints"] = "objective"
+    # Score and fit the front/back-turned starts (the flipped twin, BlazePose's turned reading)
+    # against the 2D keypoints with left and right swapped: the labels they stand for. Then the
+    # keypoint term no longer vetoes them and the image's features decide front from back.
+    mirrored_keypoints: bool = False
     # Kernels nearest to each joint (rest pose) that decide its visibility.
     kernels_per_joint: int = 8
     # Share of a joint's surrounding kernels that face the camera when nothing hides it.

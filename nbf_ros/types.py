@@ -134,6 +134,9 @@ class FitInfo:
     # "landmarks (turned reading)", or "network" with the reason the landmarks were not used.
     # Python API and logs only: the JSON's "fit" object keeps the documented four keys.
     start: str = "network"
+    # Which start hypothesis the fit optimised: "start", "alternative" (e.g. the landmarks'
+    # turned reading), "flipped twin", "turned 90 deg" ..., "previous frame".
+    hypothesis: str = "start"
 
 
 @dataclass

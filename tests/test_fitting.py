@@ -11,9 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nbf_ros.body.pose_limits import MIRROR_JOINTS
 from nbf_ros.config import NbfConfig, resolve_path
 from nbf_ros.fitting.fitter import FitRequest, Fitter, flipped_twin, turn_hypotheses, turned_about_vertical
 from nbf_ros.fitting.pose_prior import load_pose_prior
+from nbf_ros.geometry.camera import project_points
 from nbf_ros.inference.backends import NetArrays
 from nbf_ros.render import RenderCamera, render_gaussians
 from nbf_ros.types import BodyParams, CameraIntrinsics
@@ -248,7 +250,6 @@ def test_each_shipped_visibility_model_is_monotone_in_every_cue(field):
 def test_hypothesis_score_keypoints_follows_the_external_keypoints(setup):
     """With an external 2D source, ``hypothesis_score: keypoints`` picks the start the keypoints
     support even when the features say otherwise; ``objective`` lets the features decide."""
-    from nbf_ros.geometry.camera import project_points
 
     body = setup[1]
     gt = truth()
@@ -279,6 +280,31 @@ def test_alternative_starts_compete_with_the_init(setup):
     assert mpjpe(body, fitter.fit(obs, 0, crop_camera(), wrong, alternatives=[gt]).params, gt) < 1e-4
     kept = fitter.fit(obs, 0, crop_camera(), wrong, alternatives=[gt], iterate=False).params
     assert mpjpe(body, kept, wrong) < 1e-4
+
+
+def test_a_turned_reading_is_scored_against_the_keypoints_it_stands_for(setup):
+    """BlazePose swapped left and right (its keypoints carry the mirrored labels of the true
+    body) and its turned reading is the truth: scored against its own labels (left and right
+    swapped back, ``fit.mirrored_keypoints``) the turned reading wins and names itself; scored
+    against BlazePose's labels the keypoint term vetoes it."""
+    body = setup[1]
+    gt = truth()
+    blazepose_reading = turned_about_vertical(gt, np.pi)
+    cam = crop_camera()
+    with torch.no_grad():
+        uv = project_points(body(gt).joints, cam.fx, cam.fy, cam.cx, cam.cy)
+    swapped = (uv[:, MIRROR_JOINTS].float(), torch.ones(1, 24))
+    obs = observed(setup, gt)
+    fit = {}
+    for mirrored in (False, True):
+        fitter = make_fitter(setup, max_iters=0, flip_hypothesis=False, turn_hypotheses=1, keypoint_weight=10.0,
+                             mirrored_keypoints=mirrored)
+        fit[mirrored] = fitter.fit(obs, 0, cam, blazepose_reading, keypoints=swapped, alternatives=[gt],
+                                   alternatives_mirrored=True)
+    assert fit[True].info.hypothesis == "alternative"
+    assert mpjpe(body, fit[True].params, gt) < 1e-4
+    assert fit[False].info.hypothesis == "start"
+    assert mpjpe(body, fit[False].params, blazepose_reading) < 1e-4
 
 
 def concat_nets(*nets: NetArrays) -> NetArrays:

@@ -84,6 +84,9 @@ ranges are symmetric intervals."""
 # Permutation and sign that mirror a body_pose (23 x 3) left <-> right.
 MIRROR_PERMUTATION: np.ndarray = np.array([BODY_JOINT_INDEX[mirror_name(n)] for n in BODY_JOINT_NAMES])
 MIRROR_SIGN: np.ndarray = np.array([1.0, -1.0, -1.0])
+# The 24 joints (pelvis first) with left and right swapped: the labels a front/back-turned
+# reading of the same 2D keypoints gives them.
+MIRROR_JOINTS: np.ndarray = np.concatenate([[0], MIRROR_PERMUTATION + 1])
 
 
 def mirror_body_pose(body_pose: np.ndarray) -> np.ndarray:

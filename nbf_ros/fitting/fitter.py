@@ -22,7 +22,7 @@ from scipy.spatial import cKDTree
 
 from nbf_ros.body.model import BodyModel, ShapedSubset
 from nbf_ros.body.nbv import NeuralBodyVolume
-from nbf_ros.body.pose_limits import joint_limit_violation, mirror_body_pose
+from nbf_ros.body.pose_limits import MIRROR_JOINTS, joint_limit_violation, mirror_body_pose
 from nbf_ros.config import NbfConfig, resolve_path
 from nbf_ros.fitting.depth import DepthCrop, along_ray, depth_term, metric_offset, occluder_map
 from nbf_ros.fitting.losses import (GaussianPosePrior, feature_loss, feature_scores,
@@ -154,6 +154,14 @@ class Observation:
                            self.keypoint_conf.index_select(0, index), [self.cameras[i] for i in rows],
                            [self.feature_cameras[i] for i in rows], depth=depth)
 
+    def mirror_keypoints(self, rows: torch.Tensor) -> None:
+        """Swap left and right in the 2D keypoints (and their confidences) of the B bool
+        ``rows``: the labels a front/back-turned reading of the same image gives them."""
+        if bool(rows.any()):
+            swap = torch.as_tensor(MIRROR_JOINTS)
+            self.keypoints = torch.where(rows[:, None, None], self.keypoints[:, swap], self.keypoints)
+            self.keypoint_conf = torch.where(rows[:, None], self.keypoint_conf[:, swap], self.keypoint_conf)
+
     @staticmethod
     def stack(items: Sequence["Observation"]) -> "Observation":
         """One batch of single-person observations (same feature grid and crop size). People
@@ -184,6 +192,20 @@ class FitRequest:
     turns: bool = True
     # 1 x h x w BlazePose person mask on the feature grid (``depth.mask`` when depth has one).
     mask: Optional[torch.Tensor] = None
+    # The alternatives are front/back-turned readings of the same 2D keypoints (BlazePose's
+    # turned reading): with ``fit.mirrored_keypoints`` they are scored and fitted against the
+    # keypoints with left and right swapped, the labels they stand for.
+    alternatives_mirrored: bool = False
+
+
+@dataclass
+class StartHypothesis:
+    """One start of a person's fit: the body, what it is (``FitInfo.hypothesis``), and whether
+    it reads the 2D keypoints with left and right swapped."""
+
+    params: BodyParams
+    name: str
+    mirrored: bool = False
 
 
 @dataclass
@@ -388,7 +410,8 @@ class Fitter:
             keypoints: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
             alternatives: Sequence[BodyParams] = (), depth: Optional[DepthCrop] = None,
             budget_ms: Optional[float] = None, max_iters: Optional[int] = None,
-            turns: bool = True, mask: Optional[torch.Tensor] = None) -> FitResult:
+            turns: bool = True, mask: Optional[torch.Tensor] = None,
+            alternatives_mirrored: bool = False) -> FitResult:
         """Fit person ``index`` of a network batch (``NetArrays``), starting from ``init`` (1).
 
         Hypotheses: ``init``, the caller's ``alternatives`` (e.g. the front/back-turned reading
@@ -405,9 +428,11 @@ class Fitter:
         (default ``fit.max_iters``); ``turns=False`` leaves out the flipped twin and the turned
         copies of ``init`` (a tracked person whose facing the previous frames settled).
         ``mask``: 1 x h x w BlazePose person mask on the feature grid, for the joint visibility
-        (``fitting/visibility.py``).
+        (``fitting/visibility.py``). ``alternatives_mirrored``: the alternatives are front/back-
+        turned readings of the keypoints (``FitRequest.alternatives_mirrored``).
         """
-        request = FitRequest(index, camera, init, warm_start, keypoints, alternatives, depth, turns, mask)
+        request = FitRequest(index, camera, init, warm_start, keypoints, alternatives, depth, turns, mask,
+                             alternatives_mirrored)
         return self.fit_batch(net, [request], iterate, budget_ms, max_iters)[0]
 
     def fit_batch(self, net, requests: Sequence[FitRequest], iterate: bool = True,
@@ -425,14 +450,13 @@ class Fitter:
             return []
         people = [self._observation(net, r) for r in requests]
         offsets, candidates = zip(*(self._candidates(r, obs, iterate) for r, obs in zip(requests, people)))
-        obs = Observation.stack(people)
         kp_weight = self.cfg.keypoint_weight
         counts = [len(c) for c in candidates]
         flat = [c for cs in candidates for c in cs]
+        scoring = Observation.stack(people).select([i for i, n in enumerate(counts) for _ in range(n)])
+        scoring.mirror_keypoints(torch.tensor([c.mirrored for c in flat]))
         with torch.no_grad():
-            scored = self.evaluate(BodyParams.cat(flat),
-                                   obs.select([i for i, n in enumerate(counts) for _ in range(n)]),
-                                   kp_weight, outlier=False)
+            scored = self.evaluate(BodyParams.cat([c.params for c in flat]), scoring, kp_weight, outlier=False)
         score = scored.total
         if self.cfg.hypothesis_score == "keypoints":  # keypoints and priors alone, for external keypoints
             external = torch.tensor([r.keypoints is not None for r, n in zip(requests, counts) for _ in range(n)])
@@ -440,7 +464,10 @@ class Fitter:
         score = torch.nan_to_num(score, nan=math.inf)
         first = np.cumsum([0] + counts[:-1])
         chosen = [int(first[i]) + int(torch.argmin(score[first[i]:first[i] + n])) for i, n in enumerate(counts)]
-        params = BodyParams.cat([flat[k] for k in chosen])
+        params = BodyParams.cat([flat[k].params for k in chosen])
+        for person, k in zip(people, chosen):  # the fit and the visibility read the chosen labels
+            person.mirror_keypoints(torch.tensor([flat[k].mirrored]))
+        obs = Observation.stack(people)
         loss_init = [float(scored.total[k]) for k in first]
         finite = torch.isfinite(scored.total[chosen])
         iters = self.cfg.max_iters if max_iters is None else max_iters
@@ -458,7 +485,7 @@ class Fitter:
             result = self._assess(params.index(i), people[i], final.select(i))
             result.depth_offset_m = offset
             result.info = FitInfo(iterations=iterations if bool(finite[i]) else 0, loss_init=loss_init[i],
-                                  loss=float(final.total[i]), ms=ms)
+                                  loss=float(final.total[i]), ms=ms, hypothesis=flat[chosen[i]].name)
             results.append(result)
         return results
 
@@ -474,23 +501,29 @@ class Fitter:
         return obs
 
     def _candidates(self, request: FitRequest, obs: Observation, iterate: bool
-                    ) -> tuple[float, list[BodyParams]]:
+                    ) -> tuple[float, list[StartHypothesis]]:
         """(metres ``init`` was moved along its ray by depth, nan if not; the start hypotheses,
-        ``init`` first)."""
+        ``init`` first). With ``fit.mirrored_keypoints`` the front/back-turned ones (the flipped
+        twin, a caller's turned reading) read the keypoints with left and right swapped."""
         place = obs.depth is not None and self.cfg.depth_start
+        mirror = self.cfg.mirrored_keypoints
         init, offset = request.init, float("nan")
         if place:  # the flipped twin and the turns keep init's pelvis: placed with it
             init, offset = self.place_by_depth(init, obs)
-        candidates = [init]
+        candidates = [StartHypothesis(init, "start")]
         if iterate:
-            candidates.extend(self.place_by_depth(a, obs)[0] if place else a for a in request.alternatives)
+            candidates.extend(StartHypothesis(self.place_by_depth(a, obs)[0] if place else a, "alternative",
+                                              mirror and request.alternatives_mirrored)
+                              for a in request.alternatives)
             if request.turns and self.cfg.flip_hypothesis:
-                candidates.append(flipped_twin(init))
+                candidates.append(StartHypothesis(flipped_twin(init), "flipped twin", mirror))
             if request.turns:
-                candidates.extend(turn_hypotheses(init, self.cfg.turn_hypotheses))
+                candidates.extend(StartHypothesis(t, f"turned {360 * (k + 1) // self.cfg.turn_hypotheses} deg")
+                                  for k, t in enumerate(turn_hypotheses(init, self.cfg.turn_hypotheses)))
             if request.warm_start is not None:
                 warm = warm_from_person(request.warm_start, init)
-                candidates.append(self.place_by_depth(warm, obs)[0] if place else warm)
+                candidates.append(StartHypothesis(self.place_by_depth(warm, obs)[0] if place else warm,
+                                                  "previous frame"))
         return offset, candidates
 
     def _optimise(self, params: BodyParams, obs: Observation, kp_weight: float,

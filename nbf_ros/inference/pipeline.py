@@ -630,6 +630,7 @@ class Pipeline:
             unfitted += len(members) if fit and allowed_ms is None else 0
             requests = [FitRequest(i, crops.cameras[i], init.index(i), warm_start=previous[i],
                                    keypoints=keypoints[i], alternatives=[] if is_short else alternatives[i],
+                                   alternatives_mirrored=True,
                                    depth=depths[i], turns=not is_short, mask=masks[i]) for i in members]
             results = self.fitter.fit_batch(net, requests, iterate=allowed_ms is not None, budget_ms=allowed_ms,
                                             max_iters=self.config.tracking.fit_iterations if is_short else None)
