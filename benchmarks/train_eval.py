@@ -165,7 +165,8 @@ def _write(results: dict, path: str | None) -> None:
 
 def _print_head_table(r: dict) -> None:
     keys = ("kernel_top1", "kernel_top1_within_1hop", "kernel_top1_within_10cm", "part_top1",
-            "kernel_rank_percentile", "bin_acc_given_kernel", "bin_majority_baseline", "background_acc")
+            "kernel_rank_percentile", "bin_acc_given_kernel", "bin_majority_baseline", "background_acc",
+            "left_right_swap")
     print(f"{'trunk head metric':28s} {'clean':>10s} {'occluded':>10s}")
     for k in keys:
         print(f"{k:28s} {r['head_clean'].get(k, float('nan')):10.3f} "
@@ -177,7 +178,7 @@ def _print_head_table(r: dict) -> None:
 def _print_table(r: dict) -> None:
     keys = ("mpjpe_mm", "pa_mpjpe_mm", "start_body_mpjpe_mm", "start_body_pa_mpjpe_mm", "heatmap_px", "kernel_top1", "kernel_top1_within_1hop",
             "kernel_top1_within_10cm", "part_top1", "kernel_rank_percentile",
-            "bin_acc_given_kernel", "bin_majority_baseline", "background_acc")
+            "bin_acc_given_kernel", "bin_majority_baseline", "background_acc", "left_right_swap")
     print(f"{'metric':28s} {'clean':>10s} {'occluded':>10s}")
     for k in keys:
         print(f"{k:28s} {r['clean'].get(k, float('nan')):10.3f} {r['occluded'].get(k, float('nan')):10.3f}")

@@ -341,6 +341,12 @@ def test_feature_counts_on_a_constructed_map() -> None:
     assert c.summary()["bin_majority_baseline"] == 0.5
     assert c.bin_correct == 1  # pixel 0 (bin 1 of kernel 0) right; pixel 2 has bin 1, truth 0
     assert (c.bg_pixels, c.bg_correct) == (1, 1)
+    # Left/right: kernels 1 and 2 sit on the same side, so the confusion of pixel 1 is no swap;
+    # with kernel 2 moved to the other side of the midplane it is one of 2 lateral pixels.
+    assert (c.lateral_pixels, c.side_swapped) == (2, 0)
+    sites[2, 0] = -1.0
+    c = feature_counts(feats, kernel_index, bins, bank, proto, adjacency, sites, torch.tensor([0, 1, 2]))
+    assert (c.lateral_pixels, c.side_swapped) == (2, 1) and c.summary()["left_right_swap"] == 0.5
 
 
 def test_step_sampler_is_a_function_of_the_step() -> None:

@@ -96,6 +96,9 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
 NEAR_M = 0.10
 """A predicted kernel this close (rest pose) to the true one counts as 'within 10 cm' (the
 feasibility probe's second number, method.md)."""
+LATERAL_M = 0.05
+"""A kernel this far from the body's midplane (rest pose, |x|) is on the left or the right side:
+the pixels the left/right swap rate counts."""
 
 
 @dataclass
@@ -117,6 +120,10 @@ class FeatureCounts:
     bin_correct: int = 0
     bg_pixels: int = 0
     bg_correct: int = 0
+    # Foreground pixels of a lateral kernel (``LATERAL_M``), and those whose nearest kernel is
+    # lateral on the other side of the body: left/right confusions, which the fit cannot undo.
+    lateral_pixels: int = 0
+    side_swapped: int = 0
 
     def add(self, other: "FeatureCounts") -> None:
         for name in self.__dataclass_fields__:
@@ -135,7 +142,8 @@ class FeatureCounts:
                 "kernel_rank_percentile": self.rank_sum / fg,
                 "bin_acc_given_kernel": self.bin_correct / max(self.kernel_correct, 1),
                 "bin_majority_baseline": max(self.true_bin_counts, default=0) / max(self.kernel_correct, 1),
-                "background_acc": self.bg_correct / bg}
+                "background_acc": self.bg_correct / bg,
+                "left_right_swap": self.side_swapped / max(self.lateral_pixels, 1)}
 
 
 @torch.no_grad()
@@ -159,6 +167,8 @@ def feature_counts(features: torch.Tensor, kernel_index: torch.Tensor, bin_weigh
         kernel_sites: K x 3 rest-pose kernel positions (metres) for the within-10-cm rate.
         kernel_part: (K,) limb id of each kernel: "part_top1" counts a nearest kernel on the right
             limb (a 9-way readout of the same features: what a coarser part contrast must reach).
+    "left_right_swap": of the pixels of kernels off the midplane, the share whose nearest kernel
+    lies on the other side of the body (x of the rest-pose sites has the other sign).
     """
     b, d, h, w = features.shape
     k, o, _ = bank.shape
@@ -178,6 +188,10 @@ def feature_counts(features: torch.Tensor, kernel_index: torch.Tensor, bin_weigh
         counts.neighbour_correct = int(adjacency[kid, bk].sum())
         counts.within_10cm = int(((kernel_sites[kid] - kernel_sites[bk]).norm(dim=-1) <= NEAR_M).sum())
         counts.part_correct = int((kernel_part[kid] == kernel_part[bk]).sum())
+        side_true, side_pred = kernel_sites[kid, 0], kernel_sites[bk, 0]
+        lateral = side_true.abs() > LATERAL_M
+        counts.lateral_pixels = int(lateral.sum())
+        counts.side_swapped = int((lateral & (side_pred.abs() > LATERAL_M) & (side_true * side_pred < 0)).sum())
         per_kernel = sim[fg].reshape(-1, k, o).max(-1).values  # N x K
         true_sim = per_kernel.gather(1, kid[:, None])
         counts.rank_sum = float((per_kernel < true_sim).float().mean(1).sum())
