@@ -234,6 +234,10 @@ class FitConfig:
     depth_sigma_m: float = 0.1
     depth_occluder_margin_m: float = 0.15
     depth_min_pixels: int = 8
+    # Inside BlazePose's person mask the start is placed on the farthest residual cluster with
+    # at least this share of the strongest one's score (what lies in front of the person is an
+    # occluder, which may hold more of the mask than the person does; fitting/depth.py).
+    depth_far_share: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ MODE_WINDOW_M = 0.15
 """Residuals this close to the densest bin are averaged (median) into the offset."""
 FAR_SHARE = 0.5
 """``residual_mode(farthest=True)``: a cluster behind the strongest one wins with this share of
-its score (an occluder in front may hold more of the person's mask than the person does)."""
+its score (an occluder in front may hold more of the person's mask than the person does). The
+fitter passes ``fit.depth_far_share``."""
 PRIOR_FRACTION = 0.15
 """Spread of a monocular start's depth error, as a fraction of its depth (the prior of
 ``residual_mode``: monocular root errors are ~5-15 % of the distance, docs/depth.md)."""
@@ -62,14 +63,15 @@ class DepthCrop:
 
 
 def residual_mode(residual: np.ndarray, prior_sigma_m: float = math.inf, farthest: bool = False,
-                  bin_m: float = MODE_BIN_M, window_m: float = MODE_WINDOW_M) -> float:
+                  bin_m: float = MODE_BIN_M, window_m: float = MODE_WINDOW_M,
+                  far_share: float = FAR_SHARE) -> float:
     """The centre of the strongest cluster of N residuals (metres): candidate centres every
     ``bin_m``, each scored by how many residuals lie within ``window_m`` of it times a Gaussian
     prior N(0, prior_sigma_m^2) on the move (the start is roughly right: an occluder's surface
     far in front or a wall far behind must outnumber the person clearly to win); the offset is
     the median of the residuals within ``window_m`` of the best centre.
 
-    ``farthest``: the farthest cluster scoring at least ``FAR_SHARE`` of the best instead (for
+    ``farthest``: the farthest cluster scoring at least ``far_share`` of the best instead (for
     pixels already known to be the person's, e.g. inside BlazePose's mask, where what lies in
     front of the person is an occluder and nothing of the background is left)."""
     residual = np.sort(np.asarray(residual, np.float64))
@@ -80,13 +82,14 @@ def residual_mode(residual: np.ndarray, prior_sigma_m: float = math.inf, farthes
     score = support * prior
     best = int(np.argmax(score))
     if farthest:
-        best = int(np.nonzero(score >= FAR_SHARE * score[best])[0].max())
+        best = int(np.nonzero(score >= far_share * score[best])[0].max())
     centre = centres[best]
     return float(np.median(residual[np.abs(residual - centre) <= window_m]))
 
 
 def metric_offset(observed: torch.Tensor, rendered: torch.Tensor, coverage: torch.Tensor,
-                  mask: Optional[torch.Tensor] = None, min_pixels: int = 8) -> Optional[float]:
+                  mask: Optional[torch.Tensor] = None, min_pixels: int = 8,
+                  far_share: float = FAR_SHARE) -> Optional[float]:
     """Metres the body's surface lies in front of (negative) or behind the observed surface.
 
     Args:
@@ -94,6 +97,7 @@ def metric_offset(observed: torch.Tensor, rendered: torch.Tensor, coverage: torc
             (inf off the body). coverage: 1 x h x w rendered coverage.
         mask: 1 x h x w person probability; where given, only pixels above 0.5 count.
         min_pixels: fewer usable pixels than this -> None (no metric evidence).
+        far_share: with a mask, the farthest cluster with this share of the best score wins.
     """
     usable = torch.isfinite(observed) & torch.isfinite(rendered) & (coverage > COVERED)
     if mask is not None:
@@ -102,7 +106,7 @@ def metric_offset(observed: torch.Tensor, rendered: torch.Tensor, coverage: torc
         return None
     residual = (observed - rendered)[usable].detach().double().numpy()
     distance = float(rendered[usable].median())
-    return residual_mode(residual, PRIOR_FRACTION * distance, farthest=mask is not None)
+    return residual_mode(residual, PRIOR_FRACTION * distance, farthest=mask is not None, far_share=far_share)
 
 
 def along_ray(params: BodyParams, pelvis: torch.Tensor, offset_m: float) -> BodyParams:

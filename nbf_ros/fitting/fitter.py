@@ -395,7 +395,7 @@ class Fitter:
             with torch.no_grad():
                 ev = self.evaluate(params, obs, 0.0)
                 offset = metric_offset(obs.depth.depth, ev.depth, ev.render.coverage, obs.depth.mask,
-                                       self.cfg.depth_min_pixels)
+                                       self.cfg.depth_min_pixels, self.cfg.depth_far_share)
                 if offset is None:
                     break
                 params = along_ray(params, self.body(params).joints[:, 0], offset)
