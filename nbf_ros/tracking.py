@@ -35,7 +35,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from nbf_ros.config import TrackerConfig, TrackingModeConfig
-from nbf_ros.geometry.boxes import box_area, box_intersection, box_iou
+from nbf_ros.geometry.boxes import box_area, box_intersection, box_iou, clip_boxes
 from nbf_ros.types import Person
 
 LOG = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def check_tracking_config(cfg: TrackingModeConfig) -> None:
 
 def box_from_landmarks(points: np.ndarray, margin: float, width: int, height: int) -> Optional[np.ndarray]:
     """A tracked person's box for the next frame (MediaPipe derives its next ROI from the
-    landmarks instead of running the detector): [x0, y0, x1, y1] pixel edges.
+    landmarks instead of running the detector): [x0, y0, x1, y1] pixel edges (geometry/boxes.py).
 
     Args:
         points: L x 2 landmark pixels (u, v), pixel-centre convention; non-finite rows ignored.
@@ -89,10 +89,9 @@ def box_from_landmarks(points: np.ndarray, margin: float, width: int, height: in
     pts = pts[np.isfinite(pts).all(axis=1)]
     if len(pts) == 0:
         return None
-    low, high = pts.min(axis=0) + 0.5, pts.max(axis=0) + 0.5  # pixel centres -> edge coordinates
+    low, high = pts.min(axis=0) - 0.5, pts.max(axis=0) + 0.5  # the outer edges of those pixels
     grow = margin * float((high - low).max())
-    box = np.concatenate([low - grow, high + grow])
-    box = np.clip(box, 0.0, [width, height, width, height])
+    box = clip_boxes(np.concatenate([low - grow, high + grow]), width, height)[0]
     return box if box[2] > box[0] and box[3] > box[1] else None
 
 

@@ -185,8 +185,10 @@ def test_without_tracking_mode_the_detector_runs_every_frame(tracking_pipeline, 
 # -- pieces --------------------------------------------------------------------------------------
 def test_box_from_landmarks_grows_and_clips():
     points = np.array([[10.0, 20.0], [30.0, 120.0], [np.nan, 5.0]])
-    np.testing.assert_allclose(box_from_landmarks(points, 0.1, 640, 480), [0.5, 10.5, 40.5, 130.5])
-    np.testing.assert_allclose(box_from_landmarks(points, 0.0, 20, 480), [10.5, 20.5, 20.0, 120.5])
+    # Pixel edges (geometry/boxes.py): the landmark pixels' outer edges, grown by 0.1 x 101 px,
+    # clipped to the image's extent [-0.5, W - 0.5].
+    np.testing.assert_allclose(box_from_landmarks(points, 0.1, 640, 480), [-0.5, 9.4, 40.6, 130.6])
+    np.testing.assert_allclose(box_from_landmarks(points, 0.0, 20, 480), [9.5, 19.5, 19.5, 120.5])
     assert box_from_landmarks(points + 1000.0, 0.1, 640, 480) is None  # left the image
     assert box_from_landmarks(np.full((3, 2), np.nan), 0.1, 640, 480) is None
 
