@@ -42,6 +42,24 @@ def untrained_config(untrained_weights, tmp_path_factory) -> tuple[NbfConfig, st
 
 
 @pytest.fixture(scope="module")
+def body():
+    """The shipped body model (one torch thread, as the data generator's tests expect)."""
+    from nbf_ros.body.model import load_body_model
+    from nbf_ros.config import resolve_path
+
+    torch.set_num_threads(1)
+    return load_body_model(resolve_path("models/nbf_body.npz"))
+
+
+@pytest.fixture(scope="module")
+def labels(body):
+    """The generator's per-vertex truth tables for 300 kernels."""
+    from nbf_ros.data.scene import body_labels
+
+    return body_labels(body, num_kernels=300)
+
+
+@pytest.fixture(scope="module")
 def random_nbv():
     """(config, body, NBV with seeded random kernel features, unit background feature): the fitter
     tests' world, where the truth renders the observation exactly. Module scope: each test module

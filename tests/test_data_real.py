@@ -12,19 +12,11 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from nbf_ros.config import NetConfig, SyntheticConfig, resolve_path
+from nbf_ros.config import NetConfig, SyntheticConfig
 from nbf_ros.data import real
 from nbf_ros.data.scene import body_labels, render_scene
 from nbf_ros.geometry.camera import CropBox, extract_crop
 from nbf_ros.types import BodyParams
-
-
-@pytest.fixture(scope="module")
-def body():
-    from nbf_ros.body.model import load_body_model
-
-    torch.set_num_threads(1)
-    return load_body_model(resolve_path("models/nbf_body.npz"))
 
 
 @pytest.fixture(scope="module")

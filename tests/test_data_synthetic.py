@@ -8,29 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from nbf_ros.config import NetConfig, SyntheticConfig, resolve_path
+from nbf_ros.config import NetConfig, SyntheticConfig
 from nbf_ros.data import appearance as app
 from nbf_ros.data.crops import downsample_labels, render_crop
 from nbf_ros.data.dataset import ShardDataset, SyntheticCropDataset, write_shards
-from nbf_ros.data.scene import (OCCLUDED_BY_OBJECT, SELF_OCCLUDED, VISIBLE, body_labels,
+from nbf_ros.data.scene import (OCCLUDED_BY_OBJECT, SELF_OCCLUDED, VISIBLE,
                                 joint_visibility_state, normalised_joint_visibility, render_scene)
 from nbf_ros.geometry.camera import project_points
 from nbf_ros.types import BodyParams
 
 CFG = SyntheticConfig()
-
-
-@pytest.fixture(scope="module")
-def body():
-    from nbf_ros.body.model import load_body_model
-
-    torch.set_num_threads(1)
-    return load_body_model(resolve_path("models/nbf_body.npz"))
-
-
-@pytest.fixture(scope="module")
-def labels(body):
-    return body_labels(body, num_kernels=300)
 
 
 def _occluded_cfg() -> SyntheticConfig:

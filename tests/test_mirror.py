@@ -4,29 +4,14 @@ bins of the original pose (what the docstring claims lets the trainer need no bi
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from nbf_ros.body.nbv import LIMB_NAMES, orientation_weights, sphere_bin_directions
 from nbf_ros.body.pose_limits import MIRROR_JOINTS
-from nbf_ros.config import NetConfig, SyntheticConfig, resolve_path
+from nbf_ros.config import NetConfig, SyntheticConfig
 from nbf_ros.data.crops import render_crop
-from nbf_ros.data.scene import body_labels
 from nbf_ros.evaluation.metrics import LATERAL_M
 from nbf_ros.training.mirror import MIRROR_X, kernel_mirror_map, mirror_crop
-
-
-@pytest.fixture(scope="module")
-def body():
-    from nbf_ros.body.model import load_body_model
-
-    torch.set_num_threads(1)
-    return load_body_model(resolve_path("models/nbf_body.npz"))
-
-
-@pytest.fixture(scope="module")
-def labels(body):
-    return body_labels(body, num_kernels=300)
 
 
 def mirror_limb(name: str) -> str:
