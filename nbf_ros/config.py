@@ -172,6 +172,8 @@ class FitConfig:
     # Score and fit the front/back-turned starts (the flipped twin, BlazePose's turned reading)
     # against the 2D keypoints with left and right swapped: the labels they stand for. Then the
     # keypoint term no longer vetoes them and the image's features decide front from back.
+    # Off: with the shipped features it is a wash (docs/initial_body.md, "Front/back with the
+    # trunk features").
     mirrored_keypoints: bool = False
     # Kernels nearest to each joint (rest pose) that decide its visibility.
     kernels_per_joint: int = 8
