@@ -21,7 +21,7 @@ from nbf_ros.config import NbfConfig, resolve_path
 from nbf_ros.detection.base import Detections
 from nbf_ros.fitting.confidence import confidence_cues, person_confidence
 from nbf_ros.fitting.fitter import FitRequest
-from nbf_ros.geometry.boxes import box_iou
+from nbf_ros.geometry.boxes import box_area, box_iou
 from nbf_ros.geometry.camera import CropBox, extract_crop, project_points, weak_perspective_to_translation
 from nbf_ros.geometry.rotations import matrix_to_axis_angle, rotation_6d_to_matrix
 from nbf_ros.inference.backends import NetArrays, NetworkBackend, load_backend
@@ -81,8 +81,7 @@ class FrontEnd:
     def largest_first(self) -> "FrontEnd":
         """The same people ordered by box area, largest first (the detector's order, which the
         frame's fit budget relies on)."""
-        area = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
-        order = [int(i) for i in np.argsort(-area, kind="stable")]
+        order = [int(i) for i in np.argsort(-box_area(self.boxes), kind="stable")]
         pick = lambda items: [items[i] for i in order]  # noqa: E731
         return FrontEnd(self.boxes[order].reshape(-1, 4), pick(self.landmarks), pick(self.track_ids),
                         pick(self.sources), self.rejected, self.detector_reason, self.lost)
