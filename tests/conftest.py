@@ -42,6 +42,16 @@ def untrained_config(untrained_weights, tmp_path_factory) -> tuple[NbfConfig, st
 
 
 @pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny tensors: on a busy shared CPU two threads stall
+    each other at OpenMP barriers. The previous count is restored after the module."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
 def body():
     """The shipped body model (one torch thread, as the data generator's tests expect)."""
     from nbf_ros.body.model import load_body_model

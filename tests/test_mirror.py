@@ -6,16 +6,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nbf_ros.body.nbv import LIMB_NAMES, orientation_weights, sphere_bin_directions
-from nbf_ros.body.pose_limits import MIRROR_JOINTS
+from nbf_ros.body.nbv import LIMB_NAMES, LIMBS, orientation_weights, sphere_bin_directions
+from nbf_ros.body.pose_limits import MIRROR_JOINTS, mirror_name
 from nbf_ros.config import NetConfig, SyntheticConfig
 from nbf_ros.data.crops import render_crop
 from nbf_ros.evaluation.metrics import LATERAL_M
 from nbf_ros.training.mirror import MIRROR_X, kernel_mirror_map, mirror_crop
-
-
-def mirror_limb(name: str) -> str:
-    return name.replace("left", "@").replace("right", "left").replace("@", "right")
 
 
 def test_the_kernel_map_sends_each_kernel_to_its_mirror_place(labels):
@@ -27,7 +23,7 @@ def test_the_kernel_map_sends_each_kernel_to_its_mirror_place(labels):
     lateral = np.abs(sites[:, 0]) > LATERAL_M
     assert np.all(np.sign(sites[mapped[lateral], 0]) == -np.sign(sites[lateral, 0]))
     limbs = [LIMB_NAMES[p] for p in labels.kernel_part]
-    same = np.mean([limbs[m] == mirror_limb(limbs[k]) for k, m in enumerate(mapped)])
+    same = np.mean([limbs[m] == mirror_name(limbs[k]) for k, m in enumerate(mapped)])
     assert same > 0.95
 
 
@@ -61,8 +57,6 @@ def test_orientation_bins_of_the_mirrored_pose_are_the_mirrored_bins(body, label
     bins = torch.from_numpy(sphere_bin_directions(4))
     swap = [0, 1, 3, 2]
     assert torch.allclose(bins * torch.tensor(MIRROR_X), bins[swap], atol=1e-12)
-    from nbf_ros.body.nbv import LIMBS
-
     s = render_crop(5, SyntheticConfig(), body, labels, NetConfig(crop_size=96), occlusion=False)
     joints = torch.from_numpy(np.asarray(s.joints3d, np.float64))
     mirrored = joints[MIRROR_JOINTS] * torch.tensor(MIRROR_X)
@@ -72,5 +66,5 @@ def test_orientation_bins_of_the_mirrored_pose_are_the_mirrored_bins(body, label
         d = torch.nn.functional.normalize(j[limbs[:, 1]] - j[limbs[:, 0]], dim=-1)
         return orientation_weights(d, 4, "sphere", 4.0, bins)
 
-    limb_mirror = [LIMB_NAMES.index(mirror_limb(n)) for n in LIMB_NAMES]
+    limb_mirror = [LIMB_NAMES.index(mirror_name(n)) for n in LIMB_NAMES]
     assert torch.allclose(weights(mirrored)[limb_mirror], weights(joints)[:, swap], atol=1e-9)

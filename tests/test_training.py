@@ -25,13 +25,7 @@ from nbf_ros.training.trainer import BodyContext, Trainer
 T = 0.07
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP barrier stalls on a busy shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors
 
 
 def _unit(*shape: int, seed: int = 0) -> torch.Tensor:
